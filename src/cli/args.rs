@@ -1,0 +1,190 @@
+//! The command line as clap sees it: raw flags, as close to what was typed as possible, no
+//! I/O. [`super::config`] turns them into validated settings once.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Move large file collections into a store (a local folder, later Telegram) over many
+/// time-budgeted runs, carrying progress in a portable JSON state file.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tgferry",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// More log output (-v: info, -vv: debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Store files from the source until everything is stored or the budget is spent.
+    Run(RunArgs),
+    /// Show a state file: progress, failures, the last runs.
+    Status(StatusArgs),
+    /// Reset failure counts so given-up files are tried again.
+    Retry(RetryArgs),
+    /// Print the JSON Schema of the state file.
+    Schema,
+}
+
+/// What to do with a state file that cannot be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnCorruptArg {
+    /// Stop with an error; the file is left untouched.
+    Fail,
+    /// Move it aside to `<name>.corrupt.<timestamp>` and start a fresh state.
+    Fresh,
+}
+
+/// Work order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OrderArg {
+    /// By path.
+    Path,
+    /// Smallest files first (most files per run).
+    SmallFirst,
+    /// Largest files first.
+    LargeFirst,
+}
+
+/// How content is written to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EncryptionArg {
+    /// Plain copies under their relative paths, split into .001, .002... when large.
+    None,
+}
+
+/// `tgferry run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The folder to store.
+    #[arg(long, env = "TGFERRY_SOURCE", value_name = "DIR")]
+    pub source: String,
+    /// Where to store it.
+    #[arg(long, env = "TGFERRY_STORE", value_name = "DIR")]
+    pub store: String,
+    /// The state file (created on the first run).
+    #[arg(
+        long,
+        env = "TGFERRY_STATE",
+        value_name = "FILE",
+        default_value = "tgferry-state.json"
+    )]
+    pub state: PathBuf,
+    /// Time budget from process start, e.g. 5h30m; without it (and --deadline) the run goes
+    /// until everything is stored.
+    #[arg(long, env = "TGFERRY_BUDGET", value_name = "DURATION")]
+    pub budget: Option<String>,
+    /// Absolute deadline (RFC 3339, e.g. 2026-11-22T06:00:00Z); the earlier of this and
+    /// --budget applies.
+    #[arg(long, env = "TGFERRY_DEADLINE", value_name = "TIME")]
+    pub deadline: Option<String>,
+    /// Time kept at the end of the budget for saving state [default: 1m, at most a tenth of
+    /// the budget].
+    #[arg(long, env = "TGFERRY_RESERVE", value_name = "DURATION")]
+    pub reserve: Option<String>,
+    /// Files worked on at once.
+    #[arg(long, env = "TGFERRY_JOBS", value_name = "N", default_value_t = 2)]
+    pub jobs: usize,
+    /// Only paths matching these globs (relative to the source, e.g. `**/*.jpg`).
+    #[arg(
+        long,
+        env = "TGFERRY_INCLUDE",
+        value_name = "GLOB",
+        value_delimiter = ','
+    )]
+    pub include: Vec<String>,
+    /// Leave out paths matching these globs.
+    #[arg(
+        long,
+        env = "TGFERRY_EXCLUDE",
+        value_name = "GLOB",
+        value_delimiter = ','
+    )]
+    pub exclude: Vec<String>,
+    /// Runs a file may fail in before it is given up.
+    #[arg(
+        long,
+        env = "TGFERRY_MAX_FAILURES",
+        value_name = "N",
+        default_value_t = 3
+    )]
+    pub max_failures: u32,
+    /// Waits between retries of a failing file within a run ("none" for no retries).
+    #[arg(
+        long,
+        env = "TGFERRY_BACKOFF",
+        value_name = "LIST",
+        default_value = "30s,60s,120s,300s,600s"
+    )]
+    pub backoff: String,
+    /// Work order.
+    #[arg(long, env = "TGFERRY_ORDER", value_enum, default_value = "path")]
+    pub order: OrderArg,
+    /// Size of the parts files are cut into (e.g. 512MiB, 2GiB).
+    #[arg(
+        long,
+        env = "TGFERRY_PART_SIZE",
+        value_name = "SIZE",
+        default_value = "512MiB"
+    )]
+    pub part_size: String,
+    /// How content is written to the store.
+    #[arg(long, env = "TGFERRY_ENCRYPTION", value_enum, default_value = "none")]
+    pub encryption: EncryptionArg,
+    /// Use a state that belongs to another source or store.
+    #[arg(long, env = "TGFERRY_FORCE")]
+    pub force: bool,
+    /// What to do with a state file that cannot be parsed.
+    #[arg(
+        long,
+        env = "TGFERRY_ON_CORRUPT_STATE",
+        value_enum,
+        default_value = "fail"
+    )]
+    pub on_corrupt_state: OnCorruptArg,
+    /// Interval of progress lines when not on a terminal (CI).
+    #[arg(
+        long,
+        env = "TGFERRY_PROGRESS_INTERVAL",
+        value_name = "DURATION",
+        default_value = "30s"
+    )]
+    pub progress_interval: String,
+    /// No progress output (warnings and the summary still print).
+    #[arg(short, long, env = "TGFERRY_QUIET")]
+    pub quiet: bool,
+}
+
+/// `tgferry status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The state file.
+    #[arg(env = "TGFERRY_STATE", default_value = "tgferry-state.json")]
+    pub state: PathBuf,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tgferry retry`.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The state file.
+    pub state: PathBuf,
+    /// Paths to reset (as shown by `tgferry status`).
+    #[arg(required_unless_present = "all")]
+    pub paths: Vec<String>,
+    /// Reset every failed and given-up file.
+    #[arg(long, conflicts_with = "paths")]
+    pub all: bool,
+}

@@ -1,0 +1,131 @@
+//! Validated settings built once from the raw flags; the library never sees clap.
+
+use std::time::{Duration, SystemTime};
+
+use super::args::{OrderArg, RunArgs};
+use crate::runner::{Filter, Order, RetryPolicy, RunConfig};
+use crate::state::{Encryption, Job, LoadOptions, OnCorrupt};
+
+/// Everything `tgferry run` needs, checked.
+#[derive(Debug)]
+pub struct RunSettings {
+    /// The job identity recorded in the state.
+    pub job: Job,
+    /// Runner behaviour.
+    pub run: RunConfig,
+    /// Budget from process start (the earlier of --budget and --deadline).
+    pub budget: Option<Duration>,
+    /// Reserve for saving state.
+    pub reserve: Duration,
+    /// How to load the state.
+    pub load: LoadOptions,
+    /// Progress line interval.
+    pub progress_interval: Duration,
+}
+
+/// A flag with a bad value: the message names the flag and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn duration(flag: &str, text: &str) -> Result<Duration, UsageError> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        UsageError(format!(
+            "{flag} {text:?} is not a duration ({e}); write e.g. 5h30m, 90s"
+        ))
+    })
+}
+
+/// Normalises a source or store as recorded in the state: trailing slashes dropped.
+fn job_name(s: &str) -> String {
+    let t = s.trim_end_matches('/');
+    if t.is_empty() {
+        s.to_string()
+    } else {
+        t.to_string()
+    }
+}
+
+impl RunSettings {
+    /// Checks the flags; `now` is the wall clock at process start.
+    pub fn from_args(a: &RunArgs, now: SystemTime) -> Result<Self, UsageError> {
+        let mut budget = match &a.budget {
+            Some(b) => Some(duration("--budget", b)?),
+            None => None,
+        };
+        if let Some(d) = &a.deadline {
+            let ts: jiff::Timestamp = d.trim().parse().map_err(|e| {
+                UsageError(format!(
+                    "--deadline {d:?} is not an RFC 3339 time ({e}); write e.g. 2026-11-22T06:00:00Z"
+                ))
+            })?;
+            let left = SystemTime::from(ts)
+                .duration_since(now)
+                .unwrap_or(Duration::ZERO);
+            budget = Some(budget.map_or(left, |b| b.min(left)));
+        }
+        let reserve = match &a.reserve {
+            Some(r) => duration("--reserve", r)?,
+            None => budget.map_or(Duration::from_secs(60), |b| {
+                Duration::from_secs(60).min(b / 10)
+            }),
+        };
+        let part_size = parse_size::Config::new()
+            .with_binary()
+            .parse_size(a.part_size.trim())
+            .map_err(|e| {
+                UsageError(format!(
+                    "--part-size {:?} is not a size ({e}); write e.g. 512MiB or 2GiB",
+                    a.part_size
+                ))
+            })?;
+        if part_size == 0 {
+            return Err(UsageError("--part-size must be more than 0".into()));
+        }
+        if a.jobs == 0 || a.jobs > 64 {
+            return Err(UsageError(format!(
+                "--jobs {} must be between 1 and 64",
+                a.jobs
+            )));
+        }
+        if a.max_failures == 0 {
+            return Err(UsageError("--max-failures must be at least 1".into()));
+        }
+        let retry =
+            RetryPolicy::parse(&a.backoff).map_err(|e| UsageError(format!("--backoff: {e}")))?;
+        let filter = Filter::new(&a.include, &a.exclude).map_err(UsageError)?;
+        let order = match a.order {
+            OrderArg::Path => Order::Path,
+            OrderArg::SmallFirst => Order::SmallFirst,
+            OrderArg::LargeFirst => Order::LargeFirst,
+        };
+        if a.source.trim().is_empty() || a.store.trim().is_empty() {
+            return Err(UsageError("--source and --store must not be empty".into()));
+        }
+        Ok(RunSettings {
+            job: Job {
+                source: job_name(&a.source),
+                store: job_name(&a.store),
+                encryption: Encryption::None,
+            },
+            run: RunConfig {
+                jobs: a.jobs,
+                filter,
+                max_failures: a.max_failures,
+                retry,
+                order,
+                part_size,
+            },
+            budget,
+            reserve,
+            load: LoadOptions {
+                force: a.force,
+                on_corrupt: match a.on_corrupt_state {
+                    super::args::OnCorruptArg::Fail => OnCorrupt::Fail,
+                    super::args::OnCorruptArg::Fresh => OnCorrupt::Fresh,
+                },
+            },
+            progress_interval: duration("--progress-interval", &a.progress_interval)?,
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! Exit codes: one constant per outcome, documented in the README, and one exhaustive
+//! mapping from errors to codes. An exit code not listed here is a failure.
+
+use crate::runner::RunError;
+use crate::state::StateError;
+
+/// Everything stored, or the run stopped on its budget or a rate limit (state saved).
+pub const OK: u8 = 0;
+/// An unexpected internal error.
+pub const INTERNAL: u8 = 1;
+/// Bad command line: a flag's value, a missing argument.
+pub const USAGE: u8 = 2;
+/// The run finished (state saved) but some files failed in it.
+pub const FILES_FAILED: u8 = 3;
+/// The state file cannot be read or parsed (left untouched).
+pub const STATE_UNREADABLE: u8 = 4;
+/// The state file was written by a newer tgferry.
+pub const STATE_TOO_NEW: u8 = 5;
+/// The state file belongs to another source or store.
+pub const STATE_FOREIGN: u8 = 6;
+/// Another process holds the state's lock.
+pub const STATE_LOCKED: u8 = 7;
+/// The source is missing or unusable.
+pub const SOURCE_UNAVAILABLE: u8 = 8;
+/// The store is full or cannot be written (state saved).
+pub const STORE_UNAVAILABLE: u8 = 9;
+/// Stopped by SIGINT or SIGTERM (state saved).
+pub const INTERRUPTED: u8 = 130;
+
+/// A command's failure: the code and the message to print.
+#[derive(Debug)]
+pub struct Exit {
+    /// The exit code.
+    pub code: u8,
+    /// The message, naming the thing and the fix.
+    pub message: String,
+}
+
+/// The exit code for a state error.
+pub fn for_state_error(e: &StateError) -> u8 {
+    match e {
+        StateError::Io { .. } | StateError::Corrupt { .. } | StateError::JournalCorrupt { .. } => {
+            STATE_UNREADABLE
+        }
+        StateError::Newer { .. } => STATE_TOO_NEW,
+        StateError::Foreign { .. } => STATE_FOREIGN,
+        StateError::Locked { .. } => STATE_LOCKED,
+    }
+}
+
+/// The exit code for an error that ended a run.
+pub fn for_run_error(e: &RunError) -> u8 {
+    match e {
+        RunError::Source(_) => SOURCE_UNAVAILABLE,
+        RunError::Store(_) => STORE_UNAVAILABLE,
+        RunError::State(e) => for_state_error(e),
+    }
+}

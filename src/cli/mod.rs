@@ -1,0 +1,275 @@
+//! The command line: parses flags ([`args`]), validates them once ([`config`]), runs the
+//! subcommand and maps every outcome to a documented exit code ([`exit`]).
+
+pub mod args;
+pub mod config;
+pub mod exit;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use crate::report::{progress, status::Status, summary};
+use crate::runner::{Budget, Events, RunError, Runner};
+use crate::source::local::LocalSource;
+use crate::state::{StateError, StateFile, StopReason};
+use crate::store::local::LocalStore;
+use args::{Cli, Command};
+use exit::Exit;
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    // The budget is measured from process start.
+    let started = std::time::Instant::now();
+    let wall = SystemTime::now();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run(a) => run(a, started, wall).await,
+            Command::Status(a) => status(a),
+            Command::Retry(a) => retry(a),
+            Command::Schema => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&crate::state::State::json_schema())
+                        .expect("schema serializes")
+                );
+                Ok(exit::OK)
+            }
+        }
+    });
+    // Blocking reads of the source may still be parked; do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// Cancels `token` on SIGINT or SIGTERM (GitHub sends SIGINT, then SIGTERM 7.5 s later);
+/// a second signal ends the process at once (state writes are atomic, so that is safe).
+fn watch_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            eprintln!("{name} received: stopping and saving state (a second signal exits at once)");
+            token.cancel();
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            eprintln!("second signal: exiting now");
+            std::process::exit(exit::INTERRUPTED as i32);
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                token.cancel();
+            }
+        }
+    });
+}
+
+async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) -> Result<u8, Exit> {
+    let settings = config::RunSettings::from_args(&a, wall).map_err(Exit::usage)?;
+    let started = tokio::time::Instant::from_std(started);
+    let budget = match settings.budget {
+        Some(b) => Budget::until(started, started + b, settings.reserve),
+        None => Budget::unlimited(started),
+    };
+    let (state, opened) =
+        StateFile::open(&a.state, &settings.job, &settings.load).map_err(Exit::state)?;
+    if opened.fresh {
+        eprintln!("no state at {}: starting a new one", a.state.display());
+    }
+    if let Some(aside) = &opened.moved_aside {
+        eprintln!(
+            "the unreadable state was moved aside to {}; starting a new one",
+            aside.display()
+        );
+    }
+    if let Some(run) = &opened.replay.interrupted_run {
+        eprintln!(
+            "the previous run (started {}) ended without saving; recovered {} checkpoints from its journal",
+            run.started, opened.replay.applied
+        );
+    }
+    let interrupt = CancellationToken::new();
+    watch_signals(interrupt.clone());
+    let is_ci = std::env::var_os("CI").is_some() || std::env::var_os("GITHUB_ACTIONS").is_some();
+    let mode = progress::resolve(
+        std::io::stderr().is_terminal(),
+        is_ci,
+        a.quiet,
+        settings.progress_interval,
+    );
+    let (events, rx) = Events::channel();
+    let reporter = tokio::spawn(progress::render(rx, mode));
+    let runner = Runner::new(
+        Arc::new(LocalSource::new(&a.source)),
+        Arc::new(LocalStore::new(&a.store)),
+        settings.run,
+        budget,
+        events,
+        interrupt,
+    );
+    let result = runner.run(state).await;
+    let _ = reporter.await;
+    match result {
+        Ok((_state, report)) => {
+            print!("{}", summary::render(&report));
+            Ok(match report.stop_reason {
+                StopReason::Error => report
+                    .fatal
+                    .as_ref()
+                    .map_or(exit::INTERNAL, exit::for_run_error),
+                StopReason::Interrupted => exit::INTERRUPTED,
+                _ if !report.failed.is_empty() => exit::FILES_FAILED,
+                _ => exit::OK,
+            })
+        }
+        Err((_state, e)) => Err(Exit::run(e)),
+    }
+}
+
+fn status(a: args::StatusArgs) -> Result<u8, Exit> {
+    let Some((state, _replay)) = crate::state::read_with_journal(&a.state).map_err(Exit::state)?
+    else {
+        return Err(Exit {
+            code: exit::STATE_UNREADABLE,
+            message: format!(
+                "no state file at {}; run `tgferry run` first, or download the state artifact \
+                 (gh run download RUN_ID -n tgferry-state)",
+                a.state.display()
+            ),
+        });
+    };
+    let status = Status::of(&state);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).expect("status serializes")
+        );
+    } else {
+        print!("{}", status.render(&a.state.display().to_string()));
+    }
+    Ok(exit::OK)
+}
+
+fn retry(a: args::RetryArgs) -> Result<u8, Exit> {
+    let Some((mut file, _)) = StateFile::open_existing(&a.state).map_err(Exit::state)? else {
+        return Err(Exit {
+            code: exit::STATE_UNREADABLE,
+            message: format!("no state file at {}", a.state.display()),
+        });
+    };
+    let failed = &file.state().failed;
+    let targets: Vec<String> = if a.all {
+        failed.keys().cloned().collect()
+    } else {
+        let unknown: Vec<_> = a
+            .paths
+            .iter()
+            .filter(|p| !failed.contains_key(*p))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Exit::usage(config::UsageError(format!(
+                "not failed in {}: {}; `tgferry status` lists the failed paths (nothing was changed)",
+                a.state.display(),
+                unknown
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))));
+        }
+        a.paths.clone()
+    };
+    for path in &targets {
+        file.state_mut().failed.remove(path);
+    }
+    file.commit().map_err(Exit::state)?;
+    println!(
+        "reset {} files; the next run tries them again",
+        targets.len()
+    );
+    Ok(exit::OK)
+}
+
+impl Exit {
+    fn usage(e: config::UsageError) -> Self {
+        Exit {
+            code: exit::USAGE,
+            message: e.0,
+        }
+    }
+
+    fn state(e: StateError) -> Self {
+        Exit {
+            code: exit::for_state_error(&e),
+            message: e.to_string(),
+        }
+    }
+
+    fn run(e: RunError) -> Self {
+        Exit {
+            code: exit::for_run_error(&e),
+            message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! tgferry moves large file collections into a store (a local directory, later Telegram)
+//! from time-budgeted runs, checkpointing into a portable JSON state file so that the next
+//! run carries on exactly where this one stopped.
+//!
+//! The crate is layered the way data flows (see `docs/architecture.md`):
+//!
+//! - [`source`]: where files come from ([`source::Source`]: local directory, in-memory double).
+//! - [`store`]: where parts go ([`store::Store`]: local directory, in-memory double).
+//! - [`state`]: the state file model, its schema, atomic saves and the append-only journal.
+//! - [`runner`]: the budgeted loop: scheduling, retries with backoff, failure cap, stopping.
+//! - [`report`]: turning runner events and states into progress bars, CI lines and status text.
+//! - [`cli`]: the command line; the only module that knows about clap.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod report;
+pub mod runner;
+pub mod source;
+pub mod state;
+pub mod store;
+pub mod time;

@@ -1,0 +1,601 @@
+//! The runner: one budgeted run from a source into a store.
+//!
+//! It lists the source, plans against the state ([`plan`]), then keeps up to `jobs` files
+//! moving ([`transfer`]) while it honours the budget ([`budget`]), retries transient
+//! failures after the policy's waits ([`retry`]) without holding a worker, counts failures
+//! per file across runs, and stops cleanly on budget, rate limits, signals and fatal errors.
+//! Everything it learns goes into the state's journal as it happens; the caller saves the
+//! state whole at the end ([`crate::state::StateFile::finish_run`] is called here).
+
+pub mod budget;
+pub mod events;
+pub mod plan;
+pub mod retry;
+pub mod transfer;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use budget::Budget;
+pub use events::{Event, Events};
+pub use plan::{Filter, Order, WorkItem};
+pub use retry::RetryPolicy;
+
+use crate::source::{Source, SourceError};
+use crate::state::{Failed, FailureKind, Record, RunRecord, StateError, StateFile, StopReason};
+use crate::store::{Store, StoreError};
+use transfer::{Context, FileError, FileOutcome};
+
+/// How a run behaves (everything but the source, store, state and budget).
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Files worked on at once.
+    pub jobs: usize,
+    /// Which files take part.
+    pub filter: Filter,
+    /// Runs a file may fail in before it is given up.
+    pub max_failures: u32,
+    /// Waits between tries within a run.
+    pub retry: RetryPolicy,
+    /// Work order.
+    pub order: Order,
+    /// Part size in bytes.
+    pub part_size: u64,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            jobs: 2,
+            filter: Filter::default(),
+            max_failures: 3,
+            retry: RetryPolicy::default(),
+            order: Order::Path,
+            part_size: 512 << 20,
+        }
+    }
+}
+
+/// Errors that end a run before or while it works.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The source root is unusable.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The store is unusable (full, not writable).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The state could not be written.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// What a run did and what is left.
+#[derive(Debug)]
+pub struct RunReport {
+    /// Why it stopped.
+    pub stop_reason: StopReason,
+    /// The run as recorded in the state's history.
+    pub run: RunRecord,
+    /// The fatal error, for [`StopReason::Error`].
+    pub fatal: Option<RunError>,
+    /// Files not yet stored (not counting given-up ones).
+    pub files_left: u64,
+    /// Their bytes (less parts already stored).
+    pub bytes_left: u64,
+    /// Files that failed in this run, with their errors.
+    pub failed: Vec<(String, String)>,
+    /// Files given up (in this run or before).
+    pub given_up: Vec<String>,
+    /// Files in the source after filters.
+    pub files_total: u64,
+    /// Their bytes.
+    pub bytes_total: u64,
+    /// For [`StopReason::RateLimited`]: how long the store asked to wait.
+    pub rate_limit_wait: Option<Duration>,
+    /// Elapsed time of the run.
+    pub elapsed: Duration,
+}
+
+/// One run over a source and a store.
+pub struct Runner<S, T> {
+    source: Arc<S>,
+    store: Arc<T>,
+    config: RunConfig,
+    budget: Arc<Budget>,
+    events: Events,
+    interrupt: CancellationToken,
+}
+
+/// Files waiting for their retry time.
+struct Waiting {
+    at: Instant,
+    item: Pending,
+}
+
+/// A work item with its retry bookkeeping for this run.
+struct Pending {
+    item: WorkItem,
+    backoff: std::vec::IntoIter<Duration>,
+    tries: u32,
+    last_error: Option<(String, FailureKind)>,
+}
+
+impl<S: Source, T: Store> Runner<S, T> {
+    /// A runner; `interrupt` is cancelled by signal handlers to stop the run early.
+    pub fn new(
+        source: Arc<S>,
+        store: Arc<T>,
+        config: RunConfig,
+        budget: Budget,
+        events: Events,
+        interrupt: CancellationToken,
+    ) -> Self {
+        Runner {
+            source,
+            store,
+            config,
+            budget: Arc::new(budget),
+            events,
+            interrupt,
+        }
+    }
+
+    /// Runs until done, out of budget, rate-limited, interrupted or failed, then saves the
+    /// state whole. Errors before any work (source or store unusable) are returned as
+    /// `Err` with the state untouched; errors during work end the run with
+    /// [`StopReason::Error`] and a saved state.
+    pub async fn run(
+        self,
+        state: StateFile,
+    ) -> Result<(StateFile, RunReport), (StateFile, RunError)> {
+        let listing = match self.source.list().await {
+            Ok(l) => l,
+            Err(e) => return Err((state, e.into())),
+        };
+        if let Err(e) = self.store.prepare().await {
+            return Err((state, e.into()));
+        }
+        let mut state = state;
+        if let Err(e) = state.begin_run(crate::time::now()) {
+            return Err((state, e.into()));
+        }
+        let state = Arc::new(Mutex::new(state));
+        let result = self.work(&state, listing).await;
+        let mut state = Arc::try_unwrap(state)
+            .map_err(|_| ())
+            .expect("all transfers finished")
+            .into_inner()
+            .unwrap();
+        let mut report = result;
+        let saved = state.finish_run(|run| {
+            run.stop_reason = report.stop_reason;
+            run.resume_after = report.rate_limit_wait.and_then(|w| {
+                crate::time::now()
+                    .checked_add(jiff::SignedDuration::try_from(w).ok()?)
+                    .ok()
+            });
+            run.detail = report.fatal.as_ref().map(|e| e.to_string());
+        });
+        match saved {
+            Ok(run) => report.run = run,
+            Err(e) => return Err((state, e.into())),
+        }
+        report.elapsed = self.budget.started().elapsed();
+        Ok((state, report))
+    }
+
+    async fn work(
+        &self,
+        state: &Arc<Mutex<StateFile>>,
+        listing: crate::source::Listing,
+    ) -> RunReport {
+        let cfg = &self.config;
+        let plan = {
+            let st = state.lock().unwrap();
+            plan::plan(&listing, st.state(), &cfg.filter, cfg.order, cfg.part_size)
+        };
+        let mut report = RunReport {
+            stop_reason: StopReason::Complete,
+            run: RunRecord::started(crate::time::now()),
+            fatal: None,
+            files_left: 0,
+            bytes_left: 0,
+            failed: Vec::new(),
+            given_up: plan.given_up.clone(),
+            files_total: plan.files_total,
+            bytes_total: plan.bytes_total,
+            rate_limit_wait: None,
+            elapsed: Duration::ZERO,
+        };
+        if let Err(e) = self.record_plan(state, &plan, &listing) {
+            report.stop_reason = StopReason::Error;
+            report.fatal = Some(e.into());
+            return report;
+        }
+        self.events.emit(Event::Planned {
+            files_total: plan.files_total,
+            bytes_total: plan.bytes_total,
+            files_done: plan.files_done,
+            bytes_done: plan.bytes_done,
+            files_todo: plan.work.len() as u64,
+            given_up: plan.given_up.len() as u64,
+        });
+        for (path, error) in &listing.errors {
+            // Folders or files that could not even be examined count as failures.
+            let err = FileError::Source(error.clone());
+            self.fail_for_run(state, path, &err, 1, &mut report);
+        }
+        if plan.work.is_empty() {
+            report.stop_reason = StopReason::NothingToDo;
+            self.events.emit(Event::Stopping {
+                reason: report.stop_reason,
+            });
+            return report;
+        }
+
+        let cancel = self.interrupt.child_token();
+        let ctx = Arc::new(Context {
+            source: self.source.clone(),
+            store: self.store.clone(),
+            state: state.clone(),
+            budget: self.budget.clone(),
+            events: self.events.clone(),
+            part_size: cfg.part_size,
+            cancel: cancel.clone(),
+            listed: Arc::new(
+                listing
+                    .files
+                    .iter()
+                    .map(|e| e.path.clone())
+                    .collect::<HashSet<_>>(),
+            ),
+        });
+        let mut queue: VecDeque<Pending> = plan
+            .work
+            .into_iter()
+            .map(|item| Pending {
+                item,
+                backoff: cfg.retry.clone().build(),
+                tries: 0,
+                last_error: None,
+            })
+            .collect();
+        let mut waiting: Vec<Waiting> = Vec::new();
+        let mut deferred: Vec<Pending> = Vec::new();
+        let mut running: JoinSet<(Pending, FileOutcome)> = JoinSet::new();
+        let mut paused_until: Option<Instant> = None;
+        let mut stop: Option<StopReason> = None;
+
+        loop {
+            let now = Instant::now();
+            // Retries whose time has come go first.
+            let (ready, still): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|w| w.at <= now);
+            waiting = still;
+            for w in ready.into_iter().rev() {
+                queue.push_front(w.item);
+            }
+            let paused = paused_until.is_some_and(|p| p > now);
+            if stop.is_none() && !paused {
+                while running.len() < cfg.jobs.max(1) {
+                    let Some(p) = queue.pop_front() else { break };
+                    if !self
+                        .budget
+                        .can_finish(next_part_len(&p.item, cfg.part_size))
+                    {
+                        deferred.push(p);
+                        continue;
+                    }
+                    let ctx = ctx.clone();
+                    running.spawn(async move {
+                        let outcome = transfer::transfer(&ctx, &p.item).await;
+                        (p, outcome)
+                    });
+                }
+            }
+            if running.is_empty() {
+                if stop.is_some() {
+                    break;
+                }
+                if queue.is_empty() && waiting.is_empty() {
+                    stop = Some(if deferred.is_empty() {
+                        StopReason::Complete
+                    } else {
+                        StopReason::BudgetSpent
+                    });
+                    break;
+                }
+                let next = waiting.iter().map(|w| w.at).min();
+                if queue.is_empty()
+                    && let (Some(next), Some(stop_at)) = (next, self.budget.stop_at())
+                    && next >= stop_at
+                {
+                    stop = Some(StopReason::BudgetSpent);
+                    break;
+                }
+            }
+            let wake = waiting
+                .iter()
+                .map(|w| w.at)
+                .chain(paused_until.filter(|p| *p > now))
+                .min();
+            tokio::select! {
+                joined = running.join_next(), if !running.is_empty() => {
+                    let Some(joined) = joined else { continue };
+                    let (mut p, outcome) = match joined {
+                        Ok(x) => x,
+                        Err(e) if e.is_cancelled() => continue,
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    };
+                    match outcome {
+                        FileOutcome::Completed => {}
+                        FileOutcome::Abandoned => deferred.push(p),
+                        FileOutcome::Deferred => deferred.push(p),
+                        FileOutcome::Failed(err) => {
+                            if let Some(wait) = transfer::rate_limit(&err) {
+                                let len = next_part_len(&p.item, cfg.part_size);
+                                if stop.is_none() && self.budget.fits_wait(wait, len) {
+                                    self.events.emit(Event::Waiting { wait });
+                                    paused_until = Some(Instant::now() + wait);
+                                    queue.push_front(p);
+                                } else {
+                                    if stop.is_none() {
+                                        stop = Some(StopReason::RateLimited);
+                                        report.rate_limit_wait = Some(wait);
+                                        cancel.cancel();
+                                    }
+                                    deferred.push(p);
+                                }
+                                continue;
+                            }
+                            if let Some(fatal) = fatal(&err) {
+                                if stop.is_none() {
+                                    stop = Some(StopReason::Error);
+                                    report.fatal = Some(fatal);
+                                    cancel.cancel();
+                                }
+                                deferred.push(p);
+                                continue;
+                            }
+                            p.tries += 1;
+                            let kind = kind_of(&err);
+                            p.last_error = Some((err.to_string(), kind));
+                            let delay = match kind {
+                                FailureKind::Transient if stop.is_none() => p.backoff.next(),
+                                _ => None,
+                            };
+                            let at = delay.map(|d| Instant::now() + d);
+                            match (delay, at) {
+                                (Some(d), Some(at))
+                                    if self.budget.stop_at().is_none_or(|s| at < s) =>
+                                {
+                                    self.events.emit(Event::FileRetry {
+                                        path: p.item.entry.path.clone(),
+                                        error: err.to_string(),
+                                        retry_in: d,
+                                    });
+                                    waiting.push(Waiting { at, item: p });
+                                }
+                                _ => {
+                                    let path = p.item.entry.path.clone();
+                                    self.fail_for_run(state, &path, &err, p.tries, &mut report);
+                                    if report.fatal.is_some() && stop.is_none() {
+                                        stop = Some(StopReason::Error);
+                                        cancel.cancel();
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                _ = sleep_until_opt(wake), if wake.is_some() => {}
+                _ = sleep_until_opt(self.budget.stop_at()), if stop.is_none() && self.budget.stop_at().is_some() => {
+                    stop = Some(StopReason::BudgetSpent);
+                    cancel.cancel();
+                }
+                _ = self.interrupt.cancelled(), if stop.is_none() => {
+                    stop = Some(StopReason::Interrupted);
+                    cancel.cancel();
+                }
+            }
+            if stop.is_some() && !running.is_empty() {
+                // Give transfers a moment to drop their parts cleanly, then cut them off.
+                let grace = tokio::time::sleep(Duration::from_millis(1500));
+                tokio::pin!(grace);
+                loop {
+                    tokio::select! {
+                        joined = running.join_next() => match joined {
+                            Some(Ok((p, FileOutcome::Failed(err)))) if fatal(&err).is_none()
+                                && transfer::rate_limit(&err).is_none() => {
+                                let path = p.item.entry.path.clone();
+                                self.fail_for_run(state, &path, &err, p.tries + 1, &mut report);
+                            }
+                            Some(Ok((p, _))) => deferred.push(p),
+                            Some(Err(_)) => {}
+                            None => break,
+                        },
+                        _ = &mut grace => {
+                            running.abort_all();
+                            while running.join_next().await.is_some() {}
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+
+        // Files waiting for a retry when the run ends have failed in this run.
+        for w in waiting.drain(..) {
+            let path = w.item.item.entry.path.clone();
+            let (msg, kind) = w
+                .item
+                .last_error
+                .clone()
+                .unwrap_or_else(|| ("unknown".into(), FailureKind::Transient));
+            self.record_failure(state, &path, msg, kind, w.item.tries, &mut report);
+            deferred.push(w.item);
+        }
+        let left: Vec<&Pending> = deferred.iter().chain(queue.iter()).collect();
+        report.files_left = left.len() as u64;
+        report.bytes_left = left
+            .iter()
+            .map(|p| {
+                let done: u64 = {
+                    let st = state.lock().unwrap();
+                    st.state()
+                        .in_progress
+                        .get(&p.item.entry.path)
+                        .map(|ip| ip.parts.iter().map(|x| x.len).sum())
+                        .unwrap_or(0)
+                };
+                p.item.entry.size.saturating_sub(done)
+            })
+            .sum();
+        report.stop_reason = stop.unwrap_or(StopReason::Complete);
+        if report.stop_reason == StopReason::Complete && report.files_left > 0 {
+            report.stop_reason = StopReason::BudgetSpent;
+        }
+        self.events.emit(Event::Stopping {
+            reason: report.stop_reason,
+        });
+        report
+    }
+
+    fn record_plan(
+        &self,
+        state: &Arc<Mutex<StateFile>>,
+        plan: &plan::Plan,
+        listing: &crate::source::Listing,
+    ) -> Result<(), StateError> {
+        let mut st = state.lock().unwrap();
+        st.set_run_totals(plan.files_total, plan.bytes_total)?;
+        for path in &plan.stale_in_progress {
+            st.record(Record::InProgressDropped { path: path.clone() })?;
+        }
+        for (path, reason) in &plan.newly_refused {
+            self.events.emit(Event::Skipped {
+                path: path.clone(),
+                reason: reason.clone(),
+            });
+            st.record(Record::Skipped {
+                path: path.clone(),
+                entry: crate::state::Skipped {
+                    reason: reason.clone(),
+                    since: crate::time::now(),
+                },
+            })?;
+        }
+        for path in &plan.no_longer_refused {
+            st.record(Record::SkipCleared { path: path.clone() })?;
+        }
+        let _ = listing;
+        Ok(())
+    }
+
+    fn fail_for_run(
+        &self,
+        state: &Arc<Mutex<StateFile>>,
+        path: &str,
+        err: &FileError,
+        tries: u32,
+        report: &mut RunReport,
+    ) {
+        if let FileError::State(e) = err {
+            report.fatal = Some(RunError::State(clone_state_error(e)));
+        }
+        self.record_failure(state, path, err.to_string(), kind_of(err), tries, report);
+    }
+
+    fn record_failure(
+        &self,
+        state: &Arc<Mutex<StateFile>>,
+        path: &str,
+        message: String,
+        kind: FailureKind,
+        tries: u32,
+        report: &mut RunReport,
+    ) {
+        let now = crate::time::now();
+        let mut st = state.lock().unwrap();
+        let prev = st.state().failed.get(path).cloned();
+        let attempts = prev.as_ref().map_or(0, |f| f.attempts) + 1;
+        let given_up = attempts >= self.config.max_failures;
+        let entry = Failed {
+            attempts,
+            tries: prev.as_ref().map_or(0, |f| f.tries) + tries.max(1),
+            last_error: message.clone(),
+            kind,
+            first_failed: prev.as_ref().map_or(now, |f| f.first_failed),
+            last_failed: now,
+            given_up,
+        };
+        if let Err(e) = st.record(Record::FileFailed {
+            path: path.to_owned(),
+            entry,
+        }) {
+            report.fatal.get_or_insert(RunError::State(e));
+        }
+        drop(st);
+        report.failed.push((path.to_owned(), message.clone()));
+        if given_up {
+            report.given_up.push(path.to_owned());
+        }
+        self.events.emit(Event::FileFailed {
+            path: path.to_owned(),
+            error: message,
+            given_up,
+        });
+    }
+}
+
+fn next_part_len(item: &WorkItem, part_size: u64) -> u64 {
+    let done = item.resume.as_ref().map_or(0, |r| r.parts.len() as u64);
+    let offset = done * part_size;
+    item.entry.size.saturating_sub(offset).min(part_size)
+}
+
+fn kind_of(err: &FileError) -> FailureKind {
+    match err {
+        FileError::Source(e) if e.is_transient() => FailureKind::Transient,
+        FileError::Store(StoreError::Transient { .. } | StoreError::Missing { .. }) => {
+            FailureKind::Transient
+        }
+        _ => FailureKind::Permanent,
+    }
+}
+
+fn fatal(err: &FileError) -> Option<RunError> {
+    match err {
+        FileError::Store(e) if e.is_fatal() => Some(RunError::Store(e.clone())),
+        FileError::Source(e @ SourceError::Unavailable { .. }) => Some(RunError::Source(e.clone())),
+        FileError::State(e) => Some(RunError::State(clone_state_error(e))),
+        _ => None,
+    }
+}
+
+/// State errors hold an `io::Error`, which does not clone; keep kind and message.
+fn clone_state_error(e: &StateError) -> StateError {
+    match e {
+        StateError::Io { path, source } => StateError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => StateError::Io {
+            path: Default::default(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

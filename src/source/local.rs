@@ -1,0 +1,193 @@
+//! A local directory as a source: listing with walkdir, reading with tokio's file I/O.
+//!
+//! Symbolic links are not followed (they are refused with a reason, like sockets and
+//! devices), so a source can never lead the run outside its root. Names that are not UTF-8
+//! are refused per file rather than mangled.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncSeekExt;
+
+use super::{Listing, Source, SourceEntry, SourceError};
+
+/// A directory on a local file system.
+#[derive(Debug, Clone)]
+pub struct LocalSource {
+    root: PathBuf,
+}
+
+impl LocalSource {
+    /// A source rooted at `root` (checked when listing).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalSource { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, path: &str) -> PathBuf {
+        self.root.join(path)
+    }
+}
+
+fn io_error(path: &str, e: std::io::Error) -> SourceError {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        NotFound => SourceError::Vanished { path: path.into() },
+        PermissionDenied | IsADirectory | InvalidInput => SourceError::Unreadable {
+            path: path.into(),
+            message: e.to_string(),
+        },
+        _ => SourceError::Transient {
+            path: path.into(),
+            message: e.to_string(),
+        },
+    }
+}
+
+fn entry_from(path: String, md: &std::fs::Metadata) -> SourceEntry {
+    SourceEntry {
+        path,
+        size: md.len(),
+        mtime: crate::time::from_system(md.modified().unwrap_or(std::time::UNIX_EPOCH)),
+    }
+}
+
+/// Lists `root` recursively (blocking).
+fn list_blocking(root: &Path) -> Result<Listing, SourceError> {
+    let unavailable = |message: String| SourceError::Unavailable {
+        root: root.display().to_string(),
+        message,
+    };
+    match std::fs::metadata(root) {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => {
+            return Err(unavailable(
+                "is not a directory; --source takes a folder".into(),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(unavailable(
+                "does not exist; check --source (or TGFERRY_SOURCE)".into(),
+            ));
+        }
+        Err(e) => return Err(unavailable(format!("cannot be read: {e}"))),
+    }
+    let mut listing = Listing::default();
+    let walker = walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name();
+    for item in walker {
+        let entry = match item {
+            Ok(entry) => entry,
+            Err(e) => {
+                let rel = e
+                    .path()
+                    .and_then(|p| p.strip_prefix(root).ok())
+                    .map(|p| p.to_string_lossy().replace('\\', "/"))
+                    .unwrap_or_default();
+                let message = e
+                    .io_error()
+                    .map(|io| io.to_string())
+                    .unwrap_or_else(|| e.to_string());
+                listing
+                    .errors
+                    .push((rel.clone(), SourceError::Unreadable { path: rel, message }));
+                continue;
+            }
+        };
+        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+        let Some(rel_str) = rel.to_str() else {
+            let shown = rel.to_string_lossy().into_owned();
+            listing.refused.push((
+                shown,
+                "the name is not valid UTF-8 and cannot be kept losslessly; rename it".into(),
+            ));
+            continue;
+        };
+        let key = if std::path::MAIN_SEPARATOR == '/' {
+            rel_str.to_owned()
+        } else {
+            rel_str.replace(std::path::MAIN_SEPARATOR, "/")
+        };
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        if ft.is_symlink() {
+            listing
+                .refused
+                .push((key, "symbolic link (links are not followed)".into()));
+            continue;
+        }
+        if !ft.is_file() {
+            listing
+                .refused
+                .push((key, "not a regular file (socket, device or pipe)".into()));
+            continue;
+        }
+        if !super::is_clean_relative(&key) {
+            listing.refused.push((
+                key,
+                "the name cannot be stored as a clean relative path".into(),
+            ));
+            continue;
+        }
+        match entry.metadata() {
+            Ok(md) => listing.files.push(entry_from(key, &md)),
+            Err(e) => {
+                let message = e
+                    .io_error()
+                    .map(|io| io.to_string())
+                    .unwrap_or_else(|| e.to_string());
+                listing
+                    .errors
+                    .push((key.clone(), SourceError::Unreadable { path: key, message }));
+            }
+        }
+    }
+    Ok(listing)
+}
+
+impl Source for LocalSource {
+    type Reader = tokio::fs::File;
+
+    async fn list(&self) -> Result<Listing, SourceError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || list_blocking(&root))
+            .await
+            .map_err(|e| SourceError::Unavailable {
+                root: self.root.display().to_string(),
+                message: format!("listing stopped: {e}"),
+            })?
+    }
+
+    async fn open(&self, path: &str, offset: u64) -> Result<Self::Reader, SourceError> {
+        let mut file = tokio::fs::File::open(self.full(path))
+            .await
+            .map_err(|e| io_error(path, e))?;
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset))
+                .await
+                .map_err(|e| io_error(path, e))?;
+        }
+        Ok(file)
+    }
+
+    async fn stat(&self, path: &str) -> Result<SourceEntry, SourceError> {
+        let md = tokio::fs::symlink_metadata(self.full(path))
+            .await
+            .map_err(|e| io_error(path, e))?;
+        if !md.is_file() {
+            return Err(SourceError::Changed {
+                path: path.into(),
+                detail: "is no longer a regular file".into(),
+            });
+        }
+        Ok(entry_from(path.to_owned(), &md))
+    }
+}

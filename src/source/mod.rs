@@ -1,0 +1,133 @@
+//! Sources: where files come from. The runner sees only the [`Source`] trait; a local
+//! directory ([`local::LocalSource`]) and an in-memory double for tests
+//! ([`memory::MemorySource`]) implement it, and an rclone remote will.
+
+pub mod local;
+pub mod memory;
+
+use std::future::Future;
+
+use tokio::io::AsyncRead;
+
+use crate::time::Timestamp;
+
+/// A regular file in a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceEntry {
+    /// Path relative to the source root, `/`-separated, valid UTF-8, no `.` or `..`.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification time.
+    pub mtime: Timestamp,
+}
+
+/// What listing a source found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Regular files.
+    pub files: Vec<SourceEntry>,
+    /// Entries refused on purpose, with the reason (not regular files, non-UTF-8 names).
+    pub refused: Vec<(String, String)>,
+    /// Entries that could not be examined (permission denied on a folder, ...).
+    pub errors: Vec<(String, SourceError)>,
+}
+
+/// Errors from a source.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    /// The source root itself is missing or unusable: the whole run stops.
+    #[error("source {root}: {message}")]
+    Unavailable {
+        /// The source as given.
+        root: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The file is gone.
+    #[error("{path}: no longer exists in the source")]
+    Vanished {
+        /// The file.
+        path: String,
+    },
+    /// The file cannot be read (permission denied and the like); retried next run.
+    #[error("{path}: cannot be read: {message}")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+    /// A read failed in a way that may pass (I/O error, timeout).
+    #[error("{path}: read failed: {message}")]
+    Transient {
+        /// The file.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+    /// The file changed while it was read; it is read again later.
+    #[error("{path}: changed while being read ({detail})")]
+    Changed {
+        /// The file.
+        path: String,
+        /// What changed.
+        detail: String,
+    },
+}
+
+impl SourceError {
+    /// True if retrying within the same run may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Transient { .. } | SourceError::Changed { .. }
+        )
+    }
+}
+
+/// A place files are read from.
+pub trait Source: Send + Sync + 'static {
+    /// A reader over one file's bytes.
+    type Reader: AsyncRead + Send + Unpin + 'static;
+
+    /// Lists every file under the root.
+    fn list(&self) -> impl Future<Output = Result<Listing, SourceError>> + Send;
+
+    /// Opens `path` for reading from byte `offset`.
+    fn open(
+        &self,
+        path: &str,
+        offset: u64,
+    ) -> impl Future<Output = Result<Self::Reader, SourceError>> + Send;
+
+    /// Looks at one file again (size and mtime), to notice changes during a read.
+    fn stat(&self, path: &str) -> impl Future<Output = Result<SourceEntry, SourceError>> + Send;
+}
+
+/// Checks that a relative path is a clean key: `/`-separated, no empty, `.` or `..` part,
+/// not absolute, no NUL or backslash.
+pub fn is_clean_relative(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains('\0')
+        && !path.contains('\\')
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_clean_relative;
+
+    #[test]
+    fn clean_paths() {
+        for ok in ["a", "a/b", "dir with space/ü.txt", "a..b", ".hidden"] {
+            assert!(is_clean_relative(ok), "{ok}");
+        }
+        for bad in ["", "/a", "a//b", "a/./b", "../a", "a/..", "a\\b", "a\0"] {
+            assert!(!is_clean_relative(bad), "{bad:?}");
+        }
+    }
+}

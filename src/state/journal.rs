@@ -1,0 +1,305 @@
+//! The append-only journal that checkpoints progress between full state saves.
+//!
+//! Every finished part and file is one JSON line appended to `<state>.journal`, so a
+//! checkpoint costs one small write however large the state is. The first line names the
+//! state generation the journal extends; a journal whose generation does not match the
+//! state file is stale (it was folded in already) and is ignored. A last line without its
+//! newline is a write cut short by a kill and is dropped; any other unreadable line is
+//! corruption and is reported, never guessed at.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::StateError;
+use super::model::{Completed, Failed, InProgress, RunRecord, Skipped, State, StoredPart};
+use crate::time::Timestamp;
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Record {
+    /// First line: the state generation this journal extends.
+    Header {
+        /// Must equal the state file's `generation`.
+        generation: u64,
+        /// The state format version.
+        version: u32,
+    },
+    /// A run (re)started journaling; carries its counts so far.
+    Run {
+        /// The run's record up to this point.
+        run: RunRecord,
+    },
+    /// One part of a multi-part file was stored.
+    PartStored {
+        /// The file's path.
+        path: String,
+        /// The file's identity and part layout (parts left empty here).
+        file: InProgress,
+        /// Index of the part.
+        index: u64,
+        /// The stored part.
+        part: StoredPart,
+        /// When.
+        at: Timestamp,
+    },
+    /// A file was stored completely.
+    FileCompleted {
+        /// The file's path.
+        path: String,
+        /// Its entry.
+        entry: Completed,
+        /// Parts written by this step that no `part_stored` line counted.
+        fresh_parts: u64,
+        /// Bytes of those parts.
+        fresh_bytes: u64,
+    },
+    /// A file failed for this run.
+    FileFailed {
+        /// The file's path.
+        path: String,
+        /// Its new failure entry.
+        entry: Failed,
+    },
+    /// Parts stored for a file are no longer valid (the file changed).
+    InProgressDropped {
+        /// The file's path.
+        path: String,
+    },
+    /// A source entry is refused on purpose.
+    Skipped {
+        /// The entry's path.
+        path: String,
+        /// Why.
+        entry: Skipped,
+    },
+    /// A skipped entry is no longer refused (or no longer exists).
+    SkipCleared {
+        /// The entry's path.
+        path: String,
+    },
+}
+
+/// What replaying a journal found.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Replay {
+    /// Records applied.
+    pub applied: u64,
+    /// A cut-short last line was dropped.
+    pub dropped_partial_line: bool,
+    /// A journal was present but belonged to an older generation.
+    pub stale: bool,
+    /// The run that was journaling when the process died, if any.
+    pub interrupted_run: Option<RunRecord>,
+}
+
+/// Applies one record to the state and to the run being tracked.
+pub fn apply(state: &mut State, run: &mut Option<RunRecord>, record: &Record) {
+    match record {
+        Record::Header { .. } => {}
+        Record::Run { run: r } => *run = Some(r.clone()),
+        Record::PartStored {
+            path,
+            file,
+            index,
+            part,
+            at,
+        } => {
+            let entry = state
+                .in_progress
+                .entry(path.clone())
+                .or_insert_with(|| file.clone());
+            if entry.size != file.size
+                || entry.mtime != file.mtime
+                || entry.part_size != file.part_size
+            {
+                *entry = file.clone();
+            }
+            let index = *index as usize;
+            entry.parts.truncate(index);
+            if entry.parts.len() == index {
+                entry.parts.push(part.clone());
+            }
+            state.stats.total_parts += 1;
+            state.stats.total_bytes += part.len;
+            if let Some(r) = run {
+                r.parts_stored += 1;
+                r.bytes += part.len;
+                r.ended = *at;
+            }
+        }
+        Record::FileCompleted {
+            path,
+            entry,
+            fresh_parts,
+            fresh_bytes,
+        } => {
+            state.in_progress.remove(path);
+            state.failed.remove(path);
+            state.completed.insert(path.clone(), entry.clone());
+            state.stats.total_uploaded += 1;
+            state.stats.total_parts += fresh_parts;
+            state.stats.total_bytes += fresh_bytes;
+            if let Some(r) = run {
+                r.files_completed += 1;
+                r.parts_stored += fresh_parts;
+                r.bytes += fresh_bytes;
+                r.ended = entry.stored_at;
+            }
+        }
+        Record::FileFailed { path, entry } => {
+            state.failed.insert(path.clone(), entry.clone());
+            state.stats.total_failed += 1;
+            if let Some(r) = run {
+                r.files_failed += 1;
+                r.ended = entry.last_failed;
+            }
+        }
+        Record::InProgressDropped { path } => {
+            state.in_progress.remove(path);
+        }
+        Record::Skipped { path, entry } => {
+            state.skipped.insert(path.clone(), entry.clone());
+        }
+        Record::SkipCleared { path } => {
+            state.skipped.remove(path);
+        }
+    }
+}
+
+/// The journal's path for a state file: `<state>.journal`.
+pub fn journal_path(state_path: &Path) -> PathBuf {
+    let mut name = state_path.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+/// Replays the journal beside `state_path` (if any) onto `state`.
+pub fn replay(state_path: &Path, state: &mut State) -> Result<Replay, StateError> {
+    let path = journal_path(state_path);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replay::default()),
+        Err(source) => return Err(StateError::Io { path, source }),
+    };
+    let mut out = Replay::default();
+    let mut run = None;
+    let mut lines = bytes
+        .split_inclusive(|b| *b == b'\n')
+        .enumerate()
+        .peekable();
+    while let Some((i, line)) = lines.next() {
+        let complete = line.ends_with(b"\n");
+        if !complete {
+            // A write cut short by a kill: only possible on the last line.
+            out.dropped_partial_line = true;
+            break;
+        }
+        let record: Record = serde_json::from_slice(&line[..line.len() - 1]).map_err(|e| {
+            StateError::JournalCorrupt {
+                path: path.clone(),
+                line: i + 1,
+                message: e.to_string(),
+            }
+        })?;
+        if i == 0 {
+            match record {
+                Record::Header { generation, .. } if generation == state.generation => continue,
+                Record::Header { .. } => {
+                    out.stale = true;
+                    return Ok(out);
+                }
+                _ => {
+                    return Err(StateError::JournalCorrupt {
+                        path: path.clone(),
+                        line: 1,
+                        message: "the first line is not a journal header".into(),
+                    });
+                }
+            }
+        }
+        apply(state, &mut run, &record);
+        out.applied += 1;
+    }
+    out.interrupted_run = run;
+    Ok(out)
+}
+
+/// Appends records to the journal file.
+#[derive(Debug)]
+pub struct JournalWriter {
+    file: File,
+    path: PathBuf,
+    last_sync: Instant,
+    records: u64,
+    buf: Vec<u8>,
+}
+
+/// Longest time a written record may wait for `fdatasync` (power-cut durability; a kill of
+/// the process loses nothing that `write` returned for).
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+impl JournalWriter {
+    /// Creates (truncating) the journal for `state_path` with a header for `generation`.
+    pub fn create(state_path: &Path, generation: u64) -> Result<Self, StateError> {
+        let path = journal_path(state_path);
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|source| StateError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let mut writer = JournalWriter {
+            file,
+            path,
+            last_sync: Instant::now(),
+            records: 0,
+            buf: Vec::with_capacity(512),
+        };
+        writer.append(&Record::Header {
+            generation,
+            version: super::model::STATE_VERSION,
+        })?;
+        writer.sync()?;
+        Ok(writer)
+    }
+
+    /// Appends one record with a single `write` call.
+    pub fn append(&mut self, record: &Record) -> Result<(), StateError> {
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, record).expect("journal records serialize");
+        self.buf.push(b'\n');
+        self.file
+            .write_all(&self.buf)
+            .map_err(|source| StateError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.records += 1;
+        if self.last_sync.elapsed() >= SYNC_INTERVAL {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the journal to disk.
+    pub fn sync(&mut self) -> Result<(), StateError> {
+        self.last_sync = Instant::now();
+        self.file.sync_data().map_err(|source| StateError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Records appended since the header.
+    pub fn records(&self) -> u64 {
+        self.records.saturating_sub(1)
+    }
+}

@@ -1,0 +1,492 @@
+//! The state file: loading (with version and ownership checks), journaling, atomic saves
+//! and the lock that keeps two processes off one state.
+//!
+//! Write ordering, which is what makes a kill at any instant safe:
+//! 1. a part is stored completely in the store (the store's own temp-and-rename),
+//! 2. then a journal line records it (one `write`, no rewrite of the state),
+//! 3. then, at the end of a run (or when the journal grows as large as the state), the state
+//!    is saved whole with a new generation (temp file, fsync, rename, fsync directory) and a
+//!    new journal for that generation replaces the old one.
+//!
+//! A journal for an older generation is ignored, so a kill between 3's rename and the new
+//! journal never applies a record twice.
+
+pub mod journal;
+pub mod model;
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub use journal::{Record, Replay};
+pub use model::*;
+
+/// Errors from reading or writing a state file.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The file could not be read or written.
+    #[error("state file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid state (bad JSON or missing fields).
+    #[error(
+        "state file {path} is not a valid tgferry state (line {line}, column {column}: {message}); \
+         it was left untouched. Restore it from a backup or an earlier CI artifact, or rerun with \
+         --on-corrupt-state fresh to move it aside and start over"
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What serde_json said.
+        message: String,
+    },
+    /// The journal beside the state is damaged in a way a kill cannot explain.
+    #[error(
+        "journal {path} is damaged at line {line} ({message}); the state and the journal were \
+         left untouched. Move the journal aside to continue from the last full save (the \
+         progress it recorded will be redone)"
+    )]
+    JournalCorrupt {
+        /// The journal file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What was wrong.
+        message: String,
+    },
+    /// The file was written by a newer tgferry.
+    #[error(
+        "state file {path} has format version {found}, but this tgferry ({tool}) reads versions up \
+         to {supported}; upgrade tgferry. The file was left untouched"
+    )]
+    Newer {
+        /// The file.
+        path: PathBuf,
+        /// Version in the file.
+        found: u32,
+        /// Newest version this build reads.
+        supported: u32,
+        /// This build's version.
+        tool: &'static str,
+    },
+    /// The state belongs to another source, store or encryption mode.
+    #[error(
+        "state file {path} belongs to another job (source {found_source}, store {found_store}, \
+         encryption {found_encryption}), not to source {source_arg}, store {store_arg}, encryption \
+         {encryption_arg}; use another --state file, or --force if the data really moved"
+    )]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// Source recorded in the file.
+        found_source: String,
+        /// Store recorded in the file.
+        found_store: String,
+        /// Encryption recorded in the file.
+        found_encryption: String,
+        /// Source asked for.
+        source_arg: String,
+        /// Store asked for.
+        store_arg: String,
+        /// Encryption asked for.
+        encryption_arg: String,
+    },
+    /// Another process holds the state's lock.
+    #[error(
+        "state file {path} is in use by another tgferry process (lock {lock}); wait for it to \
+         finish. In GitHub Actions, give the workflow a `concurrency` group"
+    )]
+    Locked {
+        /// The file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+}
+
+/// What to do with a state file that cannot be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnCorrupt {
+    /// Stop with an error and leave the file alone.
+    #[default]
+    Fail,
+    /// Move it aside to `<name>.corrupt.<timestamp>` and start fresh.
+    Fresh,
+}
+
+/// How to open a state file for a run.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Accept a state that belongs to another job, adopting it for this one.
+    pub force: bool,
+    /// What to do with an unparsable file.
+    pub on_corrupt: OnCorrupt,
+}
+
+/// What happened while opening a state.
+#[derive(Debug, Default, Clone)]
+pub struct Opened {
+    /// No file existed: a fresh state was created.
+    pub fresh: bool,
+    /// A corrupt file was moved here (with `--on-corrupt-state fresh`).
+    pub moved_aside: Option<PathBuf>,
+    /// What the journal replay found.
+    pub replay: Replay,
+}
+
+/// An open, locked state file with its journal: the only way a run changes state.
+#[derive(Debug)]
+pub struct StateFile {
+    path: PathBuf,
+    _lock: File,
+    state: State,
+    run: Option<RunRecord>,
+    journal: Option<journal::JournalWriter>,
+}
+
+/// Reads and parses a state file without locking or replaying; `Ok(None)` if absent.
+pub fn read_state(path: &Path) -> Result<Option<State>, StateError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    parse_state(path, &bytes).map(Some)
+}
+
+/// Parses state bytes, telling a too-new file from a corrupt one.
+pub fn parse_state(path: &Path, bytes: &[u8]) -> Result<State, StateError> {
+    #[derive(serde::Deserialize)]
+    struct VersionProbe {
+        version: u32,
+    }
+    let newer = |found: u32| StateError::Newer {
+        path: path.to_owned(),
+        found,
+        supported: STATE_VERSION,
+        tool: env!("CARGO_PKG_VERSION"),
+    };
+    match serde_json::from_slice::<State>(bytes) {
+        Ok(state) if state.version > STATE_VERSION => Err(newer(state.version)),
+        Ok(state) => Ok(state),
+        Err(e) => {
+            if let Ok(probe) = serde_json::from_slice::<VersionProbe>(bytes)
+                && probe.version > STATE_VERSION
+            {
+                return Err(newer(probe.version));
+            }
+            Err(StateError::Corrupt {
+                path: path.to_owned(),
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            })
+        }
+    }
+}
+
+/// Reads a state and replays its journal, for read-only views such as `tgferry status`.
+pub fn read_with_journal(path: &Path) -> Result<Option<(State, Replay)>, StateError> {
+    let Some(mut state) = read_state(path)? else {
+        return Ok(None);
+    };
+    let replay = journal::replay(path, &mut state)?;
+    Ok(Some((state, replay)))
+}
+
+/// Writes `state` to `path` atomically: temp file in the same directory, fsync, rename,
+/// fsync of the directory.
+pub fn write_atomic(path: &Path, state: &State) -> Result<(), StateError> {
+    let io = |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = parent_dir(path);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let file = File::create(&tmp)?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        serde_json::to_writer_pretty(&mut w, state).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        sync_dir(&dir)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Fsyncs a directory so a rename in it survives a power cut.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the exclusive lock beside a state file, failing at once if another process has it.
+fn lock(path: &Path) -> Result<File, StateError> {
+    let lock = lock_path(path);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|source| StateError::Io {
+            path: lock.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StateError::Locked {
+            path: path.to_owned(),
+            lock,
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io { path: lock, source }),
+    }
+}
+
+impl StateFile {
+    /// Locks and loads the state at `path` for `job`, replaying its journal; creates a fresh
+    /// state if there is none. Nothing is written until [`StateFile::begin_run`].
+    pub fn open(path: &Path, job: &Job, opts: &LoadOptions) -> Result<(Self, Opened), StateError> {
+        Self::open_inner(path, Some(job), opts)
+    }
+
+    /// Locks and loads an existing state for editing (`tgferry retry`); `Ok(None)` if there
+    /// is no file.
+    pub fn open_existing(path: &Path) -> Result<Option<(Self, Opened)>, StateError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        Self::open_inner(path, None, &LoadOptions::default()).map(Some)
+    }
+
+    fn open_inner(
+        path: &Path,
+        job: Option<&Job>,
+        opts: &LoadOptions,
+    ) -> Result<(Self, Opened), StateError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let lock = lock(path)?;
+        let mut opened = Opened::default();
+        let loaded = match read_state(path) {
+            Err(StateError::Corrupt { .. } | StateError::JournalCorrupt { .. })
+                if opts.on_corrupt == OnCorrupt::Fresh =>
+            {
+                opened.moved_aside = Some(move_aside(path)?);
+                None
+            }
+            other => other?,
+        };
+        let mut state = match loaded {
+            Some(state) => state,
+            None => {
+                let Some(job) = job else {
+                    return Err(StateError::Io {
+                        path: path.to_owned(),
+                        source: std::io::ErrorKind::NotFound.into(),
+                    });
+                };
+                opened.fresh = opened.moved_aside.is_none();
+                State::new(job.clone())
+            }
+        };
+        let job = job.unwrap_or(&state.job).clone();
+        let job = &job;
+        if state.job != *job {
+            if !opts.force {
+                return Err(StateError::Foreign {
+                    path: path.to_owned(),
+                    found_source: state.job.source.clone(),
+                    found_store: state.job.store.clone(),
+                    found_encryption: format!("{:?}", state.job.encryption).to_lowercase(),
+                    source_arg: job.source.clone(),
+                    store_arg: job.store.clone(),
+                    encryption_arg: format!("{:?}", job.encryption).to_lowercase(),
+                });
+            }
+            state.job = job.clone();
+        }
+        match journal::replay(path, &mut state) {
+            Ok(replay) => opened.replay = replay,
+            Err(e @ StateError::JournalCorrupt { .. }) if opts.on_corrupt == OnCorrupt::Fresh => {
+                tracing::warn!("{e}");
+                move_aside(&journal::journal_path(path))?;
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(mut killed) = opened.replay.interrupted_run.clone() {
+            killed.stop_reason = StopReason::Killed;
+            state.push_run(killed);
+        }
+        Ok((
+            StateFile {
+                path: path.to_owned(),
+                _lock: lock,
+                state,
+                run: None,
+                journal: None,
+            },
+            opened,
+        ))
+    }
+
+    /// The state as it stands, journal included.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The state file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The run being journaled, if any.
+    pub fn current_run(&self) -> Option<&RunRecord> {
+        self.run.as_ref()
+    }
+
+    /// Records the source's size as listed at the start of the run.
+    pub fn set_run_totals(&mut self, files_total: u64, bytes_total: u64) -> Result<(), StateError> {
+        let Some(run) = self.run.as_mut() else {
+            return Ok(());
+        };
+        run.files_total = files_total;
+        run.bytes_total = bytes_total;
+        let run = run.clone();
+        self.record(Record::Run { run })
+    }
+
+    /// Folds everything into a full save and starts a fresh journal for a new run.
+    pub fn begin_run(&mut self, started: crate::time::Timestamp) -> Result<(), StateError> {
+        self.state.stats.runs += 1;
+        self.run = Some(RunRecord::started(started));
+        self.fold()
+    }
+
+    /// Applies a record and appends it to the journal (one small write).
+    pub fn record(&mut self, record: Record) -> Result<(), StateError> {
+        journal::apply(&mut self.state, &mut self.run, &record);
+        if let Some(j) = self.journal.as_mut() {
+            j.append(&record)?;
+            // Folding when the journal has as many records as the state has entries keeps
+            // the journal (and its replay) bounded at an amortised constant cost per record.
+            let entries = (self.state.completed.len() + self.state.failed.len()) as u64;
+            if j.records() > entries.max(10_000) {
+                self.fold()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves the whole state with a new generation and restarts the journal.
+    fn fold(&mut self) -> Result<(), StateError> {
+        self.state.generation += 1;
+        self.save_whole()?;
+        let mut j = journal::JournalWriter::create(&self.path, self.state.generation)?;
+        if let Some(run) = &self.run {
+            j.append(&Record::Run { run: run.clone() })?;
+        }
+        self.journal = Some(j);
+        Ok(())
+    }
+
+    fn save_whole(&mut self) -> Result<(), StateError> {
+        self.state.version = STATE_VERSION;
+        self.state.tool_version = env!("CARGO_PKG_VERSION").to_string();
+        self.state.last_updated = crate::time::now();
+        write_atomic(&self.path, &self.state)
+    }
+
+    /// Ends the run: records it in the history, saves the whole state and removes the journal.
+    pub fn finish_run(
+        &mut self,
+        finish: impl FnOnce(&mut RunRecord),
+    ) -> Result<RunRecord, StateError> {
+        let mut run = self
+            .run
+            .take()
+            .unwrap_or_else(|| RunRecord::started(crate::time::now()));
+        run.ended = crate::time::now();
+        finish(&mut run);
+        self.state.push_run(run.clone());
+        self.commit()?;
+        Ok(run)
+    }
+
+    /// Saves the whole state now (used by commands that edit it, like `retry`), with a
+    /// new generation, and removes the journal it folded in.
+    pub fn commit(&mut self) -> Result<(), StateError> {
+        self.state.generation += 1;
+        self.save_whole()?;
+        self.journal = None;
+        let jpath = journal::journal_path(&self.path);
+        match std::fs::remove_file(&jpath) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StateError::Io {
+                path: jpath,
+                source,
+            }),
+        }
+    }
+
+    /// Mutable access for commands that edit the state outside a run (`retry`); call
+    /// [`StateFile::commit`] afterwards.
+    pub fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+/// Renames a damaged file to `<name>.corrupt.<timestamp>`.
+fn move_aside(path: &Path) -> Result<PathBuf, StateError> {
+    let stamp = jiff::Zoned::now().strftime("%Y%m%dT%H%M%S").to_string();
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".corrupt.{stamp}"));
+    let aside = PathBuf::from(name);
+    std::fs::rename(path, &aside).map_err(|source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    tracing::warn!(
+        "moved the unreadable file {} aside to {}",
+        path.display(),
+        aside.display()
+    );
+    Ok(aside)
+}

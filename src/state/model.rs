@@ -1,0 +1,283 @@
+//! The state file's data model: what is stored where, what failed, what is in flight.
+//!
+//! These types are the single source of truth for `state-schema.json` (generated with
+//! schemars) and for `docs/state.md`. Field names are part of the portable format that
+//! users query with jq: add fields with `#[serde(default)]`, never rename or repurpose one
+//! without bumping [`STATE_VERSION`].
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+/// The state format version this build writes. Readers refuse anything newer.
+pub const STATE_VERSION: u32 = 1;
+
+/// How many run records the history keeps (oldest dropped first).
+pub const RUN_HISTORY_LIMIT: usize = 100;
+
+/// The whole state of one job: a source, a store and everything moved between them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "tgferry state file")]
+pub struct State {
+    /// Format version of this file; see `docs/state.md` "Versioning".
+    pub version: u32,
+    /// The tgferry version that wrote this file last.
+    #[serde(default)]
+    pub tool_version: String,
+    /// When this file was last written.
+    pub last_updated: Timestamp,
+    /// Full saves so far. The journal beside the file names the generation it extends,
+    /// so a journal that was already folded in is never applied twice.
+    #[serde(default)]
+    pub generation: u64,
+    /// The source and store this state belongs to.
+    pub job: Job,
+    /// Files stored completely, by path relative to the source root (`/` separators).
+    #[serde(default)]
+    pub completed: BTreeMap<String, Completed>,
+    /// Files whose last attempt failed, with counts across runs.
+    #[serde(default)]
+    pub failed: BTreeMap<String, Failed>,
+    /// Files of several parts that a run stopped in the middle of.
+    #[serde(default)]
+    pub in_progress: BTreeMap<String, InProgress>,
+    /// Source entries that are refused on purpose (not regular files, names that are not
+    /// UTF-8, ...), with the reason.
+    #[serde(default)]
+    pub skipped: BTreeMap<String, Skipped>,
+    /// Running totals over all runs.
+    #[serde(default)]
+    pub stats: Stats,
+    /// The most recent runs, oldest first (at most 100).
+    #[serde(default)]
+    pub runs: Vec<RunRecord>,
+}
+
+/// Identifies what a state belongs to, so a state is never applied to another job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Job {
+    /// The source, as given on the command line (`/data/photos`, `rclone:nas:photos`).
+    pub source: String,
+    /// The store (`/mnt/backup`, `telegram:@mychannel`).
+    pub store: String,
+    /// How content is written to the store.
+    pub encryption: Encryption,
+}
+
+/// How content is written to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Encryption {
+    /// Plain copies under their relative paths, split into `.001`, `.002`, ... when large.
+    None,
+}
+
+/// A stored part: where it is and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StoredPart {
+    /// Store-specific location (local store: path relative to the store root).
+    pub loc: String,
+    /// Bytes of content in this part.
+    pub len: u64,
+    /// SHA-256 of the part's content, lowercase hex.
+    pub sha256: String,
+}
+
+/// A file stored completely.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Completed {
+    /// Size in bytes when stored.
+    pub size: u64,
+    /// Modification time when stored; with `size` this decides whether a file changed.
+    pub mtime: Timestamp,
+    /// When the last part was stored.
+    pub stored_at: Timestamp,
+    /// The parts, in order; their contents concatenated are the file.
+    pub parts: Vec<StoredPart>,
+}
+
+/// A file whose last attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Failed {
+    /// Runs in which this file failed (the failure cap `--max-failures` counts these).
+    pub attempts: u32,
+    /// Failed tries in all, retries within a run included.
+    #[serde(default)]
+    pub tries: u32,
+    /// The last error message.
+    pub last_error: String,
+    /// Whether the last error looked transient (worth retrying soon) or permanent.
+    pub kind: FailureKind,
+    /// When the first failure in the current streak happened.
+    pub first_failed: Timestamp,
+    /// When the last failure happened.
+    pub last_failed: Timestamp,
+    /// True once `attempts` reached the cap: later runs leave the file alone until
+    /// `tgferry retry` resets it.
+    #[serde(default)]
+    pub given_up: bool,
+}
+
+/// Whether an error is worth retrying within the same run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// I/O hiccups, a file that changed while read, store timeouts: retried with backoff.
+    Transient,
+    /// Permission denied and the like: retried only in the next run.
+    Permanent,
+}
+
+/// A file of several parts that was stopped in the middle; the next run resumes at part
+/// `parts.len()` if size and mtime still match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct InProgress {
+    /// Size in bytes when the first part was read.
+    pub size: u64,
+    /// Modification time when the first part was read.
+    pub mtime: Timestamp,
+    /// Part size in bytes the parts were cut at.
+    pub part_size: u64,
+    /// Total number of parts the file needs.
+    pub parts_total: u64,
+    /// When the first part was stored.
+    pub started: Timestamp,
+    /// The parts stored so far, in order.
+    pub parts: Vec<StoredPart>,
+}
+
+/// A source entry refused on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Skipped {
+    /// Why, in words, with what to do about it.
+    pub reason: String,
+    /// When it was first seen.
+    pub since: Timestamp,
+}
+
+/// Running totals over all runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Stats {
+    /// Files stored completely (a file stored again after a change counts again).
+    pub total_uploaded: u64,
+    /// Runs in which some file failed, summed over files.
+    pub total_failed: u64,
+    /// Content bytes written to the store.
+    pub total_bytes: u64,
+    /// Parts written to the store.
+    #[serde(default)]
+    pub total_parts: u64,
+    /// Runs started.
+    #[serde(default)]
+    pub runs: u64,
+}
+
+/// Why a run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// Everything in the source is stored (some files may have failed or been given up).
+    Complete,
+    /// Nothing had changed since the last run.
+    NothingToDo,
+    /// The time budget (or deadline) was spent; the next run continues.
+    BudgetSpent,
+    /// The store asked to wait longer than the budget allows; see `resume_after`.
+    RateLimited,
+    /// SIGINT or SIGTERM; state was saved.
+    Interrupted,
+    /// A fatal error (store full, source gone) ended the run; see `detail`.
+    Error,
+    /// The process died without saving (found when the next run replayed its journal).
+    Killed,
+}
+
+/// One run, as kept in the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RunRecord {
+    /// When the run started.
+    pub started: Timestamp,
+    /// When it stopped (for killed runs: its last checkpoint).
+    pub ended: Timestamp,
+    /// Why it stopped.
+    pub stop_reason: StopReason,
+    /// Files stored completely in this run.
+    pub files_completed: u64,
+    /// Files that failed in this run.
+    pub files_failed: u64,
+    /// Parts stored in this run.
+    pub parts_stored: u64,
+    /// Content bytes stored in this run.
+    pub bytes: u64,
+    /// For `rate_limited`: when the store accepts uploads again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_after: Option<Timestamp>,
+    /// For `error`: what ended the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The tgferry version that ran.
+    #[serde(default)]
+    pub tool_version: String,
+    /// Files in the source (after filters) when the run listed it.
+    #[serde(default)]
+    pub files_total: u64,
+    /// Their bytes.
+    #[serde(default)]
+    pub bytes_total: u64,
+}
+
+impl State {
+    /// A new, empty state for `job`.
+    pub fn new(job: Job) -> Self {
+        State {
+            version: STATE_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            last_updated: crate::time::now(),
+            generation: 0,
+            job,
+            completed: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            in_progress: BTreeMap::new(),
+            skipped: BTreeMap::new(),
+            stats: Stats::default(),
+            runs: Vec::new(),
+        }
+    }
+
+    /// Appends a run record, keeping at most [`RUN_HISTORY_LIMIT`].
+    pub fn push_run(&mut self, run: RunRecord) {
+        self.runs.push(run);
+        if self.runs.len() > RUN_HISTORY_LIMIT {
+            let excess = self.runs.len() - RUN_HISTORY_LIMIT;
+            self.runs.drain(..excess);
+        }
+    }
+
+    /// The JSON Schema of the state file, as checked in at `state-schema.json`.
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(State)).expect("schema serializes")
+    }
+}
+
+impl RunRecord {
+    /// A record for a run that started at `started` and has done nothing yet.
+    pub fn started(started: Timestamp) -> Self {
+        RunRecord {
+            started,
+            ended: started,
+            stop_reason: StopReason::Killed,
+            files_completed: 0,
+            files_failed: 0,
+            parts_stored: 0,
+            bytes: 0,
+            resume_after: None,
+            detail: None,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            files_total: 0,
+            bytes_total: 0,
+        }
+    }
+}

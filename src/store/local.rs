@@ -1,0 +1,206 @@
+//! A local directory as a store.
+//!
+//! Parts are written into `<root>/.tgferry/tmp/` and renamed into place once complete and
+//! fsynced, so a part under its final name is always whole. `.tgferry/` at the root is the
+//! store's own; source paths under it are refused.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::AsyncWriteExt;
+
+use super::{Store, StoreError, Upload};
+
+/// The folder at the store root that belongs to tgferry itself.
+pub const RESERVED_DIR: &str = ".tgferry";
+
+/// A directory on a local file system.
+#[derive(Debug)]
+pub struct LocalStore {
+    root: PathBuf,
+    counter: AtomicU64,
+}
+
+impl LocalStore {
+    /// A store rooted at `root` (created by [`Store::prepare`]).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalStore {
+            root: root.into(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join(RESERVED_DIR).join("tmp")
+    }
+
+    fn error(&self, e: std::io::Error) -> StoreError {
+        classify(&self.root, e)
+    }
+
+    fn resolve(&self, name: &str) -> Result<PathBuf, StoreError> {
+        if !crate::source::is_clean_relative(name) {
+            return Err(StoreError::Refused {
+                name: name.into(),
+                reason: "not a clean relative path".into(),
+            });
+        }
+        if name == RESERVED_DIR || name.starts_with(".tgferry/") {
+            return Err(StoreError::Refused {
+                name: name.into(),
+                reason: format!("{RESERVED_DIR}/ at the store root is tgferry's own folder"),
+            });
+        }
+        Ok(self.root.join(name))
+    }
+}
+
+fn classify(root: &Path, e: std::io::Error) -> StoreError {
+    use std::io::ErrorKind::*;
+    let store = root.display().to_string();
+    match e.kind() {
+        StorageFull | QuotaExceeded | FileTooLarge => StoreError::Full {
+            store,
+            message: e.to_string(),
+        },
+        PermissionDenied | ReadOnlyFilesystem => StoreError::Unwritable {
+            store,
+            message: e.to_string(),
+        },
+        _ => StoreError::Transient {
+            message: format!("{store}: {e}"),
+        },
+    }
+}
+
+/// A part being written to a temp file.
+#[derive(Debug)]
+pub struct LocalUpload {
+    root: PathBuf,
+    file: Option<tokio::fs::File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    loc: String,
+}
+
+impl Upload for LocalUpload {
+    async fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        let file = self.file.as_mut().expect("upload used after finish");
+        file.write_all(buf)
+            .await
+            .map_err(|e| classify(&self.root, e))
+    }
+
+    async fn finish(mut self) -> Result<String, StoreError> {
+        let mut file = self.file.take().expect("upload finished twice");
+        let root = self.root.clone();
+        let result = async {
+            file.flush().await?;
+            file.sync_data().await?;
+            drop(file);
+            if let Some(parent) = self.dest.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            tokio::fs::rename(&self.tmp, &self.dest).await?;
+            if let Some(parent) = self.dest.parent() {
+                let parent = parent.to_owned();
+                tokio::task::spawn_blocking(move || crate::state::sync_dir(&parent))
+                    .await
+                    .map_err(std::io::Error::other)??;
+            }
+            Ok::<_, std::io::Error>(())
+        }
+        .await;
+        result.map_err(|e| classify(&root, e))?;
+        Ok(std::mem::take(&mut self.loc))
+    }
+}
+
+impl Drop for LocalUpload {
+    fn drop(&mut self) {
+        // Not finished: the temp file is all there is; remove it (a kill leaves it for
+        // the next prepare()).
+        if self.file.is_some() || !self.loc.is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Store for LocalStore {
+    type Upload = LocalUpload;
+    type Reader = tokio::fs::File;
+
+    async fn prepare(&self) -> Result<(), StoreError> {
+        let tmp = self.tmp_dir();
+        if tmp.exists() {
+            tokio::fs::remove_dir_all(&tmp)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        tokio::fs::create_dir_all(&tmp)
+            .await
+            .map_err(|e| self.error(e))?;
+        // A write probe: fail now, with a clear message, rather than on every file.
+        let probe = tmp.join("probe");
+        tokio::fs::write(&probe, b"tgferry")
+            .await
+            .map_err(|e| self.error(e))?;
+        tokio::fs::remove_file(&probe)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    async fn begin(&self, name: &str, _len: u64) -> Result<LocalUpload, StoreError> {
+        let dest = self.resolve(name)?;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .tmp_dir()
+            .join(format!("{}-{n}.part", std::process::id()));
+        let file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(LocalUpload {
+            root: self.root.clone(),
+            file: Some(file),
+            tmp,
+            dest,
+            loc: name.to_owned(),
+        })
+    }
+
+    async fn open(&self, loc: &str) -> Result<tokio::fs::File, StoreError> {
+        let path = self.resolve(loc)?;
+        tokio::fs::File::open(&path).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::Missing { loc: loc.into() }
+            } else {
+                self.error(e)
+            }
+        })
+    }
+
+    async fn len(&self, loc: &str) -> Result<Option<u64>, StoreError> {
+        let path = self.resolve(loc)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(md) if md.is_file() => Ok(Some(md.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn remove(&self, loc: &str) -> Result<(), StoreError> {
+        let path = self.resolve(loc)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Stores: where parts go. The runner sees only the [`Store`] trait; a local directory
+//! ([`local::LocalStore`]) and an in-memory double for tests ([`memory::MemoryStore`])
+//! implement it, and Telegram will.
+//!
+//! A part is written through an [`Upload`] and becomes visible only when
+//! [`Upload::finish`] returns its location; an upload dropped before that leaves nothing
+//! behind under a final name.
+
+pub mod local;
+pub mod memory;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::io::AsyncRead;
+
+/// Errors from a store.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// No space left: the run stops (state is saved).
+    #[error("store {store} is full: {message}; free space or use another --store")]
+    Full {
+        /// The store.
+        store: String,
+        /// The OS error.
+        message: String,
+    },
+    /// The store cannot be written at all: the run stops.
+    #[error("store {store} cannot be written: {message}; check its permissions and --store")]
+    Unwritable {
+        /// The store.
+        store: String,
+        /// The OS error.
+        message: String,
+    },
+    /// The store refuses this name (reserved or unsafe); the file fails, the run goes on.
+    #[error("store refuses the name {name}: {reason}")]
+    Refused {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The store asks to wait before the next upload (Telegram FLOOD_WAIT and friends).
+    #[error("store asks to wait {} before uploading again", crate::time::human_duration(*wait))]
+    RateLimited {
+        /// How long.
+        wait: Duration,
+    },
+    /// Something that may pass: I/O hiccup, dropped connection.
+    #[error("store error: {message}")]
+    Transient {
+        /// What happened.
+        message: String,
+    },
+    /// A recorded part is not in the store.
+    #[error("part {loc} is missing from the store")]
+    Missing {
+        /// The part's location.
+        loc: String,
+    },
+}
+
+impl StoreError {
+    /// True if the whole run must stop (the store as a whole is unusable).
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Full { .. } | StoreError::Unwritable { .. }
+        )
+    }
+}
+
+/// One part being written.
+pub trait Upload: Send + 'static {
+    /// Appends bytes.
+    fn write(&mut self, buf: &[u8]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Makes the part durable and visible; returns its location for the state file.
+    fn finish(self) -> impl Future<Output = Result<String, StoreError>> + Send;
+}
+
+/// A place parts are written to and read back from.
+pub trait Store: Send + Sync + 'static {
+    /// The upload type.
+    type Upload: Upload;
+    /// A reader over a stored part.
+    type Reader: AsyncRead + Send + Unpin + 'static;
+
+    /// Checks the store is usable (creating it if needed) and clears leftovers of killed
+    /// uploads. Called once before a run.
+    fn prepare(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Starts writing a part named `name` (a clean relative path) of `len` bytes.
+    fn begin(
+        &self,
+        name: &str,
+        len: u64,
+    ) -> impl Future<Output = Result<Self::Upload, StoreError>> + Send;
+
+    /// Opens a stored part for reading.
+    fn open(&self, loc: &str) -> impl Future<Output = Result<Self::Reader, StoreError>> + Send;
+
+    /// The stored length of a part, `None` if it is missing.
+    fn len(&self, loc: &str) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Removes a part (no error if it is already gone).
+    fn remove(&self, loc: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
