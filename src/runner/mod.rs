@@ -294,6 +294,13 @@ impl<S: Source, T: Store> Runner<S, T> {
                     }
                     let ctx = ctx.clone();
                     running.spawn(async move {
+                        let mut p = p;
+                        if p.tries > 0 {
+                            // A retry takes the file as it is now (it may have changed).
+                            if let Err(e) = transfer::refresh(&ctx, &mut p.item).await {
+                                return (p, FileOutcome::Failed(e));
+                            }
+                        }
                         let outcome = transfer::transfer(&ctx, &p.item).await;
                         (p, outcome)
                     });

@@ -76,6 +76,40 @@ pub fn plain_part_name(path: &str, index: u64, n: u64) -> String {
     format!("{path}.{:0width$}", index + 1)
 }
 
+/// Looks at a file again before a retry: if it changed since it was listed, the entry is
+/// updated and parts stored for the old content are dropped.
+pub async fn refresh<S: Source, T: Store>(
+    ctx: &Context<S, T>,
+    item: &mut WorkItem,
+) -> Result<(), FileError> {
+    let now = ctx.source.stat(&item.entry.path).await?;
+    if now.size != item.entry.size || now.mtime != item.entry.mtime {
+        if item.resume.take().is_some() {
+            ctx.state
+                .lock()
+                .unwrap()
+                .record(Record::InProgressDropped {
+                    path: item.entry.path.clone(),
+                })?;
+        }
+        item.entry = now;
+    } else {
+        // Parts stored by an earlier try in this run count: resume after them.
+        let state = ctx.state.lock().unwrap();
+        item.resume = state
+            .state()
+            .in_progress
+            .get(&item.entry.path)
+            .filter(|ip| {
+                ip.size == item.entry.size
+                    && ip.mtime == item.entry.mtime
+                    && ip.part_size == ctx.part_size
+            })
+            .cloned();
+    }
+    Ok(())
+}
+
 /// Works on one file until it is stored, deferred, abandoned or failed.
 pub async fn transfer<S: Source, T: Store>(ctx: &Context<S, T>, item: &WorkItem) -> FileOutcome {
     match transfer_inner(ctx, item).await {

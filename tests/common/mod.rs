@@ -1,0 +1,190 @@
+//! Shared helpers for the integration tests: temp folders, corpora, a throttled store,
+//! and a command wrapper around the built binary.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use tgferry::store::{Store, StoreError, Upload};
+
+/// A fresh temp folder for one test.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("tgferry-test-")
+        .tempdir()
+        .unwrap()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so corpora are reproducible.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Writes the standard corpus: 200+ files in nested folders, empty files, unicode names,
+/// names with spaces, and one file of several parts at `part_size`.
+pub fn corpus(root: &Path, part_size: usize) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let dirs = [
+        "",
+        "a",
+        "a/b",
+        "a/b/c",
+        "photos 2024",
+        "música/ünïcode",
+        "deep/1/2/3/4",
+    ];
+    for i in 0..210u64 {
+        let dir = dirs[i as usize % dirs.len()];
+        let name = match i % 5 {
+            0 => format!("file {i}.txt"),
+            1 => format!("ファイル-{i}.bin"),
+            2 => format!("empty-{i}"),
+            _ => format!("f{i}.dat"),
+        };
+        let len = if i % 5 == 2 {
+            0
+        } else {
+            (i as usize * 7919) % 20_000 + 1
+        };
+        let path = if dir.is_empty() {
+            name
+        } else {
+            format!("{dir}/{name}")
+        };
+        files.insert(path, bytes(i, len));
+    }
+    files.insert("big/multi-part.bin".into(), bytes(999, part_size * 3 + 123));
+    for (path, data) in &files {
+        let full = root.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, data).unwrap();
+    }
+    files
+}
+
+/// Reads a plain-mode store back into files: single parts as they are, `name.001`... joined.
+pub fn read_plain_store(root: &Path, state: &tgferry::state::State) -> BTreeMap<String, Vec<u8>> {
+    state
+        .completed
+        .iter()
+        .map(|(path, c)| {
+            let mut data = Vec::new();
+            for p in &c.parts {
+                data.extend(std::fs::read(root.join(&p.loc)).unwrap());
+            }
+            (path.clone(), data)
+        })
+        .collect()
+}
+
+/// The files under `root` (excluding the store's `.tgferry/` folder), path -> bytes.
+pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    walk(root, root)
+}
+
+fn walk(root: &Path, dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        if rel == ".tgferry" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(root, &p));
+        } else {
+            out.insert(rel, std::fs::read(&p).unwrap());
+        }
+    }
+    out
+}
+
+/// A store wrapper whose uploads take at least `per_part` of tokio time each.
+pub struct Throttled<T> {
+    pub inner: T,
+    pub per_part: Duration,
+}
+
+pub struct ThrottledUpload<U> {
+    inner: U,
+    per_part: Duration,
+}
+
+impl<U: Upload> Upload for ThrottledUpload<U> {
+    async fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        self.inner.write(buf).await
+    }
+    async fn finish(self) -> Result<String, StoreError> {
+        tokio::time::sleep(self.per_part).await;
+        self.inner.finish().await
+    }
+}
+
+impl<T: Store> Store for Throttled<T> {
+    type Upload = ThrottledUpload<T::Upload>;
+    type Reader = T::Reader;
+    async fn prepare(&self) -> Result<(), StoreError> {
+        self.inner.prepare().await
+    }
+    async fn begin(&self, name: &str, len: u64) -> Result<Self::Upload, StoreError> {
+        Ok(ThrottledUpload {
+            inner: self.inner.begin(name, len).await?,
+            per_part: self.per_part,
+        })
+    }
+    async fn open(&self, loc: &str) -> Result<Self::Reader, StoreError> {
+        self.inner.open(loc).await
+    }
+    async fn len(&self, loc: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.len(loc).await
+    }
+    async fn remove(&self, loc: &str) -> Result<(), StoreError> {
+        self.inner.remove(loc).await
+    }
+}
+
+/// The built binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tgferry"))
+}
+
+/// A `tgferry` command with a clean environment (no TGFERRY_* or CI variables leak in).
+pub fn tgferry(args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TGFERRY_") || k == "CI" || k.starts_with("GITHUB_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// Runs and returns the output, asserting the exit code.
+pub fn assert_exit(cmd: &mut Command, code: i32) -> Output {
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The state at `path`, with its journal replayed.
+pub fn load(path: &Path) -> tgferry::state::State {
+    tgferry::state::read_with_journal(path).unwrap().unwrap().0
+}

@@ -1,0 +1,414 @@
+//! The runner's logic under tokio's paused clock, over the in-memory source and store:
+//! retry tiers, the failure cap, budgets and deadlines, rate limits, fatal store errors,
+//! change detection and part-level resume. No test here waits in real time.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tgferry::runner::{Budget, Event, Events, RunConfig, RunReport, Runner};
+use tgferry::source::memory::{Fault, MemorySource};
+use tgferry::state::{Encryption, Job, LoadOptions, StateFile, StopReason};
+use tgferry::store::StoreError;
+use tgferry::store::memory::MemoryStore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+fn job() -> Job {
+    Job {
+        source: "mem:src".into(),
+        store: "mem:store".into(),
+        encryption: Encryption::None,
+    }
+}
+
+/// What one run reported, with the events it emitted and when (tokio time since start).
+struct Ran {
+    report: RunReport,
+    events: Vec<(Duration, Event)>,
+    elapsed: Duration,
+}
+
+async fn run_with(
+    src: &MemorySource,
+    store: &MemoryStore,
+    state: &Path,
+    cfg: RunConfig,
+    budget: Option<Duration>,
+    interrupt: CancellationToken,
+) -> Ran {
+    let (file, _) = StateFile::open(state, &job(), &LoadOptions::default()).unwrap();
+    let start = Instant::now();
+    let budget = match budget {
+        Some(b) => Budget::until(start, start + b, Duration::ZERO),
+        None => Budget::unlimited(start),
+    };
+    let (events, mut rx) = Events::channel();
+    let collector = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(ev) = rx.recv().await {
+            seen.push((start.elapsed(), ev));
+        }
+        seen
+    });
+    let runner = Runner::new(
+        Arc::new(src.clone()),
+        Arc::new(store.clone()),
+        cfg,
+        budget,
+        events,
+        interrupt,
+    );
+    let (_file, report) = runner.run(file).await.map_err(|(_, e)| e).unwrap();
+    let elapsed = start.elapsed();
+    Ran {
+        report,
+        events: collector.await.unwrap(),
+        elapsed,
+    }
+}
+
+async fn run(
+    src: &MemorySource,
+    store: &MemoryStore,
+    state: &Path,
+    cfg: RunConfig,
+    budget: Option<Duration>,
+) -> Ran {
+    run_with(src, store, state, cfg, budget, CancellationToken::new()).await
+}
+
+fn cfg() -> RunConfig {
+    RunConfig {
+        part_size: 1 << 20,
+        ..RunConfig::default()
+    }
+}
+
+fn started_at(events: &[(Duration, Event)], path: &str) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::FileStarted { path: p, .. } if p == path => Some(t.as_secs()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn completed_at(events: &[(Duration, Event)], path: &str) -> Option<Duration> {
+    events.iter().find_map(|(t, e)| match e {
+        Event::FileCompleted { path: p, .. } if p == path => Some(*t),
+        _ => None,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failure_is_retried_through_the_tiers_while_others_proceed() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    let src = MemorySource::new().with_speed(1 << 20);
+    for (i, p) in ["a", "b", "c", "d"].iter().enumerate() {
+        src.put(p, common::bytes(i as u64, 2 << 20)); // 2 s each at 1 MiB/s
+    }
+    src.inject("b", std::iter::repeat_n(Fault::Transient, 10));
+    let store = MemoryStore::new();
+    let ran = run(&src, &store, &state, RunConfig { jobs: 1, ..cfg() }, None).await;
+
+    // Tries at 0, then after 30, 60, 120, 300 and 600 s of waiting (plus work in between).
+    let tries = started_at(&ran.events, "b");
+    assert_eq!(tries.len(), 6, "{tries:?}");
+    for (gap, tier) in tries
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .zip([30, 60, 120, 300, 600])
+    {
+        // A retry starts once its wait is over and a worker is free (files take 2 s).
+        assert!(gap >= tier && gap <= tier + 2, "{tries:?}");
+    }
+    let retries: Vec<u64> = ran
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::FileRetry { path, retry_in, .. } if path == "b" => Some(retry_in.as_secs()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries, [30, 60, 120, 300, 600]);
+    assert_eq!(src.opens("b"), 6);
+    // The others did not wait for b: all done in about 6 s of transfer time.
+    for p in ["a", "c", "d"] {
+        assert!(
+            completed_at(&ran.events, p).unwrap() < Duration::from_secs(10),
+            "{p}"
+        );
+    }
+    // b gave up for this run after the last tier: 30+60+120+300+600 = 1110 s.
+    assert!(ran.elapsed >= Duration::from_secs(1110) && ran.elapsed < Duration::from_secs(1120));
+    assert_eq!(ran.report.stop_reason, StopReason::Complete);
+    assert_eq!(ran.report.failed.len(), 1);
+    let st = common::load(&state);
+    let f = &st.failed["b"];
+    assert_eq!((f.attempts, f.tries, f.given_up), (1, 6, false));
+    assert_eq!(st.completed.len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_retry_wait_runs_past_the_deadline() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    let src = MemorySource::new();
+    src.put("a", vec![1; 10]);
+    src.put("b", vec![2; 10]);
+    src.inject("b", std::iter::repeat_n(Fault::Transient, 10));
+    let store = MemoryStore::new();
+    let ran = run(&src, &store, &state, cfg(), Some(Duration::from_secs(200))).await;
+    // Retries at 30 and 90 s; the next would be at 210 s, past the 200 s deadline, so the
+    // file fails for this run at 90 s and the run ends then.
+    assert_eq!(src.opens("b"), 3);
+    assert_eq!(ran.elapsed, Duration::from_secs(90));
+    assert_eq!(common::load(&state).failed["b"].attempts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_failing_in_three_runs_is_given_up_until_retry() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    let src = MemorySource::new();
+    src.put("ok", vec![1; 10]);
+    src.put("bad", vec![2; 10]);
+    src.inject("bad", std::iter::repeat_n(Fault::Unreadable, 3));
+    let store = MemoryStore::new();
+    for expected in 1..=3u32 {
+        let ran = run(&src, &store, &state, cfg(), Some(Duration::from_secs(3600))).await;
+        let f = &common::load(&state).failed["bad"];
+        assert_eq!(f.attempts, expected);
+        assert_eq!(f.given_up, expected == 3);
+        assert_eq!(
+            ran.report.given_up.contains(&"bad".to_string()),
+            expected == 3
+        );
+        // A permanent error is not retried within the run.
+        assert_eq!(src.opens("bad"), expected as u64);
+    }
+    // Given up: a fourth run leaves it alone.
+    let ran = run(&src, &store, &state, cfg(), Some(Duration::from_secs(3600))).await;
+    assert_eq!(src.opens("bad"), 3);
+    assert_eq!(ran.report.stop_reason, StopReason::NothingToDo);
+    assert_eq!(ran.report.given_up, ["bad"]);
+    // `retry` (the library half of it) resets the count; the next run stores the file.
+    let (mut file, _) = StateFile::open_existing(&state).unwrap().unwrap();
+    file.state_mut().failed.remove("bad");
+    file.commit().unwrap();
+    drop(file);
+    let ran = run(&src, &store, &state, cfg(), Some(Duration::from_secs(3600))).await;
+    assert_eq!(ran.report.run.files_completed, 1);
+    let st = common::load(&state);
+    assert!(st.failed.is_empty());
+    assert_eq!(store.get("bad").unwrap(), vec![2; 10]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn budget_limited_runs_resume_at_the_next_part_and_never_overrun() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    let src = MemorySource::new().with_speed(1 << 20);
+    for i in 0..6u64 {
+        src.put(&format!("f{i}"), common::bytes(i, (5 << 20) + 17)); // 6 parts each
+    }
+    let store = MemoryStore::new();
+    let budget = Duration::from_secs(5);
+    let total: u64 = 6 * ((5 << 20) + 17);
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        assert!(runs < 30, "no progress");
+        let read_before = src.bytes_read();
+        let ran = run(&src, &store, &state, cfg(), Some(budget)).await;
+        assert!(
+            ran.elapsed <= budget + Duration::from_secs(2),
+            "{:?}",
+            ran.elapsed
+        );
+        // Nothing is read twice: each run reads only what it stores (plus at most the
+        // parts in flight when the deadline hit, which are abandoned).
+        let read = src.bytes_read() - read_before;
+        assert!(read <= ran.report.run.bytes + 2 * (1 << 20), "read {read}");
+        if ran.report.stop_reason == StopReason::Complete {
+            break;
+        }
+        assert_eq!(ran.report.stop_reason, StopReason::BudgetSpent);
+        assert!(ran.report.files_left > 0);
+    }
+    assert!(runs >= 3, "{runs} runs");
+    let st = common::load(&state);
+    assert_eq!(
+        st.stats.total_bytes, total,
+        "every part stored exactly once"
+    );
+    assert_eq!(st.stats.total_uploaded, 6);
+    for i in 0..6u64 {
+        let c = &st.completed[&format!("f{i}")];
+        let data: Vec<u8> = c
+            .parts
+            .iter()
+            .flat_map(|p| store.get(&p.loc).unwrap())
+            .collect();
+        assert_eq!(data, src.get(&format!("f{i}")).unwrap());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_part_in_flight_at_the_deadline_is_abandoned_in_time() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    // One 50 MiB part at 1 MiB/s cannot finish in 10 s; with no throughput known yet it
+    // starts, and is abandoned at the deadline.
+    let src = MemorySource::new().with_speed(1 << 20);
+    src.put("big", vec![7; 50 << 20]);
+    let store = MemoryStore::new();
+    let cfg = RunConfig {
+        part_size: 64 << 20,
+        ..cfg()
+    };
+    let ran = run(&src, &store, &state, cfg, Some(Duration::from_secs(10))).await;
+    assert_eq!(ran.report.stop_reason, StopReason::BudgetSpent);
+    assert!(ran.elapsed <= Duration::from_secs(12), "{:?}", ran.elapsed);
+    assert!(store.locations().is_empty(), "no partial part stored");
+    let st = common::load(&state);
+    assert!(st.completed.is_empty() && st.failed.is_empty());
+    assert_eq!(st.runs.last().unwrap().stop_reason, StopReason::BudgetSpent);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limits_are_waited_when_they_fit_and_stop_the_run_when_not() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    let src = MemorySource::new();
+    src.put("a", vec![1; 10]);
+    src.put("b", vec![2; 10]);
+    let store = MemoryStore::new();
+    store.inject([StoreError::RateLimited {
+        wait: Duration::from_secs(45),
+    }]);
+    let ran = run(
+        &src,
+        &store,
+        &state,
+        RunConfig { jobs: 1, ..cfg() },
+        Some(Duration::from_secs(3600)),
+    )
+    .await;
+    assert_eq!(ran.report.stop_reason, StopReason::Complete);
+    assert!(ran.elapsed >= Duration::from_secs(45));
+    assert!(
+        ran.report.failed.is_empty(),
+        "a rate limit is not a failure"
+    );
+
+    src.put("c", vec![3; 10]);
+    store.inject([StoreError::RateLimited {
+        wait: Duration::from_secs(7200),
+    }]);
+    let ran = run(&src, &store, &state, cfg(), Some(Duration::from_secs(3600))).await;
+    assert_eq!(ran.report.stop_reason, StopReason::RateLimited);
+    assert_eq!(ran.report.rate_limit_wait, Some(Duration::from_secs(7200)));
+    assert!(ran.elapsed < Duration::from_secs(1));
+    let st = common::load(&state);
+    let last = st.runs.last().unwrap();
+    assert_eq!(last.stop_reason, StopReason::RateLimited);
+    let resume = last.resume_after.expect("resume_after recorded");
+    assert!(resume.duration_since(last.ended).as_secs() >= 7190);
+    assert!(!st.failed.contains_key("c"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_store_stops_the_run_with_state_saved() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    let src = MemorySource::new();
+    for p in ["a", "b", "c"] {
+        src.put(p, vec![1; 10]);
+    }
+    let store = MemoryStore::new();
+    store.inject([StoreError::Full {
+        store: "mem".into(),
+        message: "No space left on device".into(),
+    }]);
+    let ran = run(&src, &store, &state, RunConfig { jobs: 1, ..cfg() }, None).await;
+    assert_eq!(ran.report.stop_reason, StopReason::Error);
+    assert!(
+        ran.report
+            .fatal
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("is full")
+    );
+    let st = common::load(&state);
+    assert_eq!(st.runs.last().unwrap().stop_reason, StopReason::Error);
+    assert!(st.failed.is_empty(), "a full store is not the file's fault");
+}
+
+#[tokio::test(start_paused = true)]
+async fn changes_while_reading_and_between_runs_are_stored_again() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    let src = MemorySource::new();
+    src.put("a", b"first".to_vec());
+    src.put("b", b"other".to_vec());
+    src.inject("a", [Fault::ChangeWhileRead]);
+    let store = MemoryStore::new();
+    let ran = run(&src, &store, &state, cfg(), None).await;
+    let retry = ran.events.iter().find_map(|(_, e)| match e {
+        Event::FileRetry { path, error, .. } if path == "a" => Some(error.clone()),
+        _ => None,
+    });
+    assert!(retry.unwrap().contains("changed while being read"));
+    assert_eq!(ran.report.stop_reason, StopReason::Complete);
+    let st = common::load(&state);
+    // The retry re-listed nothing: it stored the file as it is now, with its new mtime.
+    assert_eq!(
+        st.completed["a"].mtime,
+        tgferry::source::Source::stat(&src, "a")
+            .await
+            .unwrap()
+            .mtime
+    );
+
+    // Changed between runs: stored again.
+    src.put("a", b"second version".to_vec());
+    let ran = run(&src, &store, &state, cfg(), None).await;
+    assert_eq!(ran.report.run.files_completed, 1);
+    assert_eq!(store.get("a").unwrap(), b"second version");
+    assert_eq!(common::load(&state).stats.total_uploaded, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_stops_the_run_promptly_with_progress_saved() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    let src = MemorySource::new().with_speed(1 << 20);
+    for i in 0..20u64 {
+        src.put(&format!("f{i:02}"), vec![i as u8; 1 << 20]);
+    }
+    let store = MemoryStore::new();
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(5500)).await;
+        t.cancel();
+    });
+    let ran = run_with(&src, &store, &state, cfg(), None, token).await;
+    assert_eq!(ran.report.stop_reason, StopReason::Interrupted);
+    assert!(
+        ran.elapsed < Duration::from_millis(5500 + 2000),
+        "{:?}",
+        ran.elapsed
+    );
+    let st = common::load(&state);
+    assert!(st.completed.len() >= 8, "{}", st.completed.len());
+    assert!(st.completed.len() < 20);
+    assert_eq!(st.runs.last().unwrap().stop_reason, StopReason::Interrupted);
+}
