@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Store files from the source until everything is stored or the budget is spent.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show a state file: progress, failures, the last runs.
     Status(StatusArgs),
     /// Reset failure counts so given-up files are tried again.

@@ -50,7 +50,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Run(a) => run(a, started, wall).await,
+            Command::Run(a) => run(*a, started, wall).await,
             Command::Status(a) => status(a),
             Command::Retry(a) => retry(a),
             Command::Schema => {

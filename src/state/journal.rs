@@ -188,11 +188,8 @@ pub fn replay(state_path: &Path, state: &mut State) -> Result<Replay, StateError
     };
     let mut out = Replay::default();
     let mut run = None;
-    let mut lines = bytes
-        .split_inclusive(|b| *b == b'\n')
-        .enumerate()
-        .peekable();
-    while let Some((i, line)) = lines.next() {
+    let lines = bytes.split_inclusive(|b| *b == b'\n').enumerate();
+    for (i, line) in lines {
         let complete = line.ends_with(b"\n");
         if !complete {
             // A write cut short by a kill: only possible on the last line.

@@ -79,25 +79,16 @@ pub enum StateError {
     },
     /// The state belongs to another source, store or encryption mode.
     #[error(
-        "state file {path} belongs to another job (source {found_source}, store {found_store}, \
-         encryption {found_encryption}), not to source {source_arg}, store {store_arg}, encryption \
-         {encryption_arg}; use another --state file, or --force if the data really moved"
+        "state file {path} belongs to another job ({found}), not to this one ({wanted}); use \
+         another --state file, or --force if the data really moved"
     )]
     Foreign {
         /// The file.
         path: PathBuf,
-        /// Source recorded in the file.
-        found_source: String,
-        /// Store recorded in the file.
-        found_store: String,
-        /// Encryption recorded in the file.
-        found_encryption: String,
-        /// Source asked for.
-        source_arg: String,
-        /// Store asked for.
-        store_arg: String,
-        /// Encryption asked for.
-        encryption_arg: String,
+        /// The job recorded in the file.
+        found: Box<Job>,
+        /// The job asked for.
+        wanted: Box<Job>,
     },
     /// Another process holds the state's lock.
     #[error(
@@ -332,12 +323,8 @@ impl StateFile {
             if !opts.force {
                 return Err(StateError::Foreign {
                     path: path.to_owned(),
-                    found_source: state.job.source.clone(),
-                    found_store: state.job.store.clone(),
-                    found_encryption: format!("{:?}", state.job.encryption).to_lowercase(),
-                    source_arg: job.source.clone(),
-                    store_arg: job.store.clone(),
-                    encryption_arg: format!("{:?}", job.encryption).to_lowercase(),
+                    found: Box::new(state.job.clone()),
+                    wanted: Box::new(job.clone()),
                 });
             }
             state.job = job.clone();

@@ -229,6 +229,19 @@ pub struct RunRecord {
     pub bytes_total: u64,
 }
 
+impl std::fmt::Display for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let enc = match self.encryption {
+            Encryption::None => "none",
+        };
+        write!(
+            f,
+            "source {}, store {}, encryption {enc}",
+            self.source, self.store
+        )
+    }
+}
+
 impl State {
     /// A new, empty state for `job`.
     pub fn new(job: Job) -> Self {

@@ -188,3 +188,10 @@ pub fn assert_exit(cmd: &mut Command, code: i32) -> Output {
 pub fn load(path: &Path) -> tgferry::state::State {
     tgferry::state::read_with_journal(path).unwrap().unwrap().0
 }
+
+/// Whether the journal beside a state exists.
+pub fn journal_exists(state: &Path) -> bool {
+    let mut p = state.as_os_str().to_owned();
+    p.push(".journal");
+    Path::new(&p).exists()
+}
