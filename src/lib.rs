@@ -7,6 +7,7 @@
 //! - [`source`]: where files come from ([`source::Source`]: local directory, in-memory double).
 //! - [`store`]: where parts go ([`store::Store`]: local directory, in-memory double).
 //! - [`state`]: the state file model, its schema, atomic saves and the append-only journal.
+//! - [`vault`]: the encrypted format (docs/format.md): keys, parts, content ids, catalog.
 //! - [`runner`]: the budgeted loop: scheduling, retries with backoff, failure cap, stopping.
 //! - [`report`]: turning runner events and states into progress bars, CI lines and status text.
 //! - [`cli`]: the command line; the only module that knows about clap.
@@ -20,3 +21,4 @@ pub mod source;
 pub mod state;
 pub mod store;
 pub mod time;
+pub mod vault;

@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""Independent reference implementation of tgferry vault format v1, and the
+generator of the test vectors beside it.
+
+Written from docs/format.md alone, on Python's `cryptography` package (>= 44,
+for Argon2id), sharing no code with the Rust implementation. The Rust harness
+(tests/vault_vectors.rs) checks that its own output matches every vector this
+script wrote, so two independent implementations agree on every byte.
+
+Not run by CI. To regenerate (only ever needed when adding vectors; existing
+vectors must never change, the format is forever):
+
+    python3 tests/testdata/vault/reference_impl.py
+"""
+
+import hashlib
+import hmac
+import json
+import os
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEG = 1 << 20  # SEGMENT_SIZE
+TAG = 16
+MIB = 1 << 20
+
+
+# --- the format -------------------------------------------------------------
+
+def hkdf(salt, ikm, info):
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
+
+
+def segment_count(size):
+    return max(1, -(-size // SEG))
+
+
+def seal_segments(key, prefix, plaintext, first, end, n):
+    """STREAM segments first..end of a plaintext with n segments in all."""
+    aead = AESGCM(key)
+    out = b""
+    for i in range(first, end):
+        nonce = prefix + i.to_bytes(4, "big") + bytes([1 if i == n - 1 else 0])
+        out += aead.encrypt(nonce, plaintext[i * SEG:(i + 1) * SEG], None)
+    return out
+
+
+def part_blobs(master, salt, prefix, size, part_size, plaintext):
+    assert part_size > 0 and part_size % SEG == 0 and len(plaintext) == size
+    key = hkdf(salt, master, b"tgferry v1 object")
+    n = segment_count(size)
+    per_part = part_size // SEG
+    parts = max(1, -(-size // part_size))
+    blobs = []
+    for k in range(parts):
+        first = k * per_part
+        end = min(first + per_part, n)
+        header = b"TGFP" + bytes([1]) + salt + prefix + first.to_bytes(4, "big")
+        blobs.append(header + seal_segments(key, prefix, plaintext, first, end, n))
+    return blobs
+
+
+def content_id(master, size, part_size, plaintext):
+    key = hkdf(None, master, b"tgferry v1 content-id")
+    parts = max(1, -(-size // part_size))
+    macs = b"".join(
+        hmac.new(key, b"tgferry v1 part" + plaintext[k * part_size:(k + 1) * part_size],
+                 hashlib.sha256).digest()
+        for k in range(parts))
+    msg = b"tgferry v1 content" + size.to_bytes(8, "big") + part_size.to_bytes(8, "big") + macs
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+def seal_catalog(master, salt, prefix, plaintext):
+    key = hkdf(salt, master, b"tgferry v1 catalog")
+    n = segment_count(len(plaintext))
+    header = b"TGFC" + bytes([1]) + salt + prefix + len(plaintext).to_bytes(8, "big")
+    return header + seal_segments(key, prefix, plaintext, 0, n, n)
+
+
+def key_file(passphrase, m, t, p, vault_id, kdf_salt, master, wrap_nonce):
+    kek = Argon2id(salt=kdf_salt, length=32, iterations=t, lanes=p,
+                   memory_cost=m).derive(passphrase.encode())
+    wrapped = wrap_nonce + AESGCM(kek).encrypt(
+        wrap_nonce, master, b"tgferry-vault v1 key" + vault_id)
+    return {
+        "format": "tgferry-vault",
+        "version": 1,
+        "vault_id": vault_id.hex(),
+        "kdf": {"alg": "argon2id", "m_cost_kib": m, "t_cost": t, "p_cost": p,
+                "salt": kdf_salt.hex()},
+        "wrapped_key": wrapped.hex(),
+    }
+
+
+# --- the vectors ------------------------------------------------------------
+
+def fixed(label, n):
+    """Fixed 'random' bytes: the first n bytes of SHA-256(label)."""
+    return hashlib.sha256(label.encode()).digest()[:n]
+
+
+def generated(size):
+    return bytes((i * 7) % 251 for i in range(size))
+
+
+MASTER = bytes(range(32))
+PASSPHRASE = "correct horse battery staple"
+OBJ = {name: (fixed("salt " + name, 32), fixed("prefix " + name, 7))
+       for name in ("a", "b")}
+GEN_NOTE = "# plaintext byte i = (i * 7) mod 251\n"
+
+
+def write(name, text):
+    with open(os.path.join(HERE, name), "w", newline="\n") as f:
+        f.write(text)
+
+
+def write_json(name, obj):
+    write(name, json.dumps(obj, indent=2) + "\n")
+
+
+def object_line(name, size, part_size, salt=None, prefix=None):
+    s, p = OBJ[name] if salt is None else (salt, prefix)
+    return f"object.{name}: salt={s.hex()} nonce_prefix={p.hex()} size={size} part_size={part_size}\n"
+
+
+def object_vector(name, doc, size, part_size):
+    salt, prefix = OBJ["a"]
+    pt = generated(size)
+    blobs = part_blobs(MASTER, salt, prefix, size, part_size, pt)
+    text = f"# {doc}\n{GEN_NOTE}kind: object\nmaster_key: {MASTER.hex()}\n"
+    text += object_line("a", size, part_size)
+    text += "plaintext: generated\n"
+    text += f"part_count: {len(blobs)}\n"
+    for k, blob in enumerate(blobs):
+        text += f"part.{k}.len: {len(blob)}\n"
+        text += f"part.{k}.sha256: {hashlib.sha256(blob).hexdigest()}\n"
+        if len(blob) <= 256:
+            text += f"part.{k}.hex: {blob.hex()}\n"
+    text += f"content_id: {content_id(MASTER, size, part_size, pt)}\n"
+    text += "expect: ok\n"
+    write(name + ".vec", text)
+
+
+def part_fault(name, doc, objects, stored, mutate, read_as, expect):
+    """objects: {name: (size, part_size, salt, prefix)}."""
+    text = f"# {doc}\n{GEN_NOTE}kind: part_fault\nmaster_key: {MASTER.hex()}\n"
+    text += "plaintext: generated\n"
+    blobs = {}
+    for oname, (size, part_size, salt, prefix) in objects.items():
+        text += object_line(oname, size, part_size, salt, prefix)
+        blobs[oname] = part_blobs(MASTER, salt, prefix, size, part_size, generated(size))
+    sname, spart = stored.split("/")
+    honest = blobs[sname][int(spart)]
+    text += f"stored: {stored}\n"
+    text += f"stored.sha256: {hashlib.sha256(honest).hexdigest()}\n"
+    text += f"mutate: {mutate}\n"
+    text += f"read_as: {read_as}\n"
+    text += f"expect: {expect}\n"
+    write(name + ".vec", text)
+
+
+def catalog_vector(name, doc, blob, plaintext, expect, reproduce):
+    text = f"# {doc}\nkind: catalog\nmaster_key: {MASTER.hex()}\n"
+    if reproduce:
+        salt, prefix = fixed("catalog salt", 32), fixed("catalog prefix", 7)
+        text += f"salt: {salt.hex()}\nnonce_prefix: {prefix.hex()}\n"
+    text += f"plaintext_hex: {plaintext.hex()}\n"
+    text += f"sealed_hex: {blob.hex()}\n"
+    text += f"expect: {expect}\n"
+    write(name + ".vec", text)
+
+
+def main():
+    # Key files.
+    m, t, p = 64, 1, 1
+    vault_id, kdf_salt = fixed("vault id", 16), fixed("kdf salt", 16)
+    wrap_nonce = fixed("wrap nonce", 12)
+    kf = key_file(PASSPHRASE, m, t, p, vault_id, kdf_salt, MASTER, wrap_nonce)
+    write_json("keyfile_v1.json", kf)
+    write("keyfile_v1.vec",
+          "# A version 1 key file with cheap argon2id parameters (m=64 KiB, t=1, p=1).\n"
+          "# Unlocks to master_key; create_with(these inputs) rewrites it byte for byte.\n"
+          "kind: keyfile\nkeyfile: keyfile_v1.json\n"
+          f"passphrase: {PASSPHRASE}\nmaster_key: {MASTER.hex()}\n"
+          f"create.vault_id: {vault_id.hex()}\ncreate.kdf_salt: {kdf_salt.hex()}\n"
+          f"create.wrap_nonce: {wrap_nonce.hex()}\nexpect: ok\n")
+    write("keyfile_wrong_passphrase.vec",
+          "# keyfile_v1.json with a passphrase that does not unlock it.\n"
+          "kind: keyfile\nkeyfile: keyfile_v1.json\n"
+          "passphrase: Correct horse battery staple\nexpect: wrong_passphrase\n")
+    variants = [
+        ("keyfile_version_2", "A key file from a newer format version: refused, never guessed at.",
+         lambda d: d.update(version=2), "unsupported_version found=2"),
+        ("keyfile_memory_100gib", "A key file demanding 100 GiB for argon2id: refused before deriving.",
+         lambda d: d["kdf"].update(m_cost_kib=100 * MIB), "kdf_params_out_of_bounds"),
+        ("keyfile_vault_id_altered", "keyfile_v1.json with one bit of vault_id flipped: the wrapped key is bound to it.",
+         lambda d: d.update(vault_id=(bytes([vault_id[0] ^ 1]) + vault_id[1:]).hex()),
+         "wrong_passphrase"),
+        ("keyfile_unknown_field", "A version 1 key file with a field version 1 does not define.",
+         lambda d: d.update(comment="hello"), "invalid_key_file"),
+    ]
+    for name, doc, change, expect in variants:
+        d = json.loads(json.dumps(kf))
+        change(d)
+        write_json(name + ".json", d)
+        write(name + ".vec", f"# {doc}\nkind: keyfile\nkeyfile: {name}.json\n"
+                             f"passphrase: {PASSPHRASE}\nexpect: {expect}\n")
+
+    # Objects.
+    object_vector("object_empty", "An empty object: one part holding one empty final segment.", 0, MIB)
+    object_vector("object_one_byte", "A one-byte object.", 1, MIB)
+    object_vector("object_one_segment_exact", "Exactly one full segment (1 MiB) in one part.", SEG, MIB)
+    object_vector("object_one_segment_plus_one", "1 MiB + 1 byte in one 2 MiB part: a full segment and a 1-byte final one.", SEG + 1, 2 * MIB)
+    object_vector("object_two_parts", "1.5 MiB in parts of 1 MiB: part 0 is one full segment, part 1 the final half segment.", 3 * SEG // 2, MIB)
+
+    # Part faults.
+    a, b = OBJ["a"], OBJ["b"]
+    two = {"a": (3 * SEG // 2, MIB) + a}
+    part_fault("part_flipped_byte", "One ciphertext byte flipped in part 1 (object segment 1).",
+               two, "a/1", "flip 1048 01", "a/1", "damaged auth_failed segment=1")
+    one = {"a": (1, MIB) + a}
+    part_fault("part_header_salt_flipped", "One bit of the header's object salt flipped.",
+               one, "a/0", "flip 5 80", "a/0", "damaged wrong_object")
+    part_fault("part_version_2", "A part header with format version 2.",
+               one, "a/0", "set 4 02", "a/0", "unsupported_version found=2")
+    part_fault("part_truncated", "Part 0 cut in the middle of its segment.",
+               two, "a/0", "truncate 1048", "a/0",
+               f"damaged truncated expected={48 + SEG + TAG} found=1048")
+    plus_one = {"a": (SEG + 1, 2 * MIB) + a}
+    part_fault("part_final_segment_missing", "A part whose final segment was dropped whole.",
+               plus_one, "a/0", f"truncate {48 + SEG + TAG}", "a/0",
+               f"damaged truncated expected={48 + SEG + TAG + 1 + TAG} found={48 + SEG + TAG}")
+    part_fault("part_trailing_garbage", "A byte appended after the final segment.",
+               one, "a/0", "append 00", "a/0", "damaged trailing_data")
+    part_fault("parts_swapped_between_objects", "Part 1 of object b stored where part 1 of object a belongs.",
+               {"a": (3 * SEG // 2, MIB) + a, "b": (3 * SEG // 2, MIB) + b}, "b/1", "none", "a/1",
+               "damaged wrong_object")
+    part_fault("part_reordered", "Part 1 of an object presented as its part 0.",
+               two, "a/1", "none", "a/0", "damaged wrong_position expected=0 found=1")
+    part_fault("part_presented_as_final",
+               "Part 0 of a two-part object read as the only part of a 1 MiB object with the same salt:\n"
+               "# its segment was sealed without the final flag.",
+               {"a": (3 * SEG // 2, MIB) + a, "c": (SEG, MIB) + a}, "a/0", "none", "c/0",
+               "damaged auth_failed segment=0")
+
+    # Catalogs.
+    cat = json.dumps({"version": 1, "objects": {"0f": {"size": 3}}}, separators=(",", ":")).encode()
+    blob = seal_catalog(MASTER, fixed("catalog salt", 32), fixed("catalog prefix", 7), cat)
+    catalog_vector("catalog_small", "A small sealed catalog (one final segment).", blob, cat, "ok", True)
+    flipped = bytearray(blob)
+    flipped[60] ^= 0x01
+    catalog_vector("catalog_flipped_byte", "catalog_small with one ciphertext byte flipped.",
+                   bytes(flipped), cat, "damaged auth_failed segment=0", False)
+    catalog_vector("catalog_truncated", "catalog_small without its last byte.",
+                   blob[:-1], cat, f"damaged truncated expected={len(blob)} found={len(blob) - 1}", False)
+    v2 = bytearray(blob)
+    v2[4] = 2
+    catalog_vector("catalog_version_2", "catalog_small claiming format version 2.",
+                   bytes(v2), cat, "unsupported_version found=2", False)
+
+
+if __name__ == "__main__":
+    main()
