@@ -38,12 +38,12 @@ need() {
 }
 
 make_tree() {
-    if [ -f "$TREE/.complete" ]; then
+    if [ -f "$TREE.complete" ]; then
         echo "tree: reusing $TREE" >&2
         return
     fi
     echo "tree: creating $DIRS folders x $FILES_PER_DIR files in $TREE" >&2
-    rm -rf "$TREE"
+    rm -rf "$TREE" "$TREE.complete"
     mkdir -p "$TREE"
     local block d f
     block=$(head -c 1000 /dev/zero | tr '\0' 'x')
@@ -55,7 +55,7 @@ make_tree() {
                 >"$TREE/dir$(printf %04d "$d")/file$(printf %03d "$f").txt"
         done
     done
-    touch "$TREE/.complete"
+    touch "$TREE.complete"
 }
 
 build() {
@@ -85,7 +85,6 @@ make_tree
 build
 mkdir -p "$WORK"
 : >"$RCLONE_CONF"
-# The tree's .complete marker is left out of neither copy; both tools see the same files.
 TG_CMD="$TGFERRY run --source $TREE --store $STORE --state $STATE --quiet"
 RC_CMD="rclone --config $RCLONE_CONF copy $TREE $RCLONE_DEST"
 
