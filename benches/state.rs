@@ -36,6 +36,7 @@ fn job() -> Job {
         source: "/data/archive".into(),
         store: "/mnt/backup".into(),
         encryption: Encryption::None,
+        vault_id: None,
     }
 }
 
@@ -85,6 +86,8 @@ fn build_state(n: usize) -> State {
                 len: size,
                 sha256: fake_sha256(i as u64),
             }],
+            object: None,
+            versions: Vec::new(),
         };
         state.completed.insert(path, entry);
     }
@@ -147,6 +150,7 @@ impl Checkpointer {
                 parts_total: PARTS_TOTAL,
                 started: now,
                 parts: Vec::new(),
+                vault: None,
             },
             index: 0,
             part: StoredPart {
@@ -154,6 +158,7 @@ impl Checkpointer {
                 len: PART_SIZE,
                 sha256: fake_sha256(u64::MAX),
             },
+            mac: None,
             at: now,
         };
         // `record` folds (saves the whole state) once the journal holds more records than

@@ -8,6 +8,7 @@
 //! - [`store`]: where parts go ([`store::Store`]: local directory, in-memory double).
 //! - [`state`]: the state file model, its schema, atomic saves and the append-only journal.
 //! - [`vault`]: the encrypted format (docs/format.md): keys, parts, content ids, catalog.
+//! - [`keyring`]: a store's vault: passphrase, key file, encrypted catalog.
 //! - [`runner`]: the budgeted loop: scheduling, retries with backoff, failure cap, stopping.
 //! - [`report`]: turning runner events and states into progress bars, CI lines and status text.
 //! - [`cli`]: the command line; the only module that knows about clap.
@@ -15,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod keyring;
 pub mod report;
 pub mod runner;
 pub mod source;

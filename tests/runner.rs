@@ -21,6 +21,7 @@ fn job() -> Job {
         source: "mem:src".into(),
         store: "mem:store".into(),
         encryption: Encryption::None,
+        vault_id: None,
     }
 }
 

@@ -34,6 +34,8 @@ pub enum Command {
     Retry(RetryArgs),
     /// Print the JSON Schema of the state file.
     Schema,
+    /// Create the vault (key file) in a store; `run` also does this on first use.
+    Init(InitArgs),
 }
 
 /// What to do with a state file that cannot be parsed.
@@ -59,6 +61,8 @@ pub enum OrderArg {
 /// How content is written to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EncryptionArg {
+    /// The encrypted vault (docs/format.md); needs TGFERRY_PASSPHRASE.
+    Vault,
     /// Plain copies under their relative paths, split into .001, .002... when large.
     None,
 }
@@ -139,7 +143,7 @@ pub struct RunArgs {
     )]
     pub part_size: String,
     /// How content is written to the store.
-    #[arg(long, env = "TGFERRY_ENCRYPTION", value_enum, default_value = "none")]
+    #[arg(long, env = "TGFERRY_ENCRYPTION", value_enum, default_value = "vault")]
     pub encryption: EncryptionArg,
     /// Use a state that belongs to another source or store.
     #[arg(long, env = "TGFERRY_FORCE")]
@@ -187,4 +191,12 @@ pub struct RetryArgs {
     /// Reset every failed and given-up file.
     #[arg(long, conflicts_with = "paths")]
     pub all: bool,
+}
+
+/// `tgferry init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The store to create the vault in.
+    #[arg(long, env = "TGFERRY_STORE", value_name = "DIR")]
+    pub store: String,
 }

@@ -82,6 +82,13 @@ impl RunSettings {
         if part_size == 0 {
             return Err(UsageError("--part-size must be more than 0".into()));
         }
+        let seg = crate::vault::SEGMENT_SIZE as u64;
+        if a.encryption == super::args::EncryptionArg::Vault && part_size % seg != 0 {
+            return Err(UsageError(format!(
+                "--part-size {:?} must be a multiple of 1 MiB for the vault (e.g. 512MiB)",
+                a.part_size
+            )));
+        }
         if a.jobs == 0 || a.jobs > 64 {
             return Err(UsageError(format!(
                 "--jobs {} must be between 1 and 64",
@@ -106,7 +113,11 @@ impl RunSettings {
             job: Job {
                 source: job_name(&a.source),
                 store: job_name(&a.store),
-                encryption: Encryption::None,
+                encryption: match a.encryption {
+                    super::args::EncryptionArg::None => Encryption::None,
+                    super::args::EncryptionArg::Vault => Encryption::Vault,
+                },
+                vault_id: None,
             },
             run: RunConfig {
                 jobs: a.jobs,
@@ -115,6 +126,7 @@ impl RunSettings {
                 retry,
                 order,
                 part_size,
+                vault: None,
             },
             budget,
             reserve,

@@ -24,6 +24,8 @@ pub const STATE_LOCKED: u8 = 7;
 pub const SOURCE_UNAVAILABLE: u8 = 8;
 /// The store is full or cannot be written (state saved).
 pub const STORE_UNAVAILABLE: u8 = 9;
+/// No passphrase, a wrong one, or a store without a vault (nothing was written).
+pub const PASSPHRASE: u8 = 10;
 /// Stopped by SIGINT or SIGTERM (state saved).
 pub const INTERRUPTED: u8 = 130;
 
@@ -54,5 +56,18 @@ pub fn for_run_error(e: &RunError) -> u8 {
         RunError::Source(_) => SOURCE_UNAVAILABLE,
         RunError::Store(_) => STORE_UNAVAILABLE,
         RunError::State(e) => for_state_error(e),
+    }
+}
+
+/// The exit code for a vault-opening error.
+pub fn for_keyring_error(e: &crate::keyring::KeyringError) -> u8 {
+    use crate::keyring::KeyringError as K;
+    match e {
+        K::NoPassphrase | K::PassphraseFile { .. } | K::NoVault { .. } | K::Exists { .. } => {
+            PASSPHRASE
+        }
+        K::Vault(crate::vault::VaultError::WrongPassphrase) => PASSPHRASE,
+        K::Vault(_) | K::Catalog(_) => STATE_UNREADABLE,
+        K::Store(_) => STORE_UNAVAILABLE,
     }
 }

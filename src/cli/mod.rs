@@ -13,10 +13,12 @@ use std::time::SystemTime;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+use crate::keyring;
 use crate::report::{progress, status::Status, summary};
-use crate::runner::{Budget, Events, RunError, Runner};
+use crate::runner::{Budget, Events, RunError, Runner, VaultKeys};
 use crate::source::local::LocalSource;
-use crate::state::{StateError, StateFile, StopReason};
+use crate::state::{Encryption, StateError, StateFile, StopReason};
+use crate::store::Store;
 use crate::store::local::LocalStore;
 use args::{Cli, Command};
 use exit::Exit;
@@ -53,6 +55,7 @@ pub fn main() -> ExitCode {
             Command::Run(a) => run(*a, started, wall).await,
             Command::Status(a) => status(a),
             Command::Retry(a) => retry(a),
+            Command::Init(a) => init(a).await,
             Command::Schema => {
                 println!(
                     "{}",
@@ -132,6 +135,25 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         Some(b) => Budget::until(started, started + b, settings.reserve),
         None => Budget::unlimited(started),
     };
+    let mut settings = settings;
+    let store = Arc::new(LocalStore::new(&a.store));
+    if settings.job.encryption == Encryption::Vault {
+        let pass = keyring::passphrase_from_env().map_err(Exit::keyring)?;
+        store.prepare().await.map_err(|e| Exit::run(e.into()))?;
+        let (key_file, master, created) = keyring::unlock(&*store, &a.store, &pass, true)
+            .await
+            .map_err(Exit::keyring)?;
+        if created {
+            eprintln!(
+                "created a new vault {} in {}: keep the passphrase safe, without it nothing can be restored",
+                key_file.vault_id_hex(),
+                a.store
+            );
+        }
+        settings.job.vault_id = Some(key_file.vault_id_hex());
+        settings.run.vault = Some(Arc::new(VaultKeys::new(master)));
+    }
+    let vault = settings.run.vault.clone();
     let (state, opened) =
         StateFile::open(&a.state, &settings.job, &settings.load).map_err(Exit::state)?;
     if opened.fresh {
@@ -162,7 +184,7 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
     let reporter = tokio::spawn(progress::render(rx, mode));
     let runner = Runner::new(
         Arc::new(LocalSource::new(&a.source)),
-        Arc::new(LocalStore::new(&a.store)),
+        store.clone(),
         settings.run,
         budget,
         events,
@@ -171,8 +193,19 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
     let result = runner.run(state).await;
     let _ = reporter.await;
     match result {
-        Ok((_state, report)) => {
+        Ok((state, report)) => {
             print!("{}", summary::render(&report));
+            if let Some(keys) = vault {
+                // The catalog makes the store restorable with the passphrase alone.
+                if let Err(e) = keyring::save_catalog(&*store, &keys.master, state.state()).await {
+                    return Err(Exit {
+                        code: exit::STORE_UNAVAILABLE,
+                        message: format!(
+                            "the state was saved, but the encrypted catalog could not be written to the store: {e}"
+                        ),
+                    });
+                }
+            }
             Ok(match report.stop_reason {
                 StopReason::Error => report
                     .fatal
@@ -251,7 +284,29 @@ fn retry(a: args::RetryArgs) -> Result<u8, Exit> {
     Ok(exit::OK)
 }
 
+async fn init(a: args::InitArgs) -> Result<u8, Exit> {
+    let pass = keyring::passphrase_from_env().map_err(Exit::keyring)?;
+    let store = LocalStore::new(&a.store);
+    store.prepare().await.map_err(|e| Exit::run(e.into()))?;
+    let key_file = keyring::init(&store, &a.store, &pass)
+        .await
+        .map_err(Exit::keyring)?;
+    println!(
+        "created vault {} in {}; keep the passphrase safe: without it nothing can be restored",
+        key_file.vault_id_hex(),
+        a.store
+    );
+    Ok(exit::OK)
+}
+
 impl Exit {
+    fn keyring(e: keyring::KeyringError) -> Self {
+        Exit {
+            code: exit::for_keyring_error(&e),
+            message: e.to_string(),
+        }
+    }
+
     fn usage(e: config::UsageError) -> Self {
         Exit {
             code: exit::USAGE,

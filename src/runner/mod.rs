@@ -30,6 +30,7 @@ pub use retry::RetryPolicy;
 use crate::source::{Source, SourceError};
 use crate::state::{Failed, FailureKind, Record, RunRecord, StateError, StateFile, StopReason};
 use crate::store::{Store, StoreError};
+pub use transfer::VaultKeys;
 use transfer::{Context, FileError, FileOutcome};
 
 /// How a run behaves (everything but the source, store, state and budget).
@@ -47,6 +48,8 @@ pub struct RunConfig {
     pub order: Order,
     /// Part size in bytes.
     pub part_size: u64,
+    /// The vault keys for encrypted stores; `None` writes plain copies.
+    pub vault: Option<Arc<VaultKeys>>,
 }
 
 impl Default for RunConfig {
@@ -58,6 +61,7 @@ impl Default for RunConfig {
             retry: RetryPolicy::default(),
             order: Order::Path,
             part_size: 512 << 20,
+            vault: None,
         }
     }
 }
@@ -249,6 +253,7 @@ impl<S: Source, T: Store> Runner<S, T> {
             events: self.events.clone(),
             part_size: cfg.part_size,
             cancel: cancel.clone(),
+            vault: cfg.vault.clone(),
             listed: Arc::new(
                 listing
                     .files

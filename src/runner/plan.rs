@@ -198,6 +198,7 @@ mod tests {
             source: "s".into(),
             store: "t".into(),
             encryption: Encryption::None,
+            vault_id: None,
         })
     }
 
@@ -212,6 +213,8 @@ mod tests {
                     mtime: Timestamp::from_second(t).unwrap(),
                     stored_at: Timestamp::from_second(9).unwrap(),
                     parts: vec![],
+                    object: None,
+                    versions: vec![],
                 },
             );
         }

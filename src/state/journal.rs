@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::StateError;
-use super::model::{Completed, Failed, InProgress, RunRecord, Skipped, State, StoredPart};
+use super::model::{Completed, Failed, InProgress, Object, RunRecord, Skipped, State, StoredPart};
 use crate::time::Timestamp;
 
 /// One journal line.
@@ -44,6 +44,9 @@ pub enum Record {
         index: u64,
         /// The stored part.
         part: StoredPart,
+        /// Vault mode: the part's keyed MAC (hex).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<String>,
         /// When.
         at: Timestamp,
     },
@@ -57,6 +60,9 @@ pub enum Record {
         fresh_parts: u64,
         /// Bytes of those parts.
         fresh_bytes: u64,
+        /// Vault mode: the object stored by this step, if it is new.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        object: Option<(String, Object)>,
     },
     /// A file failed for this run.
     FileFailed {
@@ -107,6 +113,7 @@ pub fn apply(state: &mut State, run: &mut Option<RunRecord>, record: &Record) {
             file,
             index,
             part,
+            mac,
             at,
         } => {
             let entry = state
@@ -124,6 +131,10 @@ pub fn apply(state: &mut State, run: &mut Option<RunRecord>, record: &Record) {
             if entry.parts.len() == index {
                 entry.parts.push(part.clone());
             }
+            if let (Some(draft), Some(mac)) = (entry.vault.as_mut(), mac) {
+                draft.part_macs.truncate(index);
+                draft.part_macs.push(mac.clone());
+            }
             state.stats.total_parts += 1;
             state.stats.total_bytes += part.len;
             if let Some(r) = run {
@@ -137,7 +148,11 @@ pub fn apply(state: &mut State, run: &mut Option<RunRecord>, record: &Record) {
             entry,
             fresh_parts,
             fresh_bytes,
+            object,
         } => {
+            if let Some((id, object)) = object {
+                state.objects.insert(id.clone(), object.clone());
+            }
             state.in_progress.remove(path);
             state.failed.remove(path);
             state.completed.insert(path.clone(), entry.clone());

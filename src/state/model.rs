@@ -44,6 +44,9 @@ pub struct State {
     /// Files of several parts that a run stopped in the middle of.
     #[serde(default)]
     pub in_progress: BTreeMap<String, InProgress>,
+    /// Vault mode: stored contents by content id (keyed; reveals nothing without the key).
+    #[serde(default)]
+    pub objects: BTreeMap<String, Object>,
     /// Source entries that are refused on purpose (not regular files, names that are not
     /// UTF-8, ...), with the reason.
     #[serde(default)]
@@ -65,6 +68,10 @@ pub struct Job {
     pub store: String,
     /// How content is written to the store.
     pub encryption: Encryption,
+    /// For the vault: the id of the store's key file, so a state is never used with
+    /// another vault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_id: Option<String>,
 }
 
 /// How content is written to the store.
@@ -73,6 +80,8 @@ pub struct Job {
 pub enum Encryption {
     /// Plain copies under their relative paths, split into `.001`, `.002`, ... when large.
     None,
+    /// The encrypted vault (docs/format.md): opaque part names, deduplicated objects.
+    Vault,
 }
 
 /// A stored part: where it is and what it holds.
@@ -80,10 +89,53 @@ pub enum Encryption {
 pub struct StoredPart {
     /// Store-specific location (local store: path relative to the store root).
     pub loc: String,
-    /// Bytes of content in this part.
+    /// Bytes of this part as stored (for the vault: header, segments and tags).
     pub len: u64,
-    /// SHA-256 of the part's content, lowercase hex.
+    /// SHA-256 of the bytes as stored, lowercase hex (for the vault: of the ciphertext,
+    /// which reveals nothing about the content).
     pub sha256: String,
+}
+
+/// A stored content in the vault, shared by every path (and version) with that content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Object {
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// Plaintext bytes per part.
+    pub part_size: u64,
+    /// The object's random salt (hex), from which its key is derived.
+    pub salt: String,
+    /// The object's STREAM nonce prefix (hex).
+    pub nonce_prefix: String,
+    /// When it was stored.
+    pub stored_at: Timestamp,
+    /// The parts, in order.
+    pub parts: Vec<StoredPart>,
+}
+
+/// An earlier version of a file whose content changed (vault only; still restorable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Version {
+    /// Size of that version.
+    pub size: u64,
+    /// Its modification time.
+    pub mtime: Timestamp,
+    /// When it was stored.
+    pub stored_at: Timestamp,
+    /// Its content id in `objects`.
+    pub object: String,
+}
+
+/// Vault details of a file stopped in the middle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ObjectDraft {
+    /// The object salt (hex) its parts are encrypted under.
+    pub salt: String,
+    /// The nonce prefix (hex).
+    pub nonce_prefix: String,
+    /// Keyed MACs of the parts stored so far (hex), from which the content id is made.
+    #[serde(default)]
+    pub part_macs: Vec<String>,
 }
 
 /// A file stored completely.
@@ -95,8 +147,15 @@ pub struct Completed {
     pub mtime: Timestamp,
     /// When the last part was stored.
     pub stored_at: Timestamp,
-    /// The parts, in order; their contents concatenated are the file.
+    /// Plain mode: the parts, in order; their contents concatenated are the file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<StoredPart>,
+    /// Vault mode: the content id of the file's object in `objects`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// Vault mode: earlier versions, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<Version>,
 }
 
 /// A file whose last attempt failed.
@@ -147,6 +206,9 @@ pub struct InProgress {
     pub started: Timestamp,
     /// The parts stored so far, in order.
     pub parts: Vec<StoredPart>,
+    /// Vault mode: the object's salt, nonce prefix and part MACs so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<ObjectDraft>,
 }
 
 /// A source entry refused on purpose.
@@ -233,12 +295,17 @@ impl std::fmt::Display for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let enc = match self.encryption {
             Encryption::None => "none",
+            Encryption::Vault => "vault",
         };
         write!(
             f,
             "source {}, store {}, encryption {enc}",
             self.source, self.store
-        )
+        )?;
+        if let Some(id) = &self.vault_id {
+            write!(f, ", vault {id}")?;
+        }
+        Ok(())
     }
 }
 
@@ -254,6 +321,7 @@ impl State {
             completed: BTreeMap::new(),
             failed: BTreeMap::new(),
             in_progress: BTreeMap::new(),
+            objects: BTreeMap::new(),
             skipped: BTreeMap::new(),
             stats: Stats::default(),
             runs: Vec::new(),

@@ -131,6 +131,40 @@ impl Drop for LocalUpload {
     }
 }
 
+impl LocalStore {
+    /// Starts a temp file in the store's tmp folder that `finish` renames to `dest`.
+    async fn begin_tmp(&self, dest: PathBuf) -> Result<LocalUpload, StoreError> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .tmp_dir()
+            .join(format!("{}-{n}.part", std::process::id()));
+        let file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(LocalUpload {
+            root: self.root.clone(),
+            file: Some(file),
+            tmp,
+            dest,
+            loc: String::from("meta"),
+        })
+    }
+
+    fn meta_path(&self, name: &str) -> Result<PathBuf, StoreError> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(StoreError::Refused {
+                name: name.into(),
+                reason: "not a meta blob name".into(),
+            });
+        }
+        Ok(self.root.join(RESERVED_DIR).join(name))
+    }
+}
+
 impl Store for LocalStore {
     type Upload = LocalUpload;
     type Reader = tokio::fs::File;
@@ -158,20 +192,9 @@ impl Store for LocalStore {
 
     async fn begin(&self, name: &str, _len: u64) -> Result<LocalUpload, StoreError> {
         let dest = self.resolve(name)?;
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .tmp_dir()
-            .join(format!("{}-{n}.part", std::process::id()));
-        let file = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(LocalUpload {
-            root: self.root.clone(),
-            file: Some(file),
-            tmp,
-            dest,
-            loc: name.to_owned(),
-        })
+        let mut upload = self.begin_tmp(dest).await?;
+        upload.loc = name.to_owned();
+        Ok(upload)
     }
 
     async fn open(&self, loc: &str) -> Result<tokio::fs::File, StoreError> {
@@ -190,6 +213,22 @@ impl Store for LocalStore {
         match tokio::fs::metadata(&path).await {
             Ok(md) if md.is_file() => Ok(Some(md.len())),
             Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn put_meta(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.meta_path(name)?;
+        let mut upload = self.begin_tmp(path.clone()).await?;
+        upload.write(bytes).await?;
+        upload.finish().await.map(|_| ())
+    }
+
+    async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.meta_path(name)?;
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.error(e)),
         }

@@ -11,6 +11,7 @@ use super::{Store, StoreError, Upload};
 #[derive(Debug, Default)]
 struct Inner {
     parts: BTreeMap<String, Vec<u8>>,
+    meta: BTreeMap<String, Vec<u8>>,
     faults: VecDeque<StoreError>,
 }
 
@@ -47,6 +48,11 @@ impl MemoryStore {
     /// A stored part's bytes.
     pub fn get(&self, loc: &str) -> Option<Vec<u8>> {
         self.inner.lock().unwrap().parts.get(loc).cloned()
+    }
+
+    /// Replaces a stored part's bytes (to simulate damage).
+    pub fn set(&self, loc: &str, bytes: Vec<u8>) {
+        self.inner.lock().unwrap().parts.insert(loc.into(), bytes);
     }
 
     /// All stored locations.
@@ -109,6 +115,16 @@ impl Store for MemoryStore {
 
     async fn len(&self, loc: &str) -> Result<Option<u64>, StoreError> {
         Ok(self.get(loc).map(|b| b.len() as u64))
+    }
+
+    async fn put_meta(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        inner.meta.insert(name.into(), bytes.to_vec());
+        Ok(())
+    }
+
+    async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.inner.lock().unwrap().meta.get(name).cloned())
     }
 
     async fn remove(&self, loc: &str) -> Result<(), StoreError> {

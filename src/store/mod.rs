@@ -105,4 +105,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes a part (no error if it is already gone).
     fn remove(&self, loc: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Replaces a small named blob of the store's own (the vault key file, the encrypted
+    /// catalog) atomically.
+    fn put_meta(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads a blob written by [`Store::put_meta`]; `None` if there is none.
+    fn get_meta(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
 }
+
+/// The key file's name among a store's meta blobs.
+pub const META_KEY_FILE: &str = "key.json";
+/// The encrypted catalog's name among a store's meta blobs.
+pub const META_CATALOG: &str = "catalog";

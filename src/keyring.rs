@@ -1,0 +1,145 @@
+//! Opening the vault of a store: the passphrase from the environment, the key file kept in
+//! the store (created on first use), and the encrypted catalog saved there after every run
+//! so that a restore needs nothing but the store and the passphrase.
+
+use secrecy::SecretString;
+
+use crate::state::State;
+use crate::store::{META_CATALOG, META_KEY_FILE, Store, StoreError};
+use crate::vault::{KdfParams, KeyFile, MasterKey, VaultError, open_catalog, seal_catalog};
+
+/// The environment variable holding the passphrase.
+pub const PASSPHRASE_ENV: &str = "TGFERRY_PASSPHRASE";
+/// The environment variable naming a file that holds the passphrase.
+pub const PASSPHRASE_FILE_ENV: &str = "TGFERRY_PASSPHRASE_FILE";
+
+/// Errors opening a vault.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    /// No passphrase was given.
+    #[error(
+        "the vault needs a passphrase: set {PASSPHRASE_ENV} (or {PASSPHRASE_FILE_ENV} to a file \
+         holding it); in GitHub Actions pass it from a secret. Or use --encryption none for \
+         plain copies"
+    )]
+    NoPassphrase,
+    /// The passphrase file could not be read.
+    #[error("cannot read the passphrase file {path}: {message}")]
+    PassphraseFile {
+        /// The file.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+    /// The store has no key file and none may be created here.
+    #[error(
+        "store {store} has no vault key file ({META_KEY_FILE}); run `tgferry run` or \
+         `tgferry init` with this store first, or check --store"
+    )]
+    NoVault {
+        /// The store.
+        store: String,
+    },
+    /// `init` on a store that has a vault.
+    #[error("store {store} already has a vault (key file {META_KEY_FILE}); nothing was changed")]
+    Exists {
+        /// The store.
+        store: String,
+    },
+    /// Key file or catalog problems, including a wrong passphrase.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The catalog decrypted but is not a state.
+    #[error("the catalog in the store is not a valid state: {0}")]
+    Catalog(String),
+}
+
+/// The passphrase from `TGFERRY_PASSPHRASE` or the file named by `TGFERRY_PASSPHRASE_FILE`
+/// (one trailing newline removed).
+pub fn passphrase_from_env() -> Result<SecretString, KeyringError> {
+    if let Ok(p) = std::env::var(PASSPHRASE_ENV)
+        && !p.is_empty()
+    {
+        return Ok(SecretString::from(p));
+    }
+    if let Some(path) = std::env::var_os(PASSPHRASE_FILE_ENV) {
+        let text = std::fs::read_to_string(&path).map_err(|e| KeyringError::PassphraseFile {
+            path: path.to_string_lossy().into_owned(),
+            message: e.to_string(),
+        })?;
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        return Ok(SecretString::from(text.to_owned()));
+    }
+    Err(KeyringError::NoPassphrase)
+}
+
+/// Unlocks the store's vault; with `create`, makes one if the store has none. Returns the
+/// key file, the master key and whether it was created now.
+pub async fn unlock<T: Store>(
+    store: &T,
+    store_name: &str,
+    passphrase: &SecretString,
+    create: bool,
+) -> Result<(KeyFile, MasterKey, bool), KeyringError> {
+    match store.get_meta(META_KEY_FILE).await? {
+        Some(bytes) => {
+            let key_file = KeyFile::from_json(&bytes)?;
+            let master = key_file.unlock(passphrase)?;
+            Ok((key_file, master, false))
+        }
+        None if create => {
+            let (key_file, master) = KeyFile::create(passphrase, KdfParams::default())?;
+            store.put_meta(META_KEY_FILE, &key_file.to_json()).await?;
+            Ok((key_file, master, true))
+        }
+        None => Err(KeyringError::NoVault {
+            store: store_name.to_owned(),
+        }),
+    }
+}
+
+/// Creates a vault in a store that has none (`tgferry init`).
+pub async fn init<T: Store>(
+    store: &T,
+    store_name: &str,
+    passphrase: &SecretString,
+) -> Result<KeyFile, KeyringError> {
+    if store.get_meta(META_KEY_FILE).await?.is_some() {
+        return Err(KeyringError::Exists {
+            store: store_name.to_owned(),
+        });
+    }
+    let (key_file, _) = KeyFile::create(passphrase, KdfParams::default())?;
+    store.put_meta(META_KEY_FILE, &key_file.to_json()).await?;
+    Ok(key_file)
+}
+
+/// Seals the state into the store as the catalog.
+pub async fn save_catalog<T: Store>(
+    store: &T,
+    master: &MasterKey,
+    state: &State,
+) -> Result<(), KeyringError> {
+    let json = serde_json::to_vec(state).expect("states serialize");
+    let sealed = seal_catalog(master, &json)?;
+    store.put_meta(META_CATALOG, &sealed).await?;
+    Ok(())
+}
+
+/// Opens the catalog in the store; `None` if no run has saved one.
+pub async fn load_catalog<T: Store>(
+    store: &T,
+    master: &MasterKey,
+) -> Result<Option<State>, KeyringError> {
+    let Some(sealed) = store.get_meta(META_CATALOG).await? else {
+        return Ok(None);
+    };
+    let json = open_catalog(master, &sealed)?;
+    crate::state::parse_state(std::path::Path::new("catalog"), &json)
+        .map(Some)
+        .map_err(|e| KeyringError::Catalog(e.to_string()))
+}
