@@ -127,7 +127,10 @@ fn checked_in_schema_matches_the_types() {
     // And `tgferry schema` prints exactly that.
     let out = assert_exit(&mut tgferry(&["schema"]), 0);
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(printed == generated, "`tgferry schema` differs from the types");
+    assert!(
+        printed == generated,
+        "`tgferry schema` differs from the types"
+    );
 }
 
 /// A corpus of many small files: each costs about a millisecond (fsyncs), so a run lasts
@@ -607,4 +610,69 @@ fn status_and_retry() {
         4,
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("gh run download"));
+}
+
+#[test]
+fn the_vault_store_holds_no_name_and_no_plaintext_hash() {
+    use sha2::Digest;
+    let dir = common::tempdir();
+    let (src, store, state) = (
+        dir.path().join("src"),
+        dir.path().join("store"),
+        dir.path().join("state.json"),
+    );
+    let mut names = Vec::new();
+    let mut hashes = std::collections::HashSet::new();
+    for i in 0..30u64 {
+        let name = format!("secret-name-{i:02}.jpg");
+        let data = common::bytes(i, 100 + (i as usize * 997) % 30_000);
+        hashes.insert(<[u8; 32]>::from(sha2::Sha256::digest(&data)));
+        std::fs::create_dir_all(src.join("holiday photos")).unwrap();
+        std::fs::write(src.join("holiday photos").join(&name), data).unwrap();
+        names.push(name);
+    }
+    let mut cmd = run_cmd(
+        s(&src),
+        s(&store),
+        &state,
+        &["--encryption", "vault", "--part-size", "1MiB", "-q"],
+    );
+    cmd.env("TGFERRY_PASSPHRASE", "correct horse battery staple");
+    assert_exit(&mut cmd, 0);
+    let st = common::load(&state);
+    assert_eq!(st.completed.len(), 30);
+    assert!(
+        st.completed
+            .values()
+            .all(|c| c.object.is_some() && c.parts.is_empty())
+    );
+    let stored = common::tree(&store); // data/...
+    let meta =
+        ["key.json", "catalog"].map(|m| std::fs::read(store.join(".tgferry").join(m)).unwrap());
+    let blobs: Vec<&Vec<u8>> = stored.values().chain(meta.iter()).collect();
+    assert_eq!(stored.len(), 30);
+    for (loc, _) in &stored {
+        assert!(
+            loc.starts_with("data/") && !loc.contains("secret") && !loc.contains("holiday"),
+            "{loc}"
+        );
+    }
+    for blob in blobs {
+        let text = String::from_utf8_lossy(blob);
+        for needle in names.iter().map(String::as_str).chain(["holiday"]) {
+            assert!(!text.contains(needle), "a stored blob contains {needle:?}");
+        }
+        for h in &hashes {
+            assert!(
+                !text.contains(&hex::encode(h)),
+                "a stored blob contains a plaintext hash"
+            );
+        }
+        assert!(
+            !blob
+                .windows(32)
+                .any(|w| hashes.contains(<&[u8; 32]>::try_from(w).unwrap())),
+            "a stored blob contains a raw plaintext hash"
+        );
+    }
 }

@@ -413,3 +413,123 @@ async fn an_interrupt_stops_the_run_promptly_with_progress_saved() {
     assert!(st.completed.len() < 20);
     assert_eq!(st.runs.last().unwrap().stop_reason, StopReason::Interrupted);
 }
+
+fn vault_cfg() -> RunConfig {
+    let master = tgferry::vault::MasterKey::from_bytes([7; 32]);
+    RunConfig {
+        part_size: 1 << 20,
+        vault: Some(Arc::new(tgferry::runner::VaultKeys::new(master))),
+        ..RunConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn identical_content_is_stored_once_in_a_run_and_across_runs() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    let src = MemorySource::new();
+    let photo = common::bytes(1, (3 << 20) / 2);
+    src.put("a/photo.jpg", photo.clone());
+    src.put("b/copy of photo.jpg", photo.clone());
+    src.put("c/other.jpg", common::bytes(2, photo.len())); // same size, other content
+    src.put("d/third copy.jpg", photo.clone());
+    let store = MemoryStore::new();
+    let cfg = RunConfig {
+        jobs: 1,
+        ..vault_cfg()
+    };
+    let ran = run(&src, &store, &state, cfg.clone(), None).await;
+    assert_eq!(ran.report.run.files_completed, 4);
+    let st = common::load(&state);
+    assert_eq!(st.objects.len(), 2, "two distinct contents");
+    let ids: Vec<_> = st
+        .completed
+        .values()
+        .map(|c| c.object.clone().unwrap())
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[0], ids[3]);
+    assert_ne!(ids[0], ids[2]);
+    assert_eq!(store.locations().len(), 4, "2 objects x 2 parts");
+
+    // Across runs: a new path with known content stores nothing; it is read once (to
+    // compute its keyed content id) because an object of its size exists.
+    src.put("e/yet another copy.jpg", photo.clone());
+    let (written, read) = (store.bytes_written(), src.bytes_read());
+    let ran = run(&src, &store, &state, cfg.clone(), None).await;
+    assert_eq!(ran.report.run.files_completed, 1);
+    assert_eq!(store.bytes_written(), written, "nothing stored");
+    assert_eq!(src.bytes_read() - read, photo.len() as u64);
+    assert_eq!(common::load(&state).objects.len(), 2);
+
+    // A file of a size no object has is read exactly once.
+    src.put("f/new.bin", common::bytes(3, 12345));
+    let read = src.bytes_read();
+    run(&src, &store, &state, cfg, None).await;
+    assert_eq!(src.bytes_read() - read, 12345);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_vault_file_resumes_at_its_next_part_reading_and_writing_nothing_twice() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    let src = MemorySource::new().with_speed(1 << 20);
+    let data = common::bytes(9, (10 << 20) + 5); // 11 parts of 1 MiB at 1 MiB/s
+    src.put("big.bin", data.clone());
+    let store = MemoryStore::new();
+    let cfg = vault_cfg();
+    let ran = run(
+        &src,
+        &store,
+        &state,
+        cfg.clone(),
+        Some(Duration::from_secs(4)),
+    )
+    .await;
+    assert_eq!(ran.report.stop_reason, StopReason::BudgetSpent);
+    let st = common::load(&state);
+    let ip = &st.in_progress["big.bin"];
+    let k = ip.parts.len() as u64;
+    assert!((2..=4).contains(&k), "{k} parts in 4 s");
+    assert_eq!(ip.vault.as_ref().unwrap().part_macs.len() as u64, k);
+    let stored_before = store.bytes_written();
+    let read_before = src.bytes_read();
+
+    let ran = run(&src, &store, &state, cfg, None).await;
+    assert_eq!(ran.report.stop_reason, StopReason::Complete);
+    // The second run read exactly the parts it had not stored, and wrote only those.
+    assert_eq!(
+        src.bytes_read() - read_before,
+        data.len() as u64 - (k << 20)
+    );
+    let st = common::load(&state);
+    let object = &st.objects[st.completed["big.bin"].object.as_ref().unwrap()];
+    assert_eq!(object.parts.len(), 11);
+    let stored_total: u64 = object.parts.iter().map(|p| p.len).sum();
+    let abandoned = stored_before
+        - object.parts[..k as usize]
+            .iter()
+            .map(|p| p.len)
+            .sum::<u64>();
+    assert_eq!(
+        store.bytes_written() - stored_before,
+        stored_total - (stored_before - abandoned)
+    );
+    // And the parts, from both runs, decrypt to the file.
+    let master = tgferry::vault::MasterKey::from_bytes([7; 32]);
+    let hex32 = |h: &str| -> [u8; 32] { hex::decode(h).unwrap().try_into().unwrap() };
+    let hex7 = |h: &str| -> [u8; 7] { hex::decode(h).unwrap().try_into().unwrap() };
+    let params = tgferry::vault::ObjectParams::new(
+        hex32(&object.salt),
+        hex7(&object.nonce_prefix),
+        object.size,
+        object.part_size,
+    )
+    .unwrap();
+    let mut plain = Vec::new();
+    for (i, p) in object.parts.iter().enumerate() {
+        let blob = store.get(&p.loc).unwrap();
+        plain.extend(tgferry::vault::decrypt_part(&master, &params, i as u32, &blob).unwrap());
+    }
+    assert!(plain == data, "restored bytes differ");
+}
