@@ -29,7 +29,13 @@ pub enum Record {
         /// The state format version.
         version: u32,
     },
-    /// A run (re)started journaling; carries its counts so far.
+    /// A run started (counted in `stats.runs`).
+    RunStarted {
+        /// The run's record.
+        run: RunRecord,
+    },
+    /// A run (re)started journaling after a full save, or updated its totals; carries its
+    /// counts so far.
     Run {
         /// The run's record up to this point.
         run: RunRecord,
@@ -108,6 +114,10 @@ pub fn apply(state: &mut State, run: &mut Option<RunRecord>, record: &Record) {
     match record {
         Record::Header { .. } => {}
         Record::Run { run: r } => *run = Some(r.clone()),
+        Record::RunStarted { run: r } => {
+            state.stats.runs += 1;
+            *run = Some(r.clone());
+        }
         Record::PartStored {
             path,
             file,
