@@ -85,6 +85,8 @@ make_tree
 build
 mkdir -p "$WORK"
 : >"$RCLONE_CONF"
+# The default store format is the encrypted vault; it needs a passphrase.
+export TGFERRY_PASSPHRASE=${TGFERRY_PASSPHRASE:-bench-passphrase}
 TG_CMD="$TGFERRY run --source $TREE --store $STORE --state $STATE --quiet"
 RC_CMD="rclone --config $RCLONE_CONF copy $TREE $RCLONE_DEST"
 

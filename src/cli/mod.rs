@@ -195,7 +195,10 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
     match result {
         Ok((state, report)) => {
             print!("{}", summary::render(&report));
-            if let Some(keys) = vault {
+            // A run that stored nothing leaves the catalog as it was.
+            let changed = report.run.files_completed > 0 || report.run.parts_stored > 0;
+            let changed = changed || opened.fresh || opened.replay.applied > 0;
+            if let Some(keys) = vault.filter(|_| changed) {
                 // The catalog makes the store restorable with the passphrase alone.
                 if let Err(e) = keyring::save_catalog(&*store, &keys.master, state.state()).await {
                     return Err(Exit {
