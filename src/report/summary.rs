@@ -37,7 +37,12 @@ pub fn render(r: &RunReport) -> String {
             } else {
                 String::new()
             };
-            format!("stopped: time budget spent; {left}{eta}; the next run continues")
+            let hint = if run.parts_stored == 0 {
+                "\nno part could be stored within the budget: raise --budget or lower --part-size"
+            } else {
+                ""
+            };
+            format!("stopped: time budget spent; {left}{eta}; the next run continues{hint}")
         }
         StopReason::RateLimited => format!(
             "stopped: the store asked to wait {}, longer than the budget left; {left}; come back after {}",
