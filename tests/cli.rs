@@ -42,7 +42,8 @@ async fn corpus_over_budget_limited_runs_lands_byte_for_byte() {
     loop {
         runs += 1;
         assert!(runs <= 40, "no progress after {runs} runs");
-        let (file, _) = StateFile::open(&state, &job, &LoadOptions::default()).unwrap();
+        let (file, _) = StateFile::open(&state, &job, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("open: {e:?}"));
         let start = tokio::time::Instant::now();
         let runner = Runner::new(
             Arc::new(LocalSource::new(&src)),

@@ -203,7 +203,14 @@ impl<S: Source, T: Store> Runner<S, T> {
         let cfg = &self.config;
         let plan = {
             let st = state.lock().unwrap();
-            plan::plan(&listing, st.state(), &cfg.filter, cfg.order, cfg.part_size)
+            plan::plan(
+                &listing,
+                st.state(),
+                &cfg.filter,
+                cfg.order,
+                cfg.part_size,
+                cfg.vault.is_some(),
+            )
         };
         let mut report = RunReport {
             stop_reason: StopReason::Complete,
@@ -218,10 +225,13 @@ impl<S: Source, T: Store> Runner<S, T> {
             rate_limit_wait: None,
             elapsed: Duration::ZERO,
         };
-        if let Err(e) = self.record_plan(state, &plan, &listing) {
-            report.stop_reason = StopReason::Error;
-            report.fatal = Some(e.into());
-            return report;
+        match self.record_plan(state, &plan, &listing) {
+            Ok(garbage) => transfer::remove_all(&*self.store, garbage).await,
+            Err(e) => {
+                report.stop_reason = StopReason::Error;
+                report.fatal = Some(e.into());
+                return report;
+            }
         }
         self.events.emit(Event::Planned {
             files_total: plan.files_total,
@@ -484,11 +494,15 @@ impl<S: Source, T: Store> Runner<S, T> {
         state: &Arc<Mutex<StateFile>>,
         plan: &plan::Plan,
         listing: &crate::source::Listing,
-    ) -> Result<(), StateError> {
+    ) -> Result<Vec<String>, StateError> {
         let mut st = state.lock().unwrap();
         st.set_run_totals(plan.files_total, plan.bytes_total)?;
+        let mut garbage = Vec::new();
         for path in &plan.stale_in_progress {
-            st.record(Record::InProgressDropped { path: path.clone() })?;
+            garbage.extend(transfer::drop_in_progress(&mut st, path)?);
+        }
+        for path in &plan.failures_gone {
+            st.record(Record::FailureCleared { path: path.clone() })?;
         }
         for (path, reason) in &plan.newly_refused {
             self.events.emit(Event::Skipped {
@@ -507,7 +521,7 @@ impl<S: Source, T: Store> Runner<S, T> {
             st.record(Record::SkipCleared { path: path.clone() })?;
         }
         let _ = listing;
-        Ok(())
+        Ok(garbage)
     }
 
     fn fail_for_run(

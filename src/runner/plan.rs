@@ -78,8 +78,10 @@ pub struct Plan {
     pub stale_in_progress: Vec<String>,
     /// Refused entries that are new or whose reason changed.
     pub newly_refused: Vec<(String, String)>,
-    /// Skipped entries that are no longer refused.
+    /// Skipped entries that are no longer refused (or no longer in the run's filter).
     pub no_longer_refused: Vec<String>,
+    /// Failure entries of files that are gone from the source or the filter.
+    pub failures_gone: Vec<String>,
     /// Files in the source after filters.
     pub files_total: u64,
     /// Their bytes.
@@ -104,6 +106,7 @@ pub fn plan(
     filter: &Filter,
     order: Order,
     part_size: u64,
+    vault: bool,
 ) -> Plan {
     let mut p = Plan::default();
     let mut resumed = Vec::new();
@@ -123,7 +126,12 @@ pub fn plan(
             continue;
         }
         let resume = match state.in_progress.get(&e.path) {
-            Some(ip) if ip.size == e.size && ip.mtime == e.mtime && ip.part_size == part_size => {
+            Some(ip)
+                if ip.size == e.size
+                    && ip.mtime == e.mtime
+                    && ip.part_size == part_size
+                    && ip.vault.is_some() == vault =>
+            {
                 p.bytes_done += ip.parts.iter().map(|x| x.len).sum::<u64>();
                 Some(ip.clone())
             }
@@ -165,7 +173,7 @@ pub fn plan(
     p.work = resumed.into_iter().chain(fresh).chain(retried).collect();
 
     let refused: BTreeSet<&str> = listing.refused.iter().map(|(p, _)| p.as_str()).collect();
-    for (path, reason) in &listing.refused {
+    for (path, reason) in listing.refused.iter().filter(|(p, _)| filter.matches(p)) {
         if state.skipped.get(path).is_none_or(|s| &s.reason != reason) {
             p.newly_refused.push((path.clone(), reason.clone()));
         }
@@ -173,7 +181,16 @@ pub fn plan(
     p.no_longer_refused = state
         .skipped
         .keys()
-        .filter(|k| !refused.contains(k.as_str()))
+        .filter(|k| !refused.contains(k.as_str()) || !filter.matches(k))
+        .cloned()
+        .collect();
+    let errors: HashSet<&str> = listing.errors.iter().map(|(p, _)| p.as_str()).collect();
+    p.failures_gone = state
+        .failed
+        .keys()
+        .filter(|k| {
+            !errors.contains(k.as_str()) && (!listed.contains(k.as_str()) || !filter.matches(k))
+        })
         .cloned()
         .collect();
     p
@@ -222,7 +239,7 @@ mod tests {
             files: vec![entry("a", 3, 1), entry("b", 3, 2), entry("c", 5, 1)],
             ..Default::default()
         };
-        let p = plan(&listing, &st, &Filter::default(), Order::Path, 10);
+        let p = plan(&listing, &st, &Filter::default(), Order::Path, 10, false);
         let todo: Vec<_> = p
             .work
             .iter()
@@ -259,11 +276,25 @@ mod tests {
             ],
             ..Default::default()
         };
-        let p = plan(&listing, &st, &Filter::default(), Order::SmallFirst, 10);
+        let p = plan(
+            &listing,
+            &st,
+            &Filter::default(),
+            Order::SmallFirst,
+            10,
+            false,
+        );
         let order: Vec<_> = p.work.iter().map(|w| w.entry.path.as_str()).collect();
         assert_eq!(order, ["c", "b", "a"], "failed last, given up left out");
         assert_eq!(p.given_up, ["z"]);
-        let p = plan(&listing, &st, &Filter::default(), Order::LargeFirst, 10);
+        let p = plan(
+            &listing,
+            &st,
+            &Filter::default(),
+            Order::LargeFirst,
+            10,
+            false,
+        );
         let order: Vec<_> = p.work.iter().map(|w| w.entry.path.as_str()).collect();
         assert_eq!(order, ["b", "c", "a"]);
     }

@@ -95,15 +95,10 @@ pub async fn refresh<S: Source, T: Store>(
 ) -> Result<(), FileError> {
     let now = ctx.source.stat(&item.entry.path).await?;
     if now.size != item.entry.size || now.mtime != item.entry.mtime {
-        if item.resume.take().is_some() {
-            ctx.state
-                .lock()
-                .unwrap()
-                .record(Record::InProgressDropped {
-                    path: item.entry.path.clone(),
-                })?;
-        }
+        item.resume = None;
         item.entry = now;
+        let garbage = drop_in_progress(&mut ctx.state.lock().unwrap(), &item.entry.path)?;
+        remove_all(&*ctx.store, garbage).await;
     } else {
         // Parts stored by an earlier try in this run count: resume after them.
         let state = ctx.state.lock().unwrap();
@@ -268,14 +263,14 @@ async fn transfer_inner<S: Source, T: Store>(
         // Change detection: the file must look exactly as listed after the read.
         let now = ctx.source.stat(&e.path).await?;
         if now.size != e.size || now.mtime != e.mtime {
-            if !parts.is_empty() {
-                ctx.state
-                    .lock()
-                    .unwrap()
-                    .record(Record::InProgressDropped {
-                        path: e.path.clone(),
-                    })?;
+            let garbage = drop_in_progress(&mut ctx.state.lock().unwrap(), &e.path)?;
+            // This part is not recorded anywhere: it goes too, unless a plain name is
+            // still the completed copy's.
+            let mut garbage = garbage;
+            if !is_referenced(&ctx.state.lock().unwrap(), &e.path, &part.loc) {
+                garbage.push(part.loc.clone());
             }
+            remove_all(&*ctx.store, garbage).await;
             return Err(SourceError::Changed {
                 path: e.path.clone(),
                 detail: change_detail(e, &now),
@@ -324,14 +319,11 @@ async fn transfer_inner<S: Source, T: Store>(
             index: k,
             parts_total: n,
         });
-        let garbage = complete(ctx, e, &layout, parts.clone(), len, at)?;
+        let stored_len = parts.last().map_or(0, |p| p.len);
+        let garbage = complete(ctx, e, &layout, parts.clone(), stored_len, at)?;
         // Parts nobody refers to any more: plain parts of the previous version under other
         // names, or a vault object that an identical file stored first.
-        for loc in garbage {
-            if let Err(err) = ctx.store.remove(&loc).await {
-                tracing::warn!("could not remove the unused part {loc}: {err}");
-            }
-        }
+        remove_all(&*ctx.store, garbage).await;
     }
     ctx.events.emit(Event::FileCompleted {
         path: e.path.clone(),
@@ -340,13 +332,49 @@ async fn transfer_inner<S: Source, T: Store>(
     Ok(FileOutcome::Completed)
 }
 
+/// Forgets the stored parts of an unfinished file (it changed, or its layout did) and
+/// returns the locations to remove from the store: all of them but plain names that the
+/// completed copy of the same path still uses.
+pub fn drop_in_progress(state: &mut StateFile, path: &str) -> Result<Vec<String>, StateError> {
+    let Some(ip) = state.state().in_progress.get(path).cloned() else {
+        return Ok(Vec::new());
+    };
+    state.record(Record::InProgressDropped {
+        path: path.to_owned(),
+    })?;
+    Ok(ip
+        .parts
+        .into_iter()
+        .map(|p| p.loc)
+        .filter(|loc| !is_referenced(state, path, loc))
+        .collect())
+}
+
+fn is_referenced(state: &StateFile, path: &str, loc: &str) -> bool {
+    state
+        .state()
+        .completed
+        .get(path)
+        .is_some_and(|c| c.parts.iter().any(|p| p.loc == loc))
+}
+
+/// Removes parts nobody refers to; failures are logged, not fatal (the store keeps an
+/// unreferenced blob, which `verify` does not mind).
+pub async fn remove_all<T: Store>(store: &T, locs: Vec<String>) {
+    for loc in locs {
+        if let Err(err) = store.remove(&loc).await {
+            tracing::warn!("could not remove the unused part {loc}: {err}");
+        }
+    }
+}
+
 /// Records a finished file; returns stored locations that are no longer referenced.
 fn complete<S: Source, T: Store>(
     ctx: &Context<S, T>,
     e: &SourceEntry,
     layout: &Layout<'_>,
     parts: Vec<StoredPart>,
-    last_len: u64,
+    last_stored: u64,
     at: crate::time::Timestamp,
 ) -> Result<Vec<String>, FileError> {
     let mut state = ctx.state.lock().unwrap();
@@ -373,7 +401,7 @@ fn complete<S: Source, T: Store>(
                     versions: Vec::new(),
                 },
                 fresh_parts: 1,
-                fresh_bytes: last_len,
+                fresh_bytes: last_stored,
                 object: None,
             };
             (record, garbage)
@@ -398,7 +426,7 @@ fn complete<S: Source, T: Store>(
                 path: e.path.clone(),
                 entry: vault_entry(e, &id, old, at),
                 fresh_parts: 1,
-                fresh_bytes: last_len,
+                fresh_bytes: last_stored,
                 object,
             };
             (record, garbage)

@@ -89,6 +89,11 @@ pub enum Record {
         /// Why.
         entry: Skipped,
     },
+    /// A failure entry is gone (its file left the source or the filter).
+    FailureCleared {
+        /// The file's path.
+        path: String,
+    },
     /// A skipped entry is no longer refused (or no longer exists).
     SkipCleared {
         /// The entry's path.
@@ -130,9 +135,15 @@ pub fn apply(state: &mut State, run: &mut Option<RunRecord>, record: &Record) {
                 .in_progress
                 .entry(path.clone())
                 .or_insert_with(|| file.clone());
+            let same_object = match (&entry.vault, &file.vault) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.salt == b.salt && a.nonce_prefix == b.nonce_prefix,
+                _ => false,
+            };
             if entry.size != file.size
                 || entry.mtime != file.mtime
                 || entry.part_size != file.part_size
+                || !same_object
             {
                 *entry = file.clone();
             }
@@ -189,6 +200,9 @@ pub fn apply(state: &mut State, run: &mut Option<RunRecord>, record: &Record) {
         }
         Record::Skipped { path, entry } => {
             state.skipped.insert(path.clone(), entry.clone());
+        }
+        Record::FailureCleared { path } => {
+            state.failed.remove(path);
         }
         Record::SkipCleared { path } => {
             state.skipped.remove(path);

@@ -198,6 +198,14 @@ pub fn read_with_journal(path: &Path) -> Result<Option<(State, Replay)>, StateEr
         return Ok(None);
     };
     let replay = journal::replay(path, &mut state)?;
+    // A run that journaled but did not finish was killed, unless it is still running
+    // (its process holds the lock).
+    let running = File::open(lock_path(path))
+        .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)));
+    if let Some(mut killed) = replay.interrupted_run.clone().filter(|_| !running) {
+        killed.stop_reason = StopReason::Killed;
+        state.push_run(killed);
+    }
     Ok(Some((state, replay)))
 }
 
@@ -245,6 +253,25 @@ fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Tries an exclusive lock a few times over about 100 ms: a lock can be held for an
+/// instant by a child process of the holder between fork and exec (descriptors are
+/// close-on-exec), which must not look like a concurrent run. Returns `Ok(false)` if the
+/// lock stays taken.
+pub fn try_lock_briefly(file: &File) -> std::io::Result<bool> {
+    for attempt in 0..5 {
+        match file.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(std::fs::TryLockError::WouldBlock) if attempt < 4 => {
+                // A blocking pause in synchronous set-up code, before any run starts.
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
 /// Takes the exclusive lock beside a state file, failing at once if another process has it.
 fn lock(path: &Path) -> Result<File, StateError> {
     let lock = lock_path(path);
@@ -257,13 +284,13 @@ fn lock(path: &Path) -> Result<File, StateError> {
             path: lock.clone(),
             source,
         })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StateError::Locked {
+    match try_lock_briefly(&file) {
+        Ok(true) => Ok(file),
+        Ok(false) => Err(StateError::Locked {
             path: path.to_owned(),
             lock,
         }),
-        Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io { path: lock, source }),
+        Err(source) => Err(StateError::Io { path: lock, source }),
     }
 }
 
@@ -321,24 +348,33 @@ impl StateFile {
             }
         };
         let mut adopted = false;
-        let job = job.unwrap_or(&state.job).clone();
-        let job = &job;
-        if state.job != *job {
-            if !opts.force {
+        if let Some(job) = job {
+            // A job without a vault id (not known before the store is opened) matches any;
+            // `bind_vault` checks it later. The format of a state never changes, even with
+            // --force: its stored data would not be readable the other way.
+            let vault_ok = job.vault_id.is_none() || job.vault_id == state.job.vault_id;
+            let format_ok = job.encryption == state.job.encryption && vault_ok;
+            let place_ok = job.source == state.job.source && job.store == state.job.store;
+            if !format_ok || (!place_ok && !opts.force) {
                 return Err(StateError::Foreign {
                     path: path.to_owned(),
                     found: Box::new(state.job.clone()),
                     wanted: Box::new(job.clone()),
                 });
             }
-            state.job = job.clone();
-            adopted = true;
+            if !place_ok {
+                state.job.source = job.source.clone();
+                state.job.store = job.store.clone();
+                adopted = true;
+            }
         }
         match journal::replay(path, &mut state) {
             Ok(replay) => opened.replay = replay,
             Err(e @ StateError::JournalCorrupt { .. }) if opts.on_corrupt == OnCorrupt::Fresh => {
+                // Replay stopped at the damage; what came before it is kept in memory and
+                // saved whole at the start of the run.
                 tracing::warn!("{e}");
-                move_aside(&journal::journal_path(path))?;
+                opened.moved_aside = Some(move_aside(&journal::journal_path(path))?);
             }
             Err(e) => return Err(e),
         }
@@ -362,6 +398,28 @@ impl StateFile {
             },
             opened,
         ))
+    }
+
+    /// Ties the state to the store's vault: a state without a vault id takes `id`; a state
+    /// of another vault is refused (its objects cannot be decrypted with this key).
+    pub fn bind_vault(&mut self, id: &str) -> Result<(), StateError> {
+        match &self.state.job.vault_id {
+            Some(own) if own == id => Ok(()),
+            Some(_) => {
+                let mut wanted = self.state.job.clone();
+                wanted.vault_id = Some(id.to_owned());
+                Err(StateError::Foreign {
+                    path: self.path.clone(),
+                    found: Box::new(self.state.job.clone()),
+                    wanted: Box::new(wanted),
+                })
+            }
+            None => {
+                self.state.job.vault_id = Some(id.to_owned());
+                self.dirty = true;
+                Ok(())
+            }
+        }
     }
 
     /// The state as it stands, journal included.

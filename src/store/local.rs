@@ -19,6 +19,8 @@ pub const RESERVED_DIR: &str = ".tgferry";
 pub struct LocalStore {
     root: PathBuf,
     counter: AtomicU64,
+    /// The store's lock (`.tgferry/lock`), held from `prepare` until the store is dropped.
+    lock: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 impl LocalStore {
@@ -27,6 +29,7 @@ impl LocalStore {
         LocalStore {
             root: root.into(),
             counter: AtomicU64::new(0),
+            lock: std::sync::Mutex::new(None),
         }
     }
 
@@ -170,6 +173,31 @@ impl Store for LocalStore {
     type Reader = tokio::fs::File;
 
     async fn prepare(&self) -> Result<(), StoreError> {
+        if self.lock.lock().unwrap().is_some() {
+            return Ok(()); // prepared already by this process
+        }
+        let own = self.root.join(RESERVED_DIR);
+        tokio::fs::create_dir_all(&own)
+            .await
+            .map_err(|e| self.error(e))?;
+        // One process per store: a second one must not clear the first one's temp files
+        // or race it to create the vault's key file.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(own.join("lock"))
+            .map_err(|e| self.error(e))?;
+        match crate::state::try_lock_briefly(&file) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(StoreError::Locked {
+                    store: self.root.display().to_string(),
+                });
+            }
+            Err(e) => return Err(self.error(e)),
+        }
+        *self.lock.lock().unwrap() = Some(file);
         let tmp = self.tmp_dir();
         if tmp.exists() {
             tokio::fs::remove_dir_all(&tmp)

@@ -33,6 +33,15 @@ pub enum StoreError {
         /// The OS error.
         message: String,
     },
+    /// Another process is using the store.
+    #[error(
+        "store {store} is in use by another tgferry process; wait for it to finish (in GitHub \
+         Actions, give the workflow a `concurrency` group)"
+    )]
+    Locked {
+        /// The store.
+        store: String,
+    },
     /// The store refuses this name (reserved or unsafe); the file fails, the run goes on.
     #[error("store refuses the name {name}: {reason}")]
     Refused {
