@@ -10,6 +10,7 @@
 //! - [`vault`]: the encrypted format (docs/format.md): keys, parts, content ids, catalog.
 //! - [`keyring`]: a store's vault: passphrase, key file, encrypted catalog.
 //! - [`runner`]: the budgeted loop: scheduling, retries with backoff, failure cap, stopping.
+//! - [`restore`]: getting files back out of a store (`restore`) and checking it (`verify`).
 //! - [`report`]: turning runner events and states into progress bars, CI lines and status text.
 //! - [`cli`]: the command line; the only module that knows about clap.
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@
 pub mod cli;
 pub mod keyring;
 pub mod report;
+pub mod restore;
 pub mod runner;
 pub mod source;
 pub mod state;
