@@ -36,6 +36,11 @@ pub enum Command {
     Schema,
     /// Create the vault (key file) in a store; `run` also does this on first use.
     Init(InitArgs),
+    /// Restore files from a store into a folder.
+    Restore(RestoreArgs),
+    /// Check that every part the state (or the store's catalog) records is in the store,
+    /// whole; with --full, that every byte is intact.
+    Verify(VerifyArgs),
 }
 
 /// What to do with a state file that cannot be parsed.
@@ -199,4 +204,62 @@ pub struct InitArgs {
     /// The store to create the vault in.
     #[arg(long, env = "TGFERRY_STORE", value_name = "DIR")]
     pub store: String,
+}
+
+/// `tgferry restore`.
+#[derive(Debug, Args)]
+#[command(disable_version_flag = true)] // --version N picks a version here
+pub struct RestoreArgs {
+    /// The store to restore from.
+    #[arg(long, env = "TGFERRY_STORE", value_name = "DIR")]
+    pub store: String,
+    /// The folder to restore into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Take the catalog from this state file [default: the store's encrypted catalog, which
+    /// needs only the passphrase].
+    #[arg(long, env = "TGFERRY_STATE", value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Only paths matching these globs, relative to the source (`photos/**`, `**/*.jpg`); a
+    /// folder selects everything under it [default: everything].
+    #[arg(value_name = "PATTERN")]
+    pub patterns: Vec<String>,
+    /// Restore the content N versions back: 0 the current one, 1 the one before, ...
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub version: usize,
+    /// Replace existing files that differ (identical ones, same size and modification
+    /// time, are always left alone).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Files restored at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+    /// No progress output (errors and the summary still print).
+    #[arg(short, long, env = "TGFERRY_QUIET")]
+    pub quiet: bool,
+}
+
+/// `tgferry verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The store to check.
+    #[arg(long, env = "TGFERRY_STORE", value_name = "DIR")]
+    pub store: String,
+    /// Take the catalog from this state file [default: the store's encrypted catalog].
+    #[arg(long, env = "TGFERRY_STATE", value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Read every byte: check its SHA-256 and, for the vault, authenticate every segment
+    /// (no plaintext is written anywhere). Without it only lengths are checked.
+    #[arg(long)]
+    pub full: bool,
+    /// Forget damaged and missing files in the state file (so the next run stores them
+    /// again) and write the store's catalog anew; needs --state.
+    #[arg(long, requires = "state")]
+    pub repair: bool,
+    /// Objects (or files) checked at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+    /// No progress output (problems and the summary still print).
+    #[arg(short, long, env = "TGFERRY_QUIET")]
+    pub quiet: bool,
 }

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod config;
 pub mod exit;
+mod restore;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -56,6 +57,8 @@ pub fn main() -> ExitCode {
             Command::Status(a) => status(a),
             Command::Retry(a) => retry(a),
             Command::Init(a) => init(a).await,
+            Command::Restore(a) => restore::restore(a).await,
+            Command::Verify(a) => restore::verify(a).await,
             Command::Schema => {
                 println!(
                     "{}",
