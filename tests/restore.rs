@@ -1,0 +1,915 @@
+//! `tgferry restore` and `tgferry verify` end to end: the built binary over real folders
+//! (round trips at every size boundary, damaged stores, hostile catalogs, repair), and the
+//! library over the in-memory store.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use common::{assert_exit, tgferry};
+use tgferry::restore::{RestoreOptions, VerifyOptions};
+use tgferry::state::State;
+
+const PASS: &str = "correct horse battery staple";
+const MIB: usize = 1 << 20;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A `tgferry` command that has the passphrase.
+fn with_pass(args: &[&str]) -> Command {
+    let mut c = tgferry(args);
+    c.env("TGFERRY_PASSPHRASE", PASS);
+    c
+}
+
+/// Writes `files` under `root`, each with its own modification time (nanoseconds too).
+fn write_tree(root: &Path, files: &BTreeMap<String, Vec<u8>>) {
+    for (i, (path, data)) in files.iter().enumerate() {
+        let full = root.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(&full, data).unwrap();
+        set_mtime(&full, 1_000_000_000 + i as u64 * 86_400, 123_456_789);
+    }
+}
+
+fn set_mtime(path: &Path, secs: u64, nanos: u32) {
+    let t = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+fn mtime(path: &Path) -> SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// The files under `to` equal `files`, byte for byte and modification time for time.
+fn assert_restored(to: &Path, src: &Path, files: &BTreeMap<String, Vec<u8>>) {
+    let got = common::tree(to);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        files.keys().collect::<Vec<_>>()
+    );
+    for (path, data) in files {
+        assert!(got[path] == *data, "{path}: content differs");
+        assert_eq!(
+            mtime(&to.join(path)),
+            mtime(&src.join(path)),
+            "{path}: mtime"
+        );
+    }
+}
+
+fn run_vault(src: &Path, store: &Path, state: &Path, part_size: &str) -> Output {
+    assert_exit(
+        &mut with_pass(&[
+            "run",
+            "--source",
+            s(src),
+            "--store",
+            s(store),
+            "--state",
+            s(state),
+            "--encryption",
+            "vault",
+            "--part-size",
+            part_size,
+            "-q",
+        ]),
+        0,
+    )
+}
+
+/// Paths under `dir` of restore temp files.
+fn temp_leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if !dir.exists() {
+        return found;
+    }
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with(".tgferry-restore-")
+        {
+            found.push(e.path());
+        }
+        if e.file_type().unwrap().is_dir() {
+            found.extend(temp_leftovers(&e.path()));
+        }
+    }
+    found
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn object_of<'a>(st: &'a State, path: &str) -> &'a tgferry::state::Object {
+    &st.objects[st.completed[path].object.as_ref().unwrap()]
+}
+
+#[test]
+fn help_texts_build() {
+    for cmd in ["restore", "verify"] {
+        let out = assert_exit(&mut tgferry(&[cmd, "--help"]), 0);
+        assert!(text(&out).contains("--store"));
+    }
+    // --repair edits the state file, so it needs one.
+    let dir = common::tempdir();
+    let out = assert_exit(
+        &mut tgferry(&["verify", "--store", s(dir.path()), "--repair"]),
+        2,
+    );
+    assert!(text(&out).contains("--state"), "{}", text(&out));
+}
+
+#[test]
+fn vault_round_trips_at_segment_and_part_boundaries() {
+    let dir = common::tempdir();
+    let cases: [(&str, &[usize]); 2] = [
+        // Part size = segment size: 1 MiB ± 1 crosses both boundaries at once; 2 MiB + 5
+        // is three parts.
+        ("1MiB", &[0, 1, MIB - 1, MIB, MIB + 1, 2 * MIB + 5]),
+        // Two segments per part: a part boundary that is not every segment boundary.
+        ("2MiB", &[2 * MIB - 1, 2 * MIB, 2 * MIB + 1]),
+    ];
+    for (n, (part_size, sizes)) in cases.into_iter().enumerate() {
+        let base = dir.path().join(format!("case{n}"));
+        let (src, store, state) = (base.join("src"), base.join("store"), base.join("st.json"));
+        let name = |i: usize, len: usize| format!("d{}/size-{len}.bin", i % 2);
+        let files: BTreeMap<String, Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| (name(i, len), common::bytes(i as u64, len)))
+            .collect();
+        write_tree(&src, &files);
+        run_vault(&src, &store, &state, part_size);
+        let st = common::load(&state);
+        let part = if n == 0 { MIB } else { 2 * MIB };
+        for (i, &len) in sizes.iter().enumerate() {
+            let parts = object_of(&st, &name(i, len)).parts.len();
+            assert_eq!(parts, len.div_ceil(part).max(1), "{len}");
+        }
+
+        // From the store's catalog and the passphrase alone.
+        let out_catalog = base.join("from-catalog");
+        let out = assert_exit(
+            &mut with_pass(&["restore", "--store", s(&store), "--to", s(&out_catalog)]),
+            0,
+        );
+        assert!(
+            text(&out).contains(&format!("restored {} files", files.len())),
+            "{}",
+            text(&out)
+        );
+        assert_restored(&out_catalog, &src, &files);
+
+        // From the state file (the same code from there on: once is enough).
+        if n > 0 {
+            continue;
+        }
+        let out_state = base.join("from-state");
+        assert_exit(
+            &mut with_pass(&[
+                "restore",
+                "--store",
+                s(&store),
+                "--state",
+                s(&state),
+                "--to",
+                s(&out_state),
+                "--jobs",
+                "1",
+            ]),
+            0,
+        );
+        assert_restored(&out_state, &src, &files);
+        assert!(temp_leftovers(&base).is_empty());
+    }
+}
+
+#[test]
+fn patterns_versions_and_existing_files() {
+    let dir = common::tempdir();
+    let (src, store, state) = (
+        dir.path().join("src"),
+        dir.path().join("store"),
+        dir.path().join("st.json"),
+    );
+    let photo = common::bytes(1, 3000);
+    let mut files: BTreeMap<String, Vec<u8>> = [
+        ("photos/2024/a.jpg", photo.clone()),
+        ("photos/2024/copy of a.jpg", photo.clone()), // one object, two paths
+        ("photos/b.jpg", common::bytes(2, 500)),
+        ("docs/notes.txt", b"first draft".to_vec()),
+        ("docs/old.txt", b"never changes".to_vec()),
+        ("top.txt", b"top".to_vec()),
+    ]
+    .into_iter()
+    .map(|(p, d)| (p.to_string(), d))
+    .collect();
+    write_tree(&src, &files);
+    run_vault(&src, &store, &state, "1MiB");
+    let first_notes_mtime = mtime(&src.join("docs/notes.txt"));
+    // The file changes between runs: the first content stays restorable as version 1.
+    std::fs::write(src.join("docs/notes.txt"), b"second, longer draft").unwrap();
+    set_mtime(&src.join("docs/notes.txt"), 1_700_000_000, 5);
+    files.insert("docs/notes.txt".into(), b"second, longer draft".to_vec());
+    run_vault(&src, &store, &state, "1MiB");
+    let st = common::load(&state);
+    assert_eq!(st.completed["docs/notes.txt"].versions.len(), 1);
+    assert_eq!(
+        st.completed["photos/2024/a.jpg"].object,
+        st.completed["photos/2024/copy of a.jpg"].object
+    );
+
+    let restore = |to: &Path, extra: &[&str]| {
+        let mut args = vec!["restore", "--store", s(&store), "--to", s(to)];
+        args.extend_from_slice(extra);
+        with_pass(&args)
+    };
+    let only = |keys: &[&str]| -> BTreeMap<String, Vec<u8>> {
+        keys.iter()
+            .map(|k| (k.to_string(), files[*k].clone()))
+            .collect()
+    };
+
+    // A folder selects everything under it.
+    let to = dir.path().join("photos-only");
+    assert_exit(&mut restore(&to, &["photos"]), 0);
+    assert_restored(
+        &to,
+        &src,
+        &only(&[
+            "photos/2024/a.jpg",
+            "photos/2024/copy of a.jpg",
+            "photos/b.jpg",
+        ]),
+    );
+    // Globs: `**/` matches no folder too; `*` stays in one folder.
+    let to = dir.path().join("globs");
+    assert_exit(&mut restore(&to, &["**/*.txt", "photos/*.jpg"]), 0);
+    assert_restored(
+        &to,
+        &src,
+        &only(&["docs/notes.txt", "docs/old.txt", "top.txt", "photos/b.jpg"]),
+    );
+    // A pattern that matches nothing is an error; the rest is restored.
+    let to = dir.path().join("unmatched");
+    let out = assert_exit(&mut restore(&to, &["nothing/here/**", "top.txt"]), 3);
+    assert!(text(&out).contains("nothing/here/**"), "{}", text(&out));
+    assert_restored(&to, &src, &only(&["top.txt"]));
+
+    // One version back: the first content with its own mtime; files with no earlier
+    // version are reported and skipped, which is not a failure.
+    let to = dir.path().join("version-1");
+    let out = assert_exit(&mut restore(&to, &["docs", "--version", "1"]), 0);
+    assert_eq!(
+        std::fs::read(to.join("docs/notes.txt")).unwrap(),
+        b"first draft"
+    );
+    assert_eq!(mtime(&to.join("docs/notes.txt")), first_notes_mtime);
+    assert!(!to.join("docs/old.txt").exists());
+    assert!(
+        text(&out).contains("docs/old.txt: has no version 1"),
+        "{}",
+        text(&out)
+    );
+    assert_exit(&mut restore(&to, &["docs", "--version", "2"]), 0);
+    assert!(!to.join("docs/old.txt").exists());
+
+    // Existing files: identical ones are skipped, different ones are left alone unless
+    // --overwrite.
+    let to = dir.path().join("all");
+    assert_exit(&mut restore(&to, &[]), 0);
+    assert_restored(&to, &src, &files);
+    let out = assert_exit(&mut restore(&to, &[]), 0);
+    assert!(text(&out).contains("6 already there"), "{}", text(&out));
+    std::fs::write(to.join("top.txt"), b"edited after the restore").unwrap();
+    let out = assert_exit(&mut restore(&to, &[]), 3);
+    assert!(
+        text(&out).contains("top.txt") && text(&out).contains("--overwrite"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read(to.join("top.txt")).unwrap(),
+        b"edited after the restore"
+    );
+    assert_exit(&mut restore(&to, &["--overwrite"]), 0);
+    assert_restored(&to, &src, &files);
+    assert!(temp_leftovers(dir.path()).is_empty());
+}
+
+/// Alters a copy of the store (given the state that describes it).
+type Mutate = Box<dyn Fn(&Path, &State) + Sync>;
+
+/// One way of damaging a store, and what it must do.
+struct Damage {
+    name: &'static str,
+    mutate: Mutate,
+    /// The files that must fail, and the part named for the first of them.
+    broken: &'static [&'static str],
+    part: &'static str,
+    /// Whether the fast (length-only) verify notices.
+    fast_notices: bool,
+}
+
+fn part_path(store: &Path, st: &State, file: &str, k: usize) -> PathBuf {
+    store.join(&object_of(st, file).parts[k].loc)
+}
+
+fn flip(path: &Path, at: impl Fn(usize) -> usize) {
+    let mut b = std::fs::read(path).unwrap();
+    let i = at(b.len());
+    b[i] ^= 0x20;
+    std::fs::write(path, b).unwrap();
+}
+
+fn swap(a: &Path, b: &Path) {
+    let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    std::fs::write(a, y).unwrap();
+    std::fs::write(b, x).unwrap();
+}
+
+const VICTIM: &str = "v/victim.bin";
+const SMALL: &str = "small.txt";
+
+fn damages() -> Vec<Damage> {
+    fn d(
+        name: &'static str,
+        broken: &'static [&'static str],
+        part: &'static str,
+        fast_notices: bool,
+        mutate: impl Fn(&Path, &State) + Sync + 'static,
+    ) -> Damage {
+        Damage {
+            name,
+            mutate: Box::new(mutate),
+            broken,
+            part,
+            fast_notices,
+        }
+    }
+    // The victim is 1 MiB + 100 bytes in parts of 1 MiB: part 1 is the header, one full
+    // segment and its tag; part 2 the header and a 100-byte final segment.
+    vec![
+        d(
+            "flip a header byte",
+            &[VICTIM],
+            "part 1 of 2",
+            false,
+            |st_dir, st| flip(&part_path(st_dir, st, VICTIM, 0), |_| 5),
+        ),
+        d(
+            "flip a byte of the first segment",
+            &[VICTIM],
+            "part 1 of 2",
+            false,
+            |p, st| flip(&part_path(p, st, VICTIM, 0), |_| 48 + 1000),
+        ),
+        d(
+            "flip a tag byte",
+            &[VICTIM],
+            "part 1 of 2",
+            false,
+            |p, st| flip(&part_path(p, st, VICTIM, 0), |len| len - 9),
+        ),
+        d(
+            "flip the last byte",
+            &[VICTIM],
+            "part 2 of 2",
+            false,
+            |p, st| flip(&part_path(p, st, VICTIM, 1), |len| len - 1),
+        ),
+        d(
+            "truncate a part",
+            &[VICTIM],
+            "part 1 of 2",
+            true,
+            |p, st| {
+                let path = part_path(p, st, VICTIM, 0);
+                let b = std::fs::read(&path).unwrap();
+                std::fs::write(&path, &b[..b.len() - 1000]).unwrap();
+            },
+        ),
+        d(
+            "delete the last part",
+            &[VICTIM],
+            "part 2 of 2",
+            true,
+            |p, st| std::fs::remove_file(part_path(p, st, VICTIM, 1)).unwrap(),
+        ),
+        d(
+            "swap two parts of one object",
+            &[VICTIM],
+            "part 1 of 2",
+            true,
+            |p, st| swap(&part_path(p, st, VICTIM, 0), &part_path(p, st, VICTIM, 1)),
+        ),
+        // Both blobs are 164 bytes: only reading them tells.
+        d(
+            "swap parts of two objects",
+            &[VICTIM, SMALL],
+            "part 2 of 2",
+            false,
+            |p, st| swap(&part_path(p, st, VICTIM, 1), &part_path(p, st, SMALL, 0)),
+        ),
+    ]
+}
+
+#[test]
+fn a_damaged_part_fails_its_file_alone_and_verify_names_it() {
+    let dir = common::tempdir();
+    let (src, store, state) = (
+        dir.path().join("src"),
+        dir.path().join("store"),
+        dir.path().join("st.json"),
+    );
+    let files: BTreeMap<String, Vec<u8>> = [
+        (VICTIM, common::bytes(1, MIB + 100)),
+        (SMALL, common::bytes(2, 100)),
+        ("keep/a.txt", common::bytes(3, 2000)),
+        ("keep/b.bin", common::bytes(4, 30_000)),
+        ("keep/empty", Vec::new()),
+    ]
+    .into_iter()
+    .map(|(p, d)| (p.to_string(), d))
+    .collect();
+    write_tree(&src, &files);
+    run_vault(&src, &store, &state, "1MiB");
+    let st = common::load(&state);
+    assert_eq!(object_of(&st, VICTIM).parts.len(), 2);
+    assert_eq!(
+        object_of(&st, VICTIM).parts[1].len,
+        object_of(&st, SMALL).parts[0].len
+    );
+    // A clean store verifies both ways.
+    for full in [true, false] {
+        let mut args = vec!["verify", "--store", s(&store), "--state", s(&state)];
+        if full {
+            args.push("--full");
+        }
+        assert_exit(&mut with_pass(&args), 0);
+    }
+
+    let damages = damages();
+    std::thread::scope(|scope| {
+        for (i, damage) in damages.iter().enumerate() {
+            let (dir, src, state, st, files) = (dir.path(), &src, &state, &st, &files);
+            let store = &store;
+            scope.spawn(move || {
+                let name = damage.name;
+                let base = dir.join(format!("damage-{i}"));
+                let copy = base.join("store");
+                copy_dir(store, &copy);
+                (damage.mutate)(&copy, st);
+                // Every other case reads the store's own catalog instead of the state.
+                let to = base.join("out");
+                let mut args = vec!["restore", "--store", s(&copy), "--to", s(&to)];
+                if i % 2 == 0 {
+                    args.extend(["--state", s(state)]);
+                }
+                let out = assert_exit(&mut with_pass(&args), 3);
+                let msg = text(&out);
+                let first = damage.broken[0];
+                assert!(
+                    msg.lines()
+                        .any(|l| l.contains(first) && l.contains(damage.part)),
+                    "{name}: no line names {first} and {}:\n{msg}",
+                    damage.part
+                );
+                let mut expected = files.clone();
+                for b in damage.broken {
+                    expected.remove(*b);
+                    assert!(msg.contains(b), "{name}: {b} not named:\n{msg}");
+                    assert!(!to.join(b).exists(), "{name}: {b} was created");
+                }
+                assert_restored(&to, src, &expected);
+                assert!(temp_leftovers(&to).is_empty(), "{name}: temp file left");
+
+                let verify = |full: bool| {
+                    let mut args = vec!["verify", "--store", s(&copy), "--state", s(state)];
+                    if full {
+                        args.push("--full");
+                    }
+                    with_pass(&args).output().unwrap()
+                };
+                let out = verify(true);
+                assert_eq!(out.status.code(), Some(3), "{name}: {}", text(&out));
+                for b in damage.broken {
+                    assert!(
+                        text(&out).contains(b),
+                        "{name}: verify --full:\n{}",
+                        text(&out)
+                    );
+                }
+                let out = verify(false);
+                let code = if damage.fast_notices { 3 } else { 0 };
+                assert_eq!(out.status.code(), Some(code), "{name}: {}", text(&out));
+                if damage.fast_notices {
+                    assert!(text(&out).contains(VICTIM), "{name}: {}", text(&out));
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_wrong_or_missing_passphrase_stops_before_anything_is_written() {
+    let dir = common::tempdir();
+    let (src, store, state) = (
+        dir.path().join("src"),
+        dir.path().join("store"),
+        dir.path().join("st.json"),
+    );
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f.txt"), b"secret").unwrap();
+    run_vault(&src, &store, &state, "1MiB");
+    let to = dir.path().join("out");
+    for with_state in [false, true] {
+        let mut args = vec!["restore", "--store", s(&store), "--to", s(&to)];
+        if with_state {
+            args.extend(["--state", s(&state)]);
+        }
+        let mut wrong = tgferry(&args);
+        wrong.env("TGFERRY_PASSPHRASE", "not the passphrase");
+        let out = assert_exit(&mut wrong, 10);
+        assert!(text(&out).contains("wrong passphrase"), "{}", text(&out));
+        assert_exit(&mut tgferry(&args), 10);
+        assert!(!to.exists(), "--to was created");
+    }
+    let mut wrong = tgferry(&["verify", "--store", s(&store), "--full"]);
+    wrong.env("TGFERRY_PASSPHRASE", "not the passphrase");
+    assert_exit(&mut wrong, 10);
+    // A plain store has no catalog: without --state there is nothing to read.
+    let plain = dir.path().join("plain-store");
+    std::fs::create_dir_all(&plain).unwrap();
+    let out = assert_exit(
+        &mut tgferry(&["restore", "--store", s(&plain), "--to", s(&to)]),
+        2,
+    );
+    assert!(text(&out).contains("--state"), "{}", text(&out));
+    assert!(!to.exists());
+}
+
+#[cfg(unix)] // symbolic links
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crafted_paths_in_a_state_or_catalog_never_write_outside() {
+    let dir = common::tempdir();
+    let (src, store, state) = (
+        dir.path().join("src"),
+        dir.path().join("store"),
+        dir.path().join("st.json"),
+    );
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("ok.txt"), b"fine").unwrap();
+    run_vault(&src, &store, &state, "1MiB");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let abs = format!("{}/abs.txt", s(&outside));
+    let evil = [
+        "../escape.txt",
+        "a/../../up.txt",
+        abs.as_str(),
+        "link/inside.txt",
+        "link",
+    ];
+    let mut crafted = common::load(&state);
+    let ok = crafted.completed["ok.txt"].clone();
+    for p in evil {
+        crafted.completed.insert(p.to_string(), ok.clone());
+    }
+    let crafted_state = dir.path().join("crafted.json");
+    std::fs::write(&crafted_state, serde_json::to_vec_pretty(&crafted).unwrap()).unwrap();
+
+    let check = |to: &Path, out: Output| {
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        let msg = text(&out);
+        for p in evil {
+            assert!(msg.contains(p), "{p} not named:\n{msg}");
+        }
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            0,
+            "something was written outside"
+        );
+        for escaped in ["escape.txt", "up.txt"] {
+            assert!(!dir.path().join(escaped).exists());
+        }
+        assert_eq!(std::fs::read(to.join("ok.txt")).unwrap(), b"fine");
+        assert!(
+            std::fs::symlink_metadata(to.join("link"))
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "the link was replaced without --overwrite"
+        );
+    };
+    // The restore folder holds a link to the outside.
+    let prepare = |name: &str| {
+        let to = dir.path().join(name);
+        std::fs::create_dir(&to).unwrap();
+        std::os::unix::fs::symlink(&outside, to.join("link")).unwrap();
+        to
+    };
+
+    let to = prepare("from-state");
+    let out = with_pass(&[
+        "restore",
+        "--store",
+        s(&store),
+        "--state",
+        s(&crafted_state),
+        "--to",
+        s(&to),
+    ])
+    .output()
+    .unwrap();
+    check(&to, out);
+
+    // The same paths sealed into the store's catalog, as someone with the key could.
+    let local = tgferry::store::local::LocalStore::new(&store);
+    let pass = secrecy::SecretString::from(PASS);
+    let (_, master, _) = tgferry::keyring::unlock(&local, "store", &pass, false)
+        .await
+        .unwrap();
+    tgferry::keyring::save_catalog(&local, &master, &crafted)
+        .await
+        .unwrap();
+    let to = prepare("from-catalog");
+    let out = with_pass(&["restore", "--store", s(&store), "--to", s(&to)])
+        .output()
+        .unwrap();
+    check(&to, out);
+    // The library says the same without the CLI.
+    let to = prepare("library");
+    let report =
+        tgferry::restore::restore(&local, &crafted, Some(&master), &RestoreOptions::new(&to))
+            .await
+            .unwrap();
+    assert_eq!(report.restored, ["ok.txt"]);
+    let mut failed: Vec<&str> = report.failed.iter().map(|f| f.path.as_str()).collect();
+    failed.sort();
+    let mut want = evil.to_vec();
+    want.sort();
+    assert_eq!(failed, want);
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+}
+
+#[test]
+fn repair_forgets_a_damaged_file_and_the_next_run_stores_it_again() {
+    let dir = common::tempdir();
+    let (src, store, state) = (
+        dir.path().join("src"),
+        dir.path().join("store"),
+        dir.path().join("st.json"),
+    );
+    let files: BTreeMap<String, Vec<u8>> = [
+        ("victim.txt", common::bytes(5, 5000)),
+        ("fine.txt", common::bytes(6, 700)),
+    ]
+    .into_iter()
+    .map(|(p, d)| (p.to_string(), d))
+    .collect();
+    write_tree(&src, &files);
+    run_vault(&src, &store, &state, "1MiB");
+    let st = common::load(&state);
+    flip(&part_path(&store, &st, "victim.txt", 0), |len| len / 2);
+
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "--store", s(&store), "--state", s(&state)];
+        args.extend_from_slice(extra);
+        with_pass(&args)
+    };
+    let out = assert_exit(&mut verify(&["--full"]), 3);
+    assert!(text(&out).contains("used by victim.txt"), "{}", text(&out));
+    assert!(text(&out).contains("--repair"), "{}", text(&out));
+    let out = assert_exit(&mut verify(&["--full", "--repair"]), 3);
+    assert!(
+        text(&out).contains("marked for storing again: victim.txt"),
+        "{}",
+        text(&out)
+    );
+    let st = common::load(&state);
+    assert!(!st.completed.contains_key("victim.txt"));
+    assert!(st.completed.contains_key("fine.txt"));
+    // The state and the store's catalog agree now: a restore skips nothing silently.
+    let to = dir.path().join("before-run");
+    assert_exit(
+        &mut with_pass(&["restore", "--store", s(&store), "--to", s(&to)]),
+        0,
+    );
+    assert!(!to.join("victim.txt").exists());
+
+    let out = run_vault(&src, &store, &state, "1MiB");
+    assert!(text(&out).contains("stored 1 files"), "{}", text(&out));
+    assert_exit(&mut verify(&["--full"]), 0);
+    let to = dir.path().join("after-run");
+    assert_exit(
+        &mut with_pass(&["restore", "--store", s(&store), "--to", s(&to)]),
+        0,
+    );
+    assert_restored(&to, &src, &files);
+}
+
+#[test]
+fn plain_store_round_trip_and_damage() {
+    let dir = common::tempdir();
+    let (src, store, state) = (
+        dir.path().join("src"),
+        dir.path().join("store"),
+        dir.path().join("st.json"),
+    );
+    let files: BTreeMap<String, Vec<u8>> = [
+        ("a/multi.bin", common::bytes(7, 2500)), // three parts of 1000 bytes
+        ("a/b/one.txt", common::bytes(8, 999)),
+        ("empty", Vec::new()),
+        ("ünïcode name.txt", common::bytes(9, 10)),
+    ]
+    .into_iter()
+    .map(|(p, d)| (p.to_string(), d))
+    .collect();
+    write_tree(&src, &files);
+    assert_exit(
+        &mut tgferry(&[
+            "run",
+            "--source",
+            s(&src),
+            "--store",
+            s(&store),
+            "--state",
+            s(&state),
+            "--part-size",
+            "1000",
+            "-q",
+        ]),
+        0,
+    );
+    assert_eq!(common::load(&state).completed["a/multi.bin"].parts.len(), 3);
+    let restore = |to: &Path| {
+        tgferry(&[
+            "restore",
+            "--store",
+            s(&store),
+            "--state",
+            s(&state),
+            "--to",
+            s(to),
+        ])
+    };
+    let to = dir.path().join("out");
+    assert_exit(&mut restore(&to), 0);
+    assert_restored(&to, &src, &files);
+    let verify = |full: bool| {
+        let mut args = vec!["verify", "--store", s(&store), "--state", s(&state)];
+        if full {
+            args.push("--full");
+        }
+        tgferry(&args)
+    };
+    assert_exit(&mut verify(true), 0);
+
+    flip(&store.join("a/multi.bin.002"), |_| 10);
+    let to = dir.path().join("damaged");
+    let out = assert_exit(&mut restore(&to), 3);
+    assert!(
+        text(&out).contains("a/multi.bin: part 2 of 3 (a/multi.bin.002)")
+            && text(&out).contains("SHA-256"),
+        "{}",
+        text(&out)
+    );
+    assert!(!to.join("a/multi.bin").exists());
+    assert!(temp_leftovers(&to).is_empty());
+    assert_eq!(common::tree(&to).len(), files.len() - 1);
+    let out = assert_exit(&mut verify(true), 3);
+    assert!(text(&out).contains("a/multi.bin.002"), "{}", text(&out));
+    assert_exit(&mut verify(false), 0);
+    std::fs::remove_file(store.join("a/b/one.txt")).unwrap();
+    let out = assert_exit(&mut verify(false), 3);
+    assert!(text(&out).contains("a/b/one.txt"), "{}", text(&out));
+}
+
+/// The library over the in-memory store: no CLI, no key derivation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_library_restores_and_verifies_any_store() {
+    use tgferry::runner::{Budget, Events, RunConfig, Runner, VaultKeys};
+    use tgferry::source::memory::MemorySource;
+    use tgferry::state::{Encryption, Job, LoadOptions, StateFile};
+    use tgferry::store::memory::MemoryStore;
+    use tgferry::vault::MasterKey;
+
+    let dir = common::tempdir();
+    let src = MemorySource::new();
+    let data = common::bytes(11, MIB + 7);
+    src.put("big.bin", data.clone());
+    src.put("dir/small.txt", b"small".to_vec());
+    let store = MemoryStore::new();
+    let master = MasterKey::from_bytes([7; 32]);
+    let job = Job {
+        source: "mem:src".into(),
+        store: "mem:store".into(),
+        encryption: Encryption::Vault,
+        vault_id: None,
+    };
+    let (file, _) =
+        StateFile::open(&dir.path().join("st.json"), &job, &LoadOptions::default()).unwrap();
+    let runner = Runner::new(
+        Arc::new(src.clone()),
+        Arc::new(store.clone()),
+        RunConfig {
+            part_size: MIB as u64,
+            vault: Some(Arc::new(VaultKeys::new(MasterKey::from_bytes([7; 32])))),
+            ..RunConfig::default()
+        },
+        Budget::unlimited(tokio::time::Instant::now()),
+        Events::none(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let (file, _) = runner.run(file).await.map_err(|(_, e)| e).unwrap();
+    let state = file.state().clone();
+
+    tgferry::keyring::save_catalog(&store, &master, &state)
+        .await
+        .unwrap();
+    let report = tgferry::restore::verify(&store, &state, Some(&master), &VerifyOptions::full())
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.parts, 3);
+    let to = dir.path().join("out");
+    let opts = RestoreOptions::new(&to);
+    let report = tgferry::restore::restore(&store, &state, Some(&master), &opts)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(std::fs::read(to.join("big.bin")).unwrap(), data);
+    assert_eq!(std::fs::read(to.join("dir/small.txt")).unwrap(), b"small");
+    // Without the key, a vault is not readable.
+    assert!(
+        tgferry::restore::restore(&store, &state, None, &opts)
+            .await
+            .is_err()
+    );
+
+    // Damage the second part of big.bin.
+    let loc = &object_of(&state, "big.bin").parts[1].loc;
+    let mut blob = store.get(loc).unwrap();
+    let last = blob.len() - 1;
+    blob[last] ^= 1;
+    store.set(loc, blob);
+    // Files already in place (same size and mtime) are not read again.
+    let report = tgferry::restore::restore(&store, &state, Some(&master), &opts)
+        .await
+        .unwrap();
+    assert_eq!((report.skipped.len(), report.failed.len()), (2, 0));
+    let to = dir.path().join("out2");
+    let report =
+        tgferry::restore::restore(&store, &state, Some(&master), &RestoreOptions::new(&to))
+            .await
+            .unwrap();
+    assert_eq!(report.restored, ["dir/small.txt"]);
+    assert_eq!(report.failed.len(), 1);
+    let msg = &report.failed[0].message;
+    assert!(
+        msg.starts_with("big.bin: part 2 of 2") && msg.contains("authentication failed"),
+        "{msg}"
+    );
+    assert!(!to.join("big.bin").exists());
+    let report = tgferry::restore::verify(&store, &state, Some(&master), &VerifyOptions::full())
+        .await
+        .unwrap();
+    let broken: Vec<&str> = report.broken_paths().into_iter().collect();
+    assert_eq!(broken, ["big.bin"]);
+    let mut state = state;
+    let fixed = tgferry::restore::repair(&mut state, &report);
+    assert_eq!(fixed.files, ["big.bin"]);
+    assert_eq!(fixed.objects.len(), 1);
+    assert!(!state.completed.contains_key("big.bin"));
+}
