@@ -102,7 +102,7 @@ pub struct RunArgs {
     #[arg(long, env = "TGFERRY_RESERVE", value_name = "DURATION")]
     pub reserve: Option<String>,
     /// Files worked on at once.
-    #[arg(long, env = "TGFERRY_JOBS", value_name = "N", default_value_t = 2)]
+    #[arg(long, env = "TGFERRY_JOBS", value_name = "N", default_value_t = 4)]
     pub jobs: usize,
     /// Only paths matching these globs (relative to the source, e.g. `**/*.jpg`).
     #[arg(

@@ -18,7 +18,7 @@ pub const STATE_UNREADABLE: u8 = 4;
 pub const STATE_TOO_NEW: u8 = 5;
 /// The state file belongs to another source or store.
 pub const STATE_FOREIGN: u8 = 6;
-/// Another process holds the state's lock.
+/// Another process holds the state's (or the store's) lock.
 pub const STATE_LOCKED: u8 = 7;
 /// The source is missing or unusable.
 pub const SOURCE_UNAVAILABLE: u8 = 8;
@@ -54,6 +54,7 @@ pub fn for_state_error(e: &StateError) -> u8 {
 pub fn for_run_error(e: &RunError) -> u8 {
     match e {
         RunError::Source(_) => SOURCE_UNAVAILABLE,
+        RunError::Store(crate::store::StoreError::Locked { .. }) => STATE_LOCKED,
         RunError::Store(_) => STORE_UNAVAILABLE,
         RunError::State(e) => for_state_error(e),
     }
@@ -68,6 +69,7 @@ pub fn for_keyring_error(e: &crate::keyring::KeyringError) -> u8 {
         }
         K::Vault(crate::vault::VaultError::WrongPassphrase) => PASSPHRASE,
         K::Vault(_) | K::Catalog(_) => STATE_UNREADABLE,
+        K::Store(crate::store::StoreError::Locked { .. }) => STATE_LOCKED,
         K::Store(_) => STORE_UNAVAILABLE,
     }
 }

@@ -139,6 +139,9 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         None => Budget::unlimited(started),
     };
     let mut settings = settings;
+    // The state's lock first: a second process stops here before touching the store.
+    let (mut state, opened) =
+        StateFile::open(&a.state, &settings.job, &settings.load).map_err(Exit::state)?;
     let store = Arc::new(LocalStore::new(&a.store));
     if settings.job.encryption == Encryption::Vault {
         let pass = keyring::passphrase_from_env().map_err(Exit::keyring)?;
@@ -146,6 +149,9 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         let (key_file, master, created) = keyring::unlock(&*store, &a.store, &pass, true)
             .await
             .map_err(Exit::keyring)?;
+        state
+            .bind_vault(&key_file.vault_id_hex())
+            .map_err(Exit::state)?;
         if created {
             eprintln!(
                 "created a new vault {} in {}: keep the passphrase safe, without it nothing can be restored",
@@ -153,12 +159,9 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
                 a.store
             );
         }
-        settings.job.vault_id = Some(key_file.vault_id_hex());
         settings.run.vault = Some(Arc::new(VaultKeys::new(master)));
     }
     let vault = settings.run.vault.clone();
-    let (state, opened) =
-        StateFile::open(&a.state, &settings.job, &settings.load).map_err(Exit::state)?;
     if opened.fresh {
         eprintln!("no state at {}: starting a new one", a.state.display());
     }

@@ -262,7 +262,8 @@ pub(crate) async fn pump<S: Store>(
         }
         .into());
     }
-    if hex::encode(hasher.finalize()) != part.sha256 {
+    // Vault parts record no hash (their segments are authenticated instead).
+    if !part.sha256.is_empty() && hex::encode(hasher.finalize()) != part.sha256 {
         return Err(Issue::Damaged("its SHA-256 differs from the one recorded".into()).into());
     }
     Ok(PartDone {

@@ -91,8 +91,9 @@ pub struct StoredPart {
     pub loc: String,
     /// Bytes of this part as stored (for the vault: header, segments and tags).
     pub len: u64,
-    /// SHA-256 of the bytes as stored, lowercase hex (for the vault: of the ciphertext,
-    /// which reveals nothing about the content).
+    /// Plain mode: SHA-256 of the part's bytes, lowercase hex. Empty (and left out) for
+    /// the vault, whose segments carry GCM tags and whose parts carry keyed MACs.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
 }
 
