@@ -248,8 +248,9 @@ pub struct VerifyArgs {
     /// Take the catalog from this state file [default: the store's encrypted catalog].
     #[arg(long, env = "TGFERRY_STATE", value_name = "FILE")]
     pub state: Option<PathBuf>,
-    /// Read every byte: check its SHA-256 and, for the vault, authenticate every segment
-    /// (no plaintext is written anywhere). Without it only lengths are checked.
+    /// Read every byte: authenticate every vault segment and match each object to its
+    /// content id, or check plain parts' SHA-256 (no plaintext is written anywhere).
+    /// Without it only lengths are checked.
     #[arg(long)]
     pub full: bool,
     /// Forget damaged and missing files in the state file (so the next run stores them

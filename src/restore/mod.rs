@@ -8,9 +8,10 @@
 //! ([`crate::state`]).
 //!
 //! Both read parts the same way (`parts.rs`): streamed from
-//! [`crate::store::Store::open`] in chunks, every byte hashed against the recorded
-//! SHA-256, vault parts fed through a [`crate::vault::PartDecryptor`] so that no plaintext
-//! is handed out before its segment authenticated; constant memory whatever the size. The hashing, decryption and file
+//! [`crate::store::Store::open`] in chunks with the recorded length checked; plain parts
+//! hashed against their recorded SHA-256, vault parts fed through a
+//! [`crate::vault::PartDecryptor`] so that no plaintext is handed out before its segment
+//! authenticated; constant memory whatever the size. The hashing, decryption and file
 //! writes run on blocking threads while the next chunk is read, so `jobs` files at once
 //! use several cores.
 //!

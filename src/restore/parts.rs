@@ -1,6 +1,6 @@
-//! Reading one stored part back: streamed from the store in chunks, every byte hashed
-//! against the recorded SHA-256 and length, vault parts authenticated segment by segment
-//! through [`PartDecryptor`] before any plaintext goes on; plaintext goes to a file
+//! Reading one stored part back: streamed from the store in chunks, its length checked,
+//! plain parts hashed against the recorded SHA-256, vault parts authenticated segment by
+//! segment through [`PartDecryptor`] before any plaintext goes on; plaintext goes to a file
 //! (restore), a keyed MAC (verify) or nowhere.
 //!
 //! Memory per part in flight is constant: two read buffers of [`CHUNK`] bytes and the
@@ -170,14 +170,18 @@ pub(crate) struct PartDone {
 /// The state moved to a blocking thread for each chunk.
 struct Work {
     read: PartRead,
-    hasher: Sha256,
+    /// Over the stored bytes, when the catalog recorded a SHA-256 (plain parts; vault
+    /// parts of older states).
+    hasher: Option<Sha256>,
 }
 
 impl Work {
     /// Hashes a chunk of stored bytes and passes its plaintext on; returns how much
     /// plaintext came out.
     fn feed(&mut self, mut chunk: &[u8]) -> Result<u64, PumpError> {
-        self.hasher.update(chunk);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(chunk);
+        }
         let PartRead { dec, mac, out } = &mut self.read;
         let mut emit = |pt: &[u8]| -> Result<(), PumpError> {
             if let Some(mac) = mac.as_mut() {
@@ -214,6 +218,10 @@ pub(crate) async fn pump<S: Store>(
     read: PartRead,
     on_plaintext: &(dyn Fn(u64) + Sync),
 ) -> Result<PartDone, PumpError> {
+    if read.dec.is_none() && part.sha256.is_empty() {
+        // A plain part's hash is its only check.
+        return Err(Issue::Catalog("no SHA-256 recorded for a plain part".into()).into());
+    }
     let reader = store.open(&part.loc).await.map_err(store_issue)?;
     // One byte past the recorded length is enough to know the part is too long.
     let limit = part.len.saturating_add(1);
@@ -222,7 +230,7 @@ pub(crate) async fn pump<S: Store>(
     let (mut cur, mut next) = (vec![0u8; cap], vec![0u8; cap]);
     let mut work = Box::new(Work {
         read,
-        hasher: Sha256::new(),
+        hasher: (!part.sha256.is_empty()).then(Sha256::new),
     });
     let unreadable = |e: std::io::Error| Issue::Unreadable(format!("{}: {e}", part.loc));
     let mut n = read_full(&mut reader, &mut cur).await.map_err(unreadable)?;
@@ -262,8 +270,8 @@ pub(crate) async fn pump<S: Store>(
         }
         .into());
     }
-    // Vault parts record no hash (their segments are authenticated instead).
-    if !part.sha256.is_empty() && hex::encode(hasher.finalize()) != part.sha256 {
+    // Vault parts record no hash: their segments are authenticated instead.
+    if hasher.is_some_and(|h| hex::encode(h.finalize()) != part.sha256) {
         return Err(Issue::Damaged("its SHA-256 differs from the one recorded".into()).into());
     }
     Ok(PartDone {

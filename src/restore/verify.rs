@@ -2,8 +2,8 @@
 //! And `verify --repair`: forget what is damaged, so the next run stores it again.
 //!
 //! The fast check asks the store for each part's length. The full check reads every byte:
-//! SHA-256 against the record, and for the vault every segment authenticated and each
-//! object's plaintext matched against its keyed content id, with no plaintext written
+//! plain parts against their recorded SHA-256, vault parts with every segment
+//! authenticated and each object's plaintext matched against its keyed content id, with no plaintext written
 //! anywhere. Every problem names the part and the paths (and versions) that use it.
 
 use std::collections::{BTreeMap, BTreeSet};
