@@ -519,17 +519,24 @@ async fn an_interrupted_vault_file_resumes_at_its_next_part_reading_and_writing_
     let master = tgferry::vault::MasterKey::from_bytes([7; 32]);
     let hex32 = |h: &str| -> [u8; 32] { hex::decode(h).unwrap().try_into().unwrap() };
     let hex7 = |h: &str| -> [u8; 7] { hex::decode(h).unwrap().try_into().unwrap() };
-    let params = tgferry::vault::ObjectParams::new(
-        hex32(&object.salt),
-        hex7(&object.nonce_prefix),
-        object.size,
-        object.part_size,
-    )
-    .unwrap();
     let mut plain = Vec::new();
+    let mut salts = std::collections::HashSet::new();
     for (i, p) in object.parts.iter().enumerate() {
+        let params = tgferry::vault::ObjectParams::new(
+            hex32(p.salt.as_ref().unwrap()),
+            hex7(p.nonce_prefix.as_ref().unwrap()),
+            object.size,
+            object.part_size,
+        )
+        .unwrap();
+        salts.insert(p.salt.clone());
         let blob = store.get(&p.loc).unwrap();
         plain.extend(tgferry::vault::decrypt_part(&master, &params, i as u32, &blob).unwrap());
     }
+    assert_eq!(
+        salts.len(),
+        object.parts.len(),
+        "every part has its own salt"
+    );
     assert!(plain == data, "restored bytes differ");
 }

@@ -488,10 +488,14 @@ async fn restore_inner<S: Store>(ctx: &Ctx<'_, S>, job: &Job<'_>) -> Result<Outc
     let mut written = 0u64;
     for (k, p) in parts.iter().enumerate() {
         let dec = match (&params, ctx.master) {
-            (Some(params), Some(master)) => Some(
-                PartDecryptor::new(master, params, k as u32)
-                    .map_err(|e| format!("{}: {e}", part_context(k, p)))?,
-            ),
+            (Some(params), Some(master)) => {
+                let params = parts::part_params(params, p)
+                    .map_err(|i| format!("{}: {i}", part_context(k, p)))?;
+                Some(
+                    PartDecryptor::new(master, &params, k as u32)
+                        .map_err(|e| format!("{}: {e}", part_context(k, p)))?,
+                )
+            }
             _ => None,
         };
         let read = PartRead {

@@ -440,12 +440,14 @@ async fn check_item<S: Store>(ctx: &Ctx<'_, S>, item: &Item<'_>) -> Checked {
 
 /// A vault in-progress file's object params, checked against the parts stored so far.
 fn draft_params(entry: &InProgress) -> Result<ObjectParams, Issue> {
-    let draft = entry.vault.as_ref().expect("called for vault drafts");
-    let bad = |what: &str| Issue::Catalog(format!("the draft's {what} is not valid hex"));
-    let salt = super::hex_array(&draft.salt).ok_or_else(|| bad("salt"))?;
-    let prefix = super::hex_array(&draft.nonce_prefix).ok_or_else(|| bad("nonce prefix"))?;
-    let params = ObjectParams::new(salt, prefix, entry.size, entry.part_size)
-        .map_err(|e| Issue::Catalog(e.to_string()))?;
+    // Salts are per part; this is the object's arithmetic only.
+    let params = ObjectParams::new(
+        [0; crate::vault::SALT_LEN],
+        [0; crate::vault::NONCE_PREFIX_LEN],
+        entry.size,
+        entry.part_size,
+    )
+    .map_err(|e| Issue::Catalog(e.to_string()))?;
     if entry.parts.len() > params.part_count() as usize {
         return Err(Issue::Catalog(format!(
             "{} parts stored of an object that has {}",
@@ -515,7 +517,7 @@ async fn check_part<S: Store>(
     let (dec, mac) = match (params, ctx.master, &ctx.content_key) {
         (Some(params), Some(master), Some(key)) => (
             Some(
-                PartDecryptor::new(master, params, index)
+                PartDecryptor::new(master, &parts::part_params(params, part)?, index)
                     .map_err(|e| Issue::Catalog(e.to_string()))?,
             ),
             Some(PartMac::new(key)),

@@ -179,31 +179,26 @@ async fn transfer_inner<S: Source, T: Store>(
         Some(keys) => {
             let draft = item.resume.as_ref().and_then(|r| r.vault.as_ref());
             let resumed = draft.and_then(|d| {
-                let params = ObjectParams::new(
-                    hex_array(&d.salt)?,
-                    hex_array(&d.nonce_prefix)?,
-                    e.size,
-                    ctx.part_size,
-                )
-                .ok()?;
-                let macs = d
-                    .part_macs
+                d.part_macs
                     .iter()
                     .map(|m| hex_array(m))
-                    .collect::<Option<Vec<_>>>()?;
-                Some((params, macs))
+                    .collect::<Option<Vec<_>>>()
             });
-            let (params, macs) = match resumed {
-                Some(r) => r,
+            let macs = match resumed {
+                Some(macs) => macs,
                 None => {
                     if item.resume.is_none()
                         && let Some(outcome) = dedup(ctx, keys, e).await?
                     {
                         return Ok(outcome);
                     }
-                    (ObjectParams::new_random(e.size, ctx.part_size)?, Vec::new())
+                    Vec::new()
                 }
             };
+            // Only the arithmetic of this value is used: every part draws its own salt
+            // and nonce prefix when it is encrypted.
+            let params =
+                ObjectParams::new([0; SALT_LEN], [0; NONCE_PREFIX_LEN], e.size, ctx.part_size)?;
             Layout::Vault { keys, params, macs }
         }
     };
@@ -294,9 +289,7 @@ async fn transfer_inner<S: Source, T: Store>(
                     parts: Vec::new(),
                     vault: match &layout {
                         Layout::Plain => None,
-                        Layout::Vault { params, .. } => Some(ObjectDraft {
-                            salt: hex::encode(params.salt()),
-                            nonce_prefix: hex::encode(params.nonce_prefix()),
+                        Layout::Vault { .. } => Some(ObjectDraft {
                             part_macs: Vec::new(),
                         }),
                     },
@@ -406,7 +399,7 @@ fn complete<S: Source, T: Store>(
             };
             (record, garbage)
         }
-        Layout::Vault { keys, params, macs } => {
+        Layout::Vault { keys, macs, .. } => {
             let id = content_id(&keys.content_id, e.size, ctx.part_size, macs)?.to_hex();
             let (object, garbage) = if state.state().objects.contains_key(&id) {
                 // An identical file was stored while this one was: keep the first copy.
@@ -415,8 +408,6 @@ fn complete<S: Source, T: Store>(
                 let object = Object {
                     size: e.size,
                     part_size: ctx.part_size,
-                    salt: hex::encode(params.salt()),
-                    nonce_prefix: hex::encode(params.nonce_prefix()),
                     stored_at: at,
                     parts,
                 };
@@ -603,6 +594,8 @@ async fn copy_part<S: Source, T: Store>(
                     loc,
                     len,
                     sha256: hex::encode(hasher.finalize()),
+                    salt: None,
+                    nonce_prefix: None,
                 },
                 None,
             ))
@@ -610,6 +603,10 @@ async fn copy_part<S: Source, T: Store>(
         Layout::Vault { params, .. } => {
             let keys = ctx.vault.clone().expect("vault layout has keys");
             let part = k as u32;
+            // A fresh salt and nonce prefix for every part and every attempt at it: a part
+            // retried after a change the size and mtime did not show can never reuse a
+            // nonce (docs/format.md, "Writer invariants").
+            let params = &ObjectParams::new_random(params.size(), params.part_size())?;
             let stored_len = params.part_stored_len(part);
             let mut enc = PartEncryptor::new(&keys.master, params, part)?;
             let mut upload = ctx.store.begin(&vault_part_name()?, stored_len).await?;
@@ -677,6 +674,8 @@ async fn copy_part<S: Source, T: Store>(
                     loc,
                     len: stored_len,
                     sha256: String::new(),
+                    salt: Some(hex::encode(params.salt())),
+                    nonce_prefix: Some(hex::encode(params.nonce_prefix())),
                 },
                 Some(mac),
             ))

@@ -135,11 +135,7 @@ pub fn apply(state: &mut State, run: &mut Option<RunRecord>, record: &Record) {
                 .in_progress
                 .entry(path.clone())
                 .or_insert_with(|| file.clone());
-            let same_object = match (&entry.vault, &file.vault) {
-                (None, None) => true,
-                (Some(a), Some(b)) => a.salt == b.salt && a.nonce_prefix == b.nonce_prefix,
-                _ => false,
-            };
+            let same_object = entry.vault.is_some() == file.vault.is_some();
             if entry.size != file.size
                 || entry.mtime != file.mtime
                 || entry.part_size != file.part_size

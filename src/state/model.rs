@@ -95,6 +95,13 @@ pub struct StoredPart {
     /// the vault, whose segments carry GCM tags and whose parts carry keyed MACs.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+    /// Vault mode: the random salt (hex) this part was encrypted under. Every part, and
+    /// every attempt at a part, gets its own, so no nonce is ever used twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    /// Vault mode: the part's STREAM nonce prefix (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce_prefix: Option<String>,
 }
 
 /// A stored content in the vault, shared by every path (and version) with that content.
@@ -104,10 +111,6 @@ pub struct Object {
     pub size: u64,
     /// Plaintext bytes per part.
     pub part_size: u64,
-    /// The object's random salt (hex), from which its key is derived.
-    pub salt: String,
-    /// The object's STREAM nonce prefix (hex).
-    pub nonce_prefix: String,
     /// When it was stored.
     pub stored_at: Timestamp,
     /// The parts, in order.
@@ -130,10 +133,6 @@ pub struct Version {
 /// Vault details of a file stopped in the middle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ObjectDraft {
-    /// The object salt (hex) its parts are encrypted under.
-    pub salt: String,
-    /// The nonce prefix (hex).
-    pub nonce_prefix: String,
     /// Keyed MACs of the parts stored so far (hex), from which the content id is made.
     #[serde(default)]
     pub part_macs: Vec<String>,
@@ -207,7 +206,7 @@ pub struct InProgress {
     pub started: Timestamp,
     /// The parts stored so far, in order.
     pub parts: Vec<StoredPart>,
-    /// Vault mode: the object's salt, nonce prefix and part MACs so far.
+    /// Vault mode: the part MACs so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault: Option<ObjectDraft>,
 }
