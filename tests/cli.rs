@@ -677,3 +677,95 @@ fn the_vault_store_holds_no_name_and_no_plaintext_hash() {
         );
     }
 }
+
+#[test]
+fn a_vault_backup_killed_many_times_restores_byte_for_byte_with_and_without_the_state() {
+    let dir = common::tempdir();
+    let (src, store, state) = (
+        dir.path().join("src"),
+        dir.path().join("store"),
+        dir.path().join("state.json"),
+    );
+    let files = common::corpus(&src, 1 << 20);
+    let pass = "a passphrase for the kill test";
+    let run = |kill_after: Option<Duration>| {
+        let mut cmd = tgferry(&[
+            "run",
+            "--source",
+            s(&src),
+            "--store",
+            s(&store),
+            "--state",
+            s(&state),
+            "--encryption",
+            "vault",
+            "--part-size",
+            "1MiB",
+            "--jobs",
+            "1",
+            "-q",
+        ]);
+        cmd.env("TGFERRY_PASSPHRASE", pass)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        match kill_after {
+            Some(d) => {
+                std::thread::sleep(d);
+                let killed = child.try_wait().unwrap().is_none();
+                if killed {
+                    child.kill().unwrap();
+                }
+                child.wait().unwrap();
+                killed
+            }
+            None => {
+                assert!(child.wait().unwrap().success());
+                false
+            }
+        }
+    };
+    let mut kills = 0;
+    for round in 0..30u64 {
+        if kills >= 10 {
+            break;
+        }
+        kills += run(Some(Duration::from_millis(20 + (round * 13) % 90))) as usize;
+    }
+    assert!(kills >= 5, "only {kills} kills landed");
+    run(None);
+    let st = common::load(&state);
+    assert_eq!(st.completed.len(), files.len());
+    assert_eq!(
+        st.stats.total_uploaded,
+        files.len() as u64,
+        "each file completed once"
+    );
+    // Nothing is left in the store that the state does not know (killed parts were
+    // written under temp names, and dropped drafts were removed).
+    let referenced: std::collections::BTreeSet<String> = st
+        .objects
+        .values()
+        .flat_map(|o| o.parts.iter().map(|p| p.loc.clone()))
+        .collect();
+    let data: std::collections::BTreeSet<String> = common::tree(&store).into_keys().collect();
+    assert!(
+        referenced.is_subset(&data),
+        "every recorded part is in the store"
+    );
+
+    for (name, with_state) in [("from-catalog", false), ("from-state", true)] {
+        let to = dir.path().join(name);
+        let mut args = vec!["restore", "--store", s(&store), "--to", s(&to), "-q"];
+        if with_state {
+            args.extend(["--state", s(&state)]);
+        }
+        let mut cmd = tgferry(&args);
+        cmd.env("TGFERRY_PASSPHRASE", pass);
+        assert_exit(&mut cmd, 0);
+        assert!(
+            common::tree(&to) == files,
+            "{name}: restored tree differs from the source"
+        );
+    }
+}
