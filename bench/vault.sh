@@ -258,8 +258,8 @@ echo
 HEAD="| tool | wall | MB/s | peak RSS | user / sys CPU | sync after | written |
 | --- | --- | --- | --- | --- | --- | --- |"
 echo "$HEAD"
-row tgferry-j2 "tgferry --jobs 2 (default)" "$CORPUS_BYTES"
-row tgferry-j4 "tgferry --jobs 4" "$CORPUS_BYTES"
+row tgferry-j2 "tgferry --jobs 2" "$CORPUS_BYTES"
+row tgferry-j4 "tgferry --jobs 4 (default)" "$CORPUS_BYTES"
 row tgferry-j8 "tgferry --jobs 8" "$CORPUS_BYTES"
 row rclone-crypt "rclone copy (crypt)" "$CORPUS_BYTES"
 row restic "restic backup" "$CORPUS_BYTES"
@@ -283,7 +283,7 @@ if [ "$BIG" = 1 ]; then
     echo "one 4 GiB random file (target: peak RSS <= 64 MiB)"
     echo
     echo "$HEAD"
-    row tgferry-4g "tgferry (defaults: --jobs 2, 512MiB parts)" "$BIG_BYTES"
+    row tgferry-4g "tgferry (defaults: --jobs 4, 512MiB parts)" "$BIG_BYTES"
 fi
 echo
 echo "every run: $RAW"
