@@ -128,13 +128,6 @@ where
         .collect()
 }
 
-/// Parses `N` bytes of lowercase hex.
-fn hex_array<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let mut out = [0u8; N];
-    hex::decode_to_slice(text, &mut out).ok()?;
-    Some(out)
-}
-
 /// A content id shortened for messages.
 fn short_id(id: &str) -> &str {
     id.get(..16).unwrap_or(id)

@@ -11,9 +11,8 @@ use std::fmt;
 use std::io::Write;
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncReadExt;
 
-use super::hex_array;
 use crate::state::{Object, StoredPart};
 use crate::store::{Store, StoreError};
 use crate::vault::{
@@ -121,12 +120,12 @@ pub(crate) fn part_params(base: &ObjectParams, part: &StoredPart) -> Result<Obje
     let salt = part
         .salt
         .as_deref()
-        .and_then(hex_array::<SALT_LEN>)
+        .and_then(crate::vault::parse_hex::<SALT_LEN>)
         .ok_or_else(|| Issue::Catalog(format!("part {} has no valid salt", part.loc)))?;
     let prefix = part
         .nonce_prefix
         .as_deref()
-        .and_then(hex_array::<NONCE_PREFIX_LEN>)
+        .and_then(crate::vault::parse_hex::<NONCE_PREFIX_LEN>)
         .ok_or_else(|| Issue::Catalog(format!("part {} has no valid nonce prefix", part.loc)))?;
     ObjectParams::new(salt, prefix, base.size(), base.part_size())
         .map_err(|e| Issue::Catalog(e.to_string()))
@@ -247,7 +246,9 @@ pub(crate) async fn pump<S: Store>(
         hasher: (!part.sha256.is_empty()).then(Sha256::new),
     });
     let unreadable = |e: std::io::Error| Issue::Unreadable(format!("{}: {e}", part.loc));
-    let mut n = read_full(&mut reader, &mut cur).await.map_err(unreadable)?;
+    let mut n = crate::source::read_full(&mut reader, &mut cur)
+        .await
+        .map_err(unreadable)?;
     let (mut received, mut plaintext) = (0u64, 0u64);
     while n > 0 {
         received += n as u64;
@@ -256,7 +257,7 @@ pub(crate) async fn pump<S: Store>(
             let fed = work.feed(&buf[..n]);
             (work, buf, fed)
         });
-        let (read, joined) = tokio::join!(read_full(&mut reader, &mut next), handle);
+        let (read, joined) = tokio::join!(crate::source::read_full(&mut reader, &mut next), handle);
         let (w, buf, fed) = match joined {
             Ok(r) => r,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -293,17 +294,4 @@ pub(crate) async fn pump<S: Store>(
         plaintext,
         mac: read.mac.map(PartMac::finalize),
     })
-}
-
-/// Reads until `buf` is full or the reader ends.
-async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = r.read(&mut buf[filled..]).await?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    Ok(filled)
 }

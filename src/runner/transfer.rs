@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -155,12 +155,6 @@ enum Layout<'a> {
     },
 }
 
-fn hex_array<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let mut out = [0u8; N];
-    hex::decode_to_slice(text, &mut out).ok()?;
-    Some(out)
-}
-
 /// A fresh opaque name for a vault part: `data/ab/<32 hex>`.
 fn vault_part_name() -> Result<String, FileError> {
     let mut id = [0u8; 16];
@@ -181,7 +175,7 @@ async fn transfer_inner<S: Source, T: Store>(
             let resumed = draft.and_then(|d| {
                 d.part_macs
                     .iter()
-                    .map(|m| hex_array(m))
+                    .map(|m| crate::vault::parse_hex(m))
                     .collect::<Option<Vec<_>>>()
             });
             let macs = match resumed {
@@ -488,7 +482,7 @@ async fn dedup<S: Source, T: Store>(
             let got = tokio::select! {
                 biased;
                 _ = ctx.cancel.cancelled() => return Ok(Some(FileOutcome::Abandoned)),
-                r = read_full(&mut reader, &mut buf[..want]) => r.map_err(|err| SourceError::Transient {
+                r = crate::source::read_full(&mut reader, &mut buf[..want]) => r.map_err(|err| SourceError::Transient {
                     path: e.path.clone(),
                     message: err.to_string(),
                 })?,
@@ -576,7 +570,9 @@ async fn copy_part<S: Source, T: Store>(
             let mut buf = vec![0u8; CHUNK_SIZE.min(len.max(1) as usize)];
             let mut done = 0u64;
             loop {
-                let got = read_full(&mut reader, &mut buf).await.map_err(read_err)?;
+                let got = crate::source::read_full(&mut reader, &mut buf)
+                    .await
+                    .map_err(read_err)?;
                 if got == 0 {
                     break;
                 }
@@ -634,7 +630,7 @@ async fn copy_part<S: Source, T: Store>(
                         return Ok(None); // the writer stopped
                     };
                     buf.resize(seg + TAG_LEN, 0);
-                    let got = read_full(&mut reader, &mut buf[..seg]).await?;
+                    let got = crate::source::read_full(&mut reader, &mut buf[..seg]).await?;
                     done += got as u64;
                     if got < seg {
                         return Err(ReadFailure::Short(done));
@@ -698,19 +694,6 @@ impl From<std::io::Error> for ReadFailure {
     fn from(e: std::io::Error) -> Self {
         ReadFailure::Io(e)
     }
-}
-
-/// Reads until `buf` is full or the reader ends.
-async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = r.read(&mut buf[filled..]).await?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    Ok(filled)
 }
 
 /// How long a store's rate-limit wait was, if the error is one.

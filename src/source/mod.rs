@@ -105,6 +105,21 @@ pub trait Source: Send + Sync + 'static {
     fn stat(&self, path: &str) -> impl Future<Output = Result<SourceEntry, SourceError>> + Send;
 }
 
+/// Reads until `buf` is full or the reader ends; returns the bytes read (short only at the
+/// end). Used for sources and for stored parts alike.
+pub async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = r.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
+}
+
 /// Checks that a relative path is a clean key: `/`-separated, no empty, `.` or `..` part,
 /// not absolute, no NUL or backslash.
 pub fn is_clean_relative(path: &str) -> bool {

@@ -62,3 +62,10 @@ pub use keys::{ContentIdKey, KEY_LEN, MasterKey};
 pub use stream::{
     DecryptStep, ObjectCipher, PartDecryptor, PartEncryptor, decrypt_part, encrypt_part,
 };
+
+/// Parses exactly `N` bytes of hex (salts, nonce prefixes, MACs as the catalog keeps them).
+pub fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
+}
