@@ -19,8 +19,8 @@ pub enum KeyringError {
     /// No passphrase was given.
     #[error(
         "the vault needs a passphrase: set {PASSPHRASE_ENV} (or {PASSPHRASE_FILE_ENV} to a file \
-         holding it); in GitHub Actions pass it from a secret. Or use --encryption none for \
-         plain copies"
+         holding it); in GitHub Actions pass it from a secret (`tgferry run --encryption \
+         none` stores plain copies without one)"
     )]
     NoPassphrase,
     /// The passphrase file could not be read.

@@ -769,3 +769,45 @@ fn a_vault_backup_killed_many_times_restores_byte_for_byte_with_and_without_the_
         );
     }
 }
+
+#[test]
+fn a_state_of_one_vault_never_creates_another() {
+    let dir = common::tempdir();
+    let (src, store, state) = (
+        dir.path().join("src"),
+        dir.path().join("store"),
+        dir.path().join("state.json"),
+    );
+    many_files(&src, 0, 3);
+    let vault = |store: &Path, code: i32| {
+        let mut cmd = run_cmd(
+            s(&src),
+            s(store),
+            &state,
+            &[
+                "--encryption",
+                "vault",
+                "--part-size",
+                "1MiB",
+                "-q",
+                "--force",
+            ],
+        );
+        cmd.env("TGFERRY_PASSPHRASE", "p");
+        assert_exit(&mut cmd, code)
+    };
+    vault(&store, 0);
+    // Pointed at an empty store, the state refuses to make a new vault there.
+    let other = dir.path().join("other-store");
+    let out = vault(&other, 10);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no vault key file"));
+    assert!(!other.join(".tgferry/key.json").exists());
+    // A store with another vault is refused even with --force.
+    let mut cmd = tgferry(&["init", "--store", s(&other)]);
+    cmd.env("TGFERRY_PASSPHRASE", "p");
+    assert_exit(&mut cmd, 0);
+    let out = vault(&other, 6);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("never changes the encryption or the vault")
+    );
+}

@@ -401,7 +401,8 @@ async fn an_interrupt_stops_the_run_promptly_with_progress_saved() {
         tokio::time::sleep(Duration::from_millis(5500)).await;
         t.cancel();
     });
-    let ran = run_with(&src, &store, &state, cfg(), None, token).await;
+    let cfg = RunConfig { jobs: 2, ..cfg() };
+    let ran = run_with(&src, &store, &state, cfg, None, token).await;
     assert_eq!(ran.report.stop_reason, StopReason::Interrupted);
     assert!(
         ran.elapsed < Duration::from_millis(5500 + 2000),

@@ -16,7 +16,7 @@ pub const FILES_FAILED: u8 = 3;
 pub const STATE_UNREADABLE: u8 = 4;
 /// The state file was written by a newer tgferry.
 pub const STATE_TOO_NEW: u8 = 5;
-/// The state file belongs to another source or store.
+/// The state file belongs to another source, store, format or vault.
 pub const STATE_FOREIGN: u8 = 6;
 /// Another process holds the state's (or the store's) lock.
 pub const STATE_LOCKED: u8 = 7;

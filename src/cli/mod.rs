@@ -146,7 +146,10 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
     if settings.job.encryption == Encryption::Vault {
         let pass = keyring::passphrase_from_env().map_err(Exit::keyring)?;
         store.prepare().await.map_err(|e| Exit::run(e.into()))?;
-        let (key_file, master, created) = keyring::unlock(&*store, &a.store, &pass, true)
+        // A state that already belongs to a vault never creates a new one: its objects
+        // would be unreadable under the new key.
+        let create = state.state().job.vault_id.is_none();
+        let (key_file, master, created) = keyring::unlock(&*store, &a.store, &pass, create)
             .await
             .map_err(Exit::keyring)?;
         state
@@ -166,10 +169,18 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         eprintln!("no state at {}: starting a new one", a.state.display());
     }
     if let Some(aside) = &opened.moved_aside {
-        eprintln!(
-            "the unreadable state was moved aside to {}; starting a new one",
-            aside.display()
-        );
+        if aside.to_string_lossy().contains(".journal.corrupt.") {
+            eprintln!(
+                "the damaged journal was moved aside to {}; continuing from the state and the \
+                 journal lines before the damage",
+                aside.display()
+            );
+        } else {
+            eprintln!(
+                "the unreadable state was moved aside to {}; starting a new one",
+                aside.display()
+            );
+        }
     }
     if let Some(run) = &opened.replay.interrupted_run {
         eprintln!(

@@ -183,8 +183,7 @@ pub(crate) struct PartDone {
 /// The state moved to a blocking thread for each chunk.
 struct Work {
     read: PartRead,
-    /// Over the stored bytes, when the catalog recorded a SHA-256 (plain parts; vault
-    /// parts of older states).
+    /// Over the stored bytes, when the catalog recorded a SHA-256 (plain parts).
     hasher: Option<Sha256>,
 }
 

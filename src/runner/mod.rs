@@ -55,7 +55,7 @@ pub struct RunConfig {
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
-            jobs: 2,
+            jobs: 4,
             filter: Filter::default(),
             max_failures: 3,
             retry: RetryPolicy::default(),
@@ -264,6 +264,7 @@ impl<S: Source, T: Store> Runner<S, T> {
             part_size: cfg.part_size,
             cancel: cancel.clone(),
             vault: cfg.vault.clone(),
+            buffers: transfer::BufferPool::default(),
             listed: Arc::new(
                 listing
                     .files

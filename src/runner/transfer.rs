@@ -75,6 +75,8 @@ pub struct Context<S, T> {
     pub listed: Arc<std::collections::HashSet<String>>,
     /// The vault keys; `None` for plain mode.
     pub vault: Option<Arc<VaultKeys>>,
+    /// Segment buffers reused across parts.
+    pub buffers: BufferPool,
 }
 
 /// The store name of part `index` of `n` for `path` in plain mode: the path itself for a
@@ -337,12 +339,22 @@ pub fn drop_in_progress(state: &mut StateFile, path: &str) -> Result<Vec<String>
         .collect())
 }
 
+/// Whether a stored location is still used by a completed file or a vault object. Parts
+/// of a dropped draft are normally its own, but a hand-edited state must not be able to
+/// make a run delete stored data; this scan runs only when a draft is dropped.
 fn is_referenced(state: &StateFile, path: &str, loc: &str) -> bool {
-    state
-        .state()
-        .completed
+    let st = state.state();
+    st.completed
         .get(path)
         .is_some_and(|c| c.parts.iter().any(|p| p.loc == loc))
+        || st
+            .objects
+            .values()
+            .any(|o| o.parts.iter().any(|p| p.loc == loc))
+        || st
+            .completed
+            .values()
+            .any(|c| c.parts.iter().any(|p| p.loc == loc))
 }
 
 /// Removes parts nobody refers to; failures are logged, not fatal (the store keeps an
@@ -619,7 +631,7 @@ async fn copy_part<S: Source, T: Store>(
             let (empty, mut empty_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(PIPELINE_BUFFERS);
             for _ in 0..PIPELINE_BUFFERS {
                 let cap = seg_lens.first().copied().unwrap_or(0) + TAG_LEN;
-                let _ = empty.try_send(Vec::with_capacity(cap));
+                let _ = empty.try_send(ctx.buffers.take(cap));
             }
             let reader_keys = keys.clone();
             let reading = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
@@ -640,7 +652,7 @@ async fn copy_part<S: Source, T: Store>(
                         return Ok(None);
                     }
                 }
-                Ok(Some(mac.finalize()))
+                Ok(Some((mac.finalize(), empty_rx)))
             }));
             while let Some(mut buf) = full.recv().await {
                 let seg = buf.len() - TAG_LEN;
@@ -650,7 +662,12 @@ async fn copy_part<S: Source, T: Store>(
                 let _ = empty.send(buf).await;
             }
             let mac = match reading.await {
-                Ok(Ok(Some(mac))) => mac,
+                Ok(Ok(Some((mac, mut spare)))) => {
+                    while let Ok(buf) = spare.try_recv() {
+                        ctx.buffers.put(buf);
+                    }
+                    mac
+                }
                 Ok(Ok(None)) => {
                     return Err(StoreError::Transient {
                         message: "the part's pipeline stopped early".into(),
@@ -681,6 +698,32 @@ async fn copy_part<S: Source, T: Store>(
 
 /// Buffers circulating between the reading and the encrypting stage of one part.
 const PIPELINE_BUFFERS: usize = 3;
+
+/// Segment buffers kept for the next part, so a run allocates them once per worker rather
+/// than once per part (the allocator would otherwise hold on to freed ones per thread).
+#[derive(Debug, Default)]
+pub struct BufferPool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl BufferPool {
+    /// Buffers kept at most (enough for 16 parts in flight).
+    const MAX: usize = 16 * PIPELINE_BUFFERS;
+
+    /// A buffer with at least `cap` bytes of capacity.
+    fn take(&self, cap: usize) -> Vec<u8> {
+        let mut buf = self.0.lock().unwrap().pop().unwrap_or_default();
+        buf.clear();
+        buf.reserve(cap);
+        buf
+    }
+
+    /// Gives a buffer back.
+    fn put(&self, buf: Vec<u8>) {
+        let mut pool = self.0.lock().unwrap();
+        if pool.len() < Self::MAX {
+            pool.push(buf);
+        }
+    }
+}
 
 /// Why the reading stage stopped.
 enum ReadFailure {

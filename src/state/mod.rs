@@ -80,7 +80,8 @@ pub enum StateError {
     /// The state belongs to another source, store or encryption mode.
     #[error(
         "state file {path} belongs to another job ({found}), not to this one ({wanted}); use \
-         another --state file, or --force if the data really moved"
+         another --state file, or --force if the source or store really moved (--force never \
+         changes the encryption or the vault)"
     )]
     Foreign {
         /// The file.

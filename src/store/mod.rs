@@ -95,8 +95,9 @@ pub trait Store: Send + Sync + 'static {
     /// A reader over a stored part.
     type Reader: AsyncRead + Send + Unpin + 'static;
 
-    /// Checks the store is usable (creating it if needed) and clears leftovers of killed
-    /// uploads. Called once before a run.
+    /// Checks the store is usable (creating it if needed), takes the store's lock (a second
+    /// process gets [`StoreError::Locked`]) and clears leftovers of killed uploads. Called
+    /// before a run; calling it again in the same process does nothing.
     fn prepare(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Starts writing a part named `name` (a clean relative path) of `len` bytes.
