@@ -225,7 +225,7 @@ impl<S: Source, T: Store> Runner<S, T> {
             rate_limit_wait: None,
             elapsed: Duration::ZERO,
         };
-        match self.record_plan(state, &plan, &listing) {
+        match self.record_plan(state, &plan) {
             Ok(garbage) => transfer::remove_all(&*self.store, garbage).await,
             Err(e) => {
                 report.stop_reason = StopReason::Error;
@@ -494,7 +494,6 @@ impl<S: Source, T: Store> Runner<S, T> {
         &self,
         state: &Arc<Mutex<StateFile>>,
         plan: &plan::Plan,
-        listing: &crate::source::Listing,
     ) -> Result<Vec<String>, StateError> {
         let mut st = state.lock().unwrap();
         st.set_run_totals(plan.files_total, plan.bytes_total)?;
@@ -521,7 +520,6 @@ impl<S: Source, T: Store> Runner<S, T> {
         for path in &plan.no_longer_refused {
             st.record(Record::SkipCleared { path: path.clone() })?;
         }
-        let _ = listing;
         Ok(garbage)
     }
 
