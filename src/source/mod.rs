@@ -1,9 +1,10 @@
 //! Sources: where files come from. The runner sees only the [`Source`] trait; a local
-//! directory ([`local::LocalSource`]) and an in-memory double for tests
-//! ([`memory::MemorySource`]) implement it, and an rclone remote will.
+//! directory ([`local::LocalSource`]), an rclone remote ([`rclone::RcloneSource`]) and an
+//! in-memory double for tests ([`memory::MemorySource`]) implement it.
 
 pub mod local;
 pub mod memory;
+pub mod rclone;
 
 use std::future::Future;
 
