@@ -16,8 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::keyring;
 use crate::report::{progress, status::Status, summary};
-use crate::runner::{Budget, Events, RunError, Runner, VaultKeys};
+use crate::runner::{Budget, Events, RunConfig, RunError, RunReport, Runner, VaultKeys};
+use crate::source::Source;
 use crate::source::local::LocalSource;
+use crate::source::rclone::RcloneSource;
 use crate::state::{Encryption, StateError, StateFile, StopReason};
 use crate::store::Store;
 use crate::store::local::LocalStore;
@@ -133,6 +135,12 @@ fn watch_signals(token: CancellationToken) {
 
 async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) -> Result<u8, Exit> {
     let settings = config::RunSettings::from_args(&a, wall).map_err(Exit::usage)?;
+    // `rclone:REMOTE:PATH` is an rclone remote; anything else a local folder.
+    let rclone = match RcloneSource::from_source(&a.source) {
+        Some(Ok(r)) => Some(r.with_read_window(settings.run.part_size)),
+        Some(Err(message)) => return Err(Exit::usage(config::UsageError(message))),
+        None => None,
+    };
     let started = tokio::time::Instant::from_std(started);
     let budget = match settings.budget {
         Some(b) => Budget::until(started, started + b, settings.reserve),
@@ -199,15 +207,11 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
     );
     let (events, rx) = Events::channel();
     let reporter = tokio::spawn(progress::render(rx, mode));
-    let runner = Runner::new(
-        Arc::new(LocalSource::new(&a.source)),
-        store.clone(),
-        settings.run,
-        budget,
-        events,
-        interrupt,
-    );
-    let result = runner.run(state).await;
+    let job = (store.clone(), settings.run, budget, events, interrupt);
+    let result = match rclone {
+        Some(source) => run_job(source, job, state).await,
+        None => run_job(LocalSource::new(&a.source), job, state).await,
+    };
     let _ = reporter.await;
     match result {
         Ok((state, report)) => {
@@ -238,6 +242,26 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         }
         Err((_state, e)) => Err(Exit::run(e)),
     }
+}
+
+/// What a run needs besides its source and state.
+type JobParts = (
+    Arc<LocalStore>,
+    RunConfig,
+    Budget,
+    Events,
+    CancellationToken,
+);
+
+/// One run over any source.
+async fn run_job<S: Source>(
+    source: S,
+    (store, config, budget, events, interrupt): JobParts,
+    state: StateFile,
+) -> Result<(StateFile, RunReport), (StateFile, RunError)> {
+    Runner::new(Arc::new(source), store, config, budget, events, interrupt)
+        .run(state)
+        .await
 }
 
 fn status(a: args::StatusArgs) -> Result<u8, Exit> {
