@@ -911,6 +911,13 @@ async fn reads_from_offsets_in_windows_and_keeps_cheap_hashes() {
     assert!(read(&whole, "f.bin", 123).await == data[123..]);
     let e = src.stat("f.bin").await.unwrap();
     assert_eq!(e.size, data.len() as u64);
+    // A file that grew since the listing is read whole once it has been looked at again
+    // (as the runner does before a retry).
+    let grown = common::bytes(10, 400_000);
+    std::fs::write(d.served.join("f.bin"), &grown).unwrap();
+    assert_eq!(src.stat("f.bin").await.unwrap().size, 400_000);
+    assert!(read(&src, "f.bin", 0).await == grown);
+    assert!(read(&src, "f.bin", 327_680).await == grown[327_680..]);
     match src.stat("gone.bin").await {
         Err(tgferry::source::SourceError::Vanished { path }) => assert_eq!(path, "gone.bin"),
         other => panic!("{other:?}"),

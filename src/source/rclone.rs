@@ -417,6 +417,10 @@ impl Source for RcloneSource {
             path: path.to_owned(),
             message: format!("unusable modification time {:?}", item.mod_time),
         })?;
+        // Reads that follow (a retry after a change) go as far as the file does now.
+        if let Some(k) = self.known.lock().unwrap().get_mut(path) {
+            k.size = size;
+        }
         Ok(SourceEntry {
             path: path.to_owned(),
             size,
@@ -932,11 +936,9 @@ impl RcloneReader {
             self.phase = Phase::Eof;
             return Ok(false);
         }
-        let count = match (self.window, left) {
-            (Some(w), Some(l)) => Some(w.min(l)),
-            (Some(w), None) => Some(w),
-            (None, _) => None,
-        };
+        // Not limited to the listed size: a file that grew since is read as it is now
+        // (the runner notices the change), never cut short here.
+        let count = self.window;
         let offset = self.next.to_string();
         let count_s = count.map(|c| c.to_string());
         let mut args = vec!["cat"];
