@@ -75,8 +75,9 @@ pub enum EncryptionArg {
 /// `tgferry run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The folder to store.
-    #[arg(long, env = "TGFERRY_SOURCE", value_name = "DIR")]
+    /// What to store: a local folder, or an rclone remote as rclone:REMOTE:PATH (see
+    /// docs/rclone.md).
+    #[arg(long, env = "TGFERRY_SOURCE", value_name = "DIR|rclone:REMOTE:PATH")]
     pub source: String,
     /// Where to store it.
     #[arg(long, env = "TGFERRY_STORE", value_name = "DIR")]

@@ -484,6 +484,11 @@ impl<S: Source, T: Store> Runner<S, T> {
         if report.stop_reason == StopReason::Complete && report.files_left > 0 {
             report.stop_reason = StopReason::BudgetSpent;
         }
+        // The deadline and the last file can finish in the same instant; with nothing
+        // left, the run is complete whichever the loop saw first.
+        if report.stop_reason == StopReason::BudgetSpent && report.files_left == 0 {
+            report.stop_reason = StopReason::Complete;
+        }
         self.events.emit(Event::Stopping {
             reason: report.stop_reason,
         });
