@@ -12,11 +12,13 @@
 //! - [`runner`]: the budgeted loop: scheduling, retries with backoff, failure cap, stopping.
 //! - [`restore`]: getting files back out of a store (`restore`) and checking it (`verify`).
 //! - [`report`]: turning runner events and states into progress bars, CI lines and status text.
+//! - [`github`]: GitHub Actions: the state artifact through the REST API, job summaries.
 //! - [`cli`]: the command line; the only module that knows about clap.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod github;
 pub mod keyring;
 pub mod report;
 pub mod restore;

@@ -41,6 +41,8 @@ pub enum Command {
     /// Check that every part the state (or the store's catalog) records is in the store,
     /// whole; with --full, that every byte is intact.
     Verify(VerifyArgs),
+    /// Work with state files: fetch the previous run's state artifact from GitHub.
+    State(StateArgs),
 }
 
 /// What to do with a state file that cannot be parsed.
@@ -173,6 +175,95 @@ pub struct RunArgs {
     /// No progress output (warnings and the summary still print).
     #[arg(short, long, env = "TGFERRY_QUIET")]
     pub quiet: bool,
+    /// Where the state comes from: the local file, or the previous run's GitHub artifact
+    /// (fetched when no local state file exists; see `tgferry state fetch`).
+    #[arg(long, env = "TGFERRY_STATE_FROM", value_enum, default_value = "local")]
+    pub state_from: StateFromArg,
+    /// Where to find the artifact, for --state-from artifact.
+    #[command(flatten)]
+    pub artifact: ArtifactArgs,
+}
+
+/// Where `run` takes its state from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateFromArg {
+    /// The local state file (a new state if there is none).
+    Local,
+    /// The newest state artifact of this branch on GitHub, unless a local file exists.
+    Artifact,
+}
+
+/// Where the state artifact lives on GitHub. The token comes from GITHUB_TOKEN only (never
+/// a flag, which other processes could read).
+#[derive(Debug, Args)]
+pub struct ArtifactArgs {
+    /// The artifact's name.
+    #[arg(
+        long,
+        env = "TGFERRY_STATE_ARTIFACT",
+        value_name = "NAME",
+        default_value = "tgferry-state"
+    )]
+    pub artifact_name: String,
+    /// The repository, OWNER/NAME.
+    #[arg(long, env = "GITHUB_REPOSITORY", value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// The branch whose artifacts count.
+    #[arg(long, env = "GITHUB_REF_NAME", value_name = "BRANCH")]
+    pub branch: Option<String>,
+    /// The REST API root (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(
+        long,
+        env = "GITHUB_API_URL",
+        value_name = "URL",
+        default_value = "https://api.github.com"
+    )]
+    pub api_url: String,
+    /// The largest state (or journal) accepted from an artifact.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    pub max_state_size: String,
+}
+
+/// `tgferry state`.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// The state command.
+    #[command(subcommand)]
+    pub command: StateCommand,
+}
+
+/// `tgferry state ...`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Download the previous run's state (and journal) from its GitHub Actions artifact:
+    /// the newest unexpired one of this branch and repository, whatever the run's outcome.
+    Fetch(FetchArgs),
+}
+
+/// `tgferry state fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Where to write the state (its journal goes beside it).
+    #[arg(
+        long,
+        env = "TGFERRY_STATE",
+        value_name = "FILE",
+        default_value = "tgferry-state.json"
+    )]
+    pub state: PathBuf,
+    /// The store, whose encrypted catalog is used when the artifact has expired (needs
+    /// TGFERRY_PASSPHRASE).
+    #[arg(long, env = "TGFERRY_STORE", value_name = "DIR")]
+    pub store: Option<String>,
+    /// Fail (exit 11) when there is no usable state, instead of starting a new one.
+    #[arg(long)]
+    pub require: bool,
+    /// Replace a state file that already exists here.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Where to find the artifact.
+    #[command(flatten)]
+    pub artifact: ArtifactArgs,
 }
 
 /// `tgferry status`.

@@ -176,6 +176,54 @@ impl RunSettings {
     }
 }
 
+/// The environment variable holding the GitHub token (never a flag).
+pub const TOKEN_ENV: &str = "GITHUB_TOKEN";
+/// Hidden: the first retry delay for GitHub API calls (tests make it short).
+pub const RETRY_DELAY_ENV: &str = "TGFERRY_GITHUB_RETRY_DELAY";
+
+/// Where and how to fetch the state artifact, checked.
+pub fn fetch_config(
+    a: &super::args::ArtifactArgs,
+    state: &std::path::Path,
+) -> Result<crate::github::artifacts::FetchConfig, UsageError> {
+    use crate::github::artifacts::{FetchConfig, RetryPolicy};
+    let repository = a.repo.clone().filter(|r| !r.is_empty()).ok_or_else(|| {
+        UsageError(
+            "no repository: set --repo OWNER/NAME (GITHUB_REPOSITORY inside Actions)".into(),
+        )
+    })?;
+    let branch = a.branch.clone().filter(|b| !b.is_empty()).ok_or_else(|| {
+        UsageError("no branch: set --branch (GITHUB_REF_NAME inside Actions)".into())
+    })?;
+    let max_size = parse_size::Config::new()
+        .with_binary()
+        .parse_size(a.max_state_size.trim())
+        .map_err(|e| {
+            UsageError(format!(
+                "--max-state-size {:?} is not a size ({e}); write e.g. 1GiB",
+                a.max_state_size
+            ))
+        })?;
+    let mut retry = RetryPolicy::default();
+    if let Ok(d) = std::env::var(RETRY_DELAY_ENV) {
+        retry.min_delay = duration(RETRY_DELAY_ENV, &d)?;
+    }
+    let token = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(secrecy::SecretString::from);
+    Ok(FetchConfig {
+        api_url: a.api_url.clone(),
+        repository,
+        branch,
+        token,
+        name: a.artifact_name.clone(),
+        state_path: state.to_owned(),
+        max_size,
+        retry,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::mask_secrets;

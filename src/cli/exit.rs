@@ -26,6 +26,10 @@ pub const SOURCE_UNAVAILABLE: u8 = 8;
 pub const STORE_UNAVAILABLE: u8 = 9;
 /// No passphrase, a wrong one, or a store without a vault (nothing was written).
 pub const PASSPHRASE: u8 = 10;
+/// `state fetch --require`: no state artifact (none, or all expired with no catalog).
+pub const STATE_ARTIFACT_MISSING: u8 = 11;
+/// The GitHub API failed after retries (or refused: token, permissions, repository).
+pub const GITHUB_API: u8 = 12;
 /// Stopped by SIGINT or SIGTERM (state saved).
 pub const INTERRUPTED: u8 = 130;
 
@@ -57,6 +61,16 @@ pub fn for_run_error(e: &RunError) -> u8 {
         RunError::Store(crate::store::StoreError::Locked { .. }) => STATE_LOCKED,
         RunError::Store(_) => STORE_UNAVAILABLE,
         RunError::State(e) => for_state_error(e),
+    }
+}
+
+/// The exit code for a state-artifact error.
+pub fn for_fetch_error(e: &crate::github::artifacts::FetchError) -> u8 {
+    use crate::github::artifacts::FetchError as F;
+    match e {
+        F::Config(_) => USAGE,
+        F::Api { .. } | F::Network { .. } | F::RateLimited { .. } => GITHUB_API,
+        F::BadArtifact { .. } | F::Io { .. } => STATE_UNREADABLE,
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod config;
 pub mod exit;
+mod github;
 mod restore;
 
 use std::io::IsTerminal;
@@ -14,6 +15,7 @@ use std::time::SystemTime;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+use crate::github::actions::{self, Actions};
 use crate::keyring;
 use crate::report::{progress, status::Status, summary};
 use crate::runner::{Budget, Events, RunConfig, RunError, RunReport, Runner, VaultKeys};
@@ -55,12 +57,21 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Run(a) => run(*a, started, wall).await,
+            Command::Run(a) => {
+                let result = run(*a, started, wall).await;
+                if let (Err(e), Some(gha)) = (&result, Actions::from_env()) {
+                    gha.failed(&e.message);
+                }
+                result
+            }
             Command::Status(a) => status(a),
             Command::Retry(a) => retry(a),
             Command::Init(a) => init(a).await,
             Command::Restore(a) => restore::restore(a).await,
             Command::Verify(a) => restore::verify(a).await,
+            Command::State(a) => match a.command {
+                args::StateCommand::Fetch(f) => github::fetch(f).await,
+            },
             Command::Schema => {
                 println!(
                     "{}",
@@ -141,6 +152,17 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         Some(Err(message)) => return Err(Exit::usage(config::UsageError(message))),
         None => None,
     };
+    if a.state_from == args::StateFromArg::Artifact {
+        if a.state.exists() {
+            eprintln!(
+                "{} exists: using it instead of the state artifact",
+                a.state.display()
+            );
+        } else {
+            let store = (settings.job.encryption == Encryption::Vault).then_some(a.store.as_str());
+            github::fetch_into(&a.artifact, &a.state, store, false).await?;
+        }
+    }
     let started = tokio::time::Instant::from_std(started);
     let budget = match settings.budget {
         Some(b) => Budget::until(started, started + b, settings.reserve),
@@ -205,6 +227,11 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         a.quiet,
         settings.progress_interval,
     );
+    let gha = Actions::from_env();
+    let grouped = gha.is_some() && mode != progress::ProgressMode::Quiet;
+    if grouped {
+        actions::group("tgferry progress");
+    }
     let (events, rx) = Events::channel();
     let reporter = tokio::spawn(progress::render(rx, mode));
     let job = (store.clone(), settings.run, budget, events, interrupt);
@@ -213,9 +240,15 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         None => run_job(LocalSource::new(&a.source), job, state).await,
     };
     let _ = reporter.await;
+    if grouped {
+        actions::end_group();
+    }
     match result {
         Ok((state, report)) => {
             print!("{}", summary::render(&report));
+            if let Some(gha) = &gha {
+                gha.finish(&report, &Status::of(state.state()));
+            }
             // A run that stored nothing leaves the catalog as it was.
             let changed = report.run.files_completed > 0 || report.run.parts_stored > 0;
             let changed = changed || opened.fresh || opened.replay.applied > 0;

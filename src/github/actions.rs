@@ -1,0 +1,367 @@
+//! What a run shows on a GitHub Actions job page: a job summary (markdown appended to
+//! `$GITHUB_STEP_SUMMARY`, kept under GitHub's 1 MiB), step outputs (`$GITHUB_OUTPUT` in
+//! heredoc form), warning annotations for files given up (at most 10, GitHub's limit per
+//! step) and log groups. Used only when `GITHUB_ACTIONS=true`; all rendering is pure so it
+//! can be tested without a runner.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use crate::report::status::{Status, stop_word};
+use crate::runner::RunReport;
+use crate::state::StopReason;
+use crate::time::{human_bytes, human_duration};
+
+/// GitHub's cap on one step's summary.
+pub const SUMMARY_LIMIT: usize = 1 << 20;
+/// GitHub shows at most 10 annotations of a kind per step.
+pub const MAX_ANNOTATIONS: usize = 10;
+
+/// The runner's files, when running inside GitHub Actions.
+#[derive(Debug, Clone, Default)]
+pub struct Actions {
+    /// `$GITHUB_STEP_SUMMARY`.
+    pub summary: Option<PathBuf>,
+    /// `$GITHUB_OUTPUT`.
+    pub output: Option<PathBuf>,
+}
+
+impl Actions {
+    /// `Some` inside GitHub Actions (`GITHUB_ACTIONS=true`).
+    pub fn from_env() -> Option<Self> {
+        if std::env::var("GITHUB_ACTIONS").ok().as_deref() != Some("true") {
+            return None;
+        }
+        let path = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Some(Actions {
+            summary: path("GITHUB_STEP_SUMMARY"),
+            output: path("GITHUB_OUTPUT"),
+        })
+    }
+
+    /// Writes the summary, the outputs and the annotations for a finished run. Failures to
+    /// write are warned about, never fatal: the state is what matters.
+    pub fn finish(&self, report: &RunReport, status: &Status) {
+        if let Some(path) = &self.summary {
+            append(path, &summary(report, status));
+        }
+        if let Some(path) = &self.output {
+            append(path, &outputs(&Outputs::of(report, status)));
+        }
+        let mut err = std::io::stderr().lock();
+        for line in annotations(&report.given_up, status) {
+            let _ = writeln!(err, "{line}");
+        }
+    }
+
+    /// Writes the outputs for a run that ended in an error before it could report.
+    pub fn failed(&self, message: &str) {
+        if let Some(path) = &self.output {
+            let o = Outputs {
+                done: false,
+                remaining: None,
+                completed: None,
+                failed: None,
+                stop_reason: "error",
+            };
+            append(path, &outputs(&o));
+        }
+        if let Some(path) = &self.summary {
+            append(
+                path,
+                &format!("## tgferry\n\n**The run failed:** {}\n", md_escape(message)),
+            );
+        }
+    }
+}
+
+/// Starts a collapsible log group (on stderr, in order with the progress lines).
+pub fn group(title: &str) {
+    eprintln!("::group::{}", escape_data(title));
+}
+
+/// Ends the log group.
+pub fn end_group() {
+    eprintln!("::endgroup::");
+}
+
+fn append(path: &PathBuf, text: &str) {
+    let result = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(e) = result {
+        eprintln!("warning: cannot write {}: {e}", path.display());
+    }
+}
+
+/// The step outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outputs {
+    /// Everything in the source is stored (nothing left, nothing given up).
+    pub done: bool,
+    /// Files not yet stored.
+    pub remaining: Option<u64>,
+    /// Files stored in all (the whole state, not only this run).
+    pub completed: Option<u64>,
+    /// Files failing in the state (retried later or given up).
+    pub failed: Option<u64>,
+    /// Why the run stopped, as in the state file.
+    pub stop_reason: &'static str,
+}
+
+impl Outputs {
+    /// The outputs of a finished run.
+    pub fn of(report: &RunReport, status: &Status) -> Self {
+        let failed = (status.failed.len() + status.given_up.len()) as u64;
+        Outputs {
+            done: matches!(
+                report.stop_reason,
+                StopReason::Complete | StopReason::NothingToDo
+            ) && report.files_left == 0
+                && failed == 0,
+            remaining: Some(report.files_left),
+            completed: Some(status.completed_files),
+            failed: Some(failed),
+            stop_reason: stop_word(report.stop_reason),
+        }
+    }
+}
+
+/// `$GITHUB_OUTPUT` lines in heredoc form (`name<<DELIM`, value, `DELIM`).
+pub fn outputs(o: &Outputs) -> String {
+    let mut s = String::new();
+    let num = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for (name, value) in [
+        ("done", o.done.to_string()),
+        ("remaining", num(o.remaining)),
+        ("completed", num(o.completed)),
+        ("failed", num(o.failed)),
+        ("stop-reason", o.stop_reason.to_string()),
+    ] {
+        let delim = delimiter(&value);
+        let _ = write!(s, "{name}<<{delim}\n{value}\n{delim}\n");
+    }
+    s
+}
+
+/// A heredoc delimiter that does not occur in `value`.
+fn delimiter(value: &str) -> String {
+    let mut n = 0u32;
+    loop {
+        let d = format!("ghadelimiter_tgferry_{n}");
+        if !value.contains(&d) {
+            return d;
+        }
+        n += 1;
+    }
+}
+
+/// `::warning::` lines for files given up: at most [`MAX_ANNOTATIONS`], then a count.
+pub fn annotations(given_up: &[String], status: &Status) -> Vec<String> {
+    let mut lines = Vec::new();
+    for path in given_up.iter().take(MAX_ANNOTATIONS) {
+        let why = status
+            .given_up
+            .iter()
+            .find(|f| &f.path == path)
+            .map(|f| f.failure.last_error.as_str())
+            .unwrap_or("failed in too many runs");
+        lines.push(format!(
+            "::warning title={}::{}",
+            escape_property(&format!("tgferry gave up on {path}")),
+            escape_data(&format!(
+                "{path}: {why}; `tgferry retry STATE {path}` tries it again"
+            ))
+        ));
+    }
+    if given_up.len() > MAX_ANNOTATIONS {
+        lines.push(format!(
+            "::warning title=tgferry::{}",
+            escape_data(&format!(
+                "and {} more files given up (see the job summary or `tgferry status`)",
+                given_up.len() - MAX_ANNOTATIONS
+            ))
+        ));
+    }
+    lines
+}
+
+/// Escapes a workflow command's message.
+pub fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Escapes a workflow command's property value.
+pub fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+fn md_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '|' | '*' | '_' | '`' | '<' | '>' | '[' | ']' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The job summary: this run and the totals as tables, files given up, what is left.
+/// Lists are cut so the whole stays under [`SUMMARY_LIMIT`].
+pub fn summary(r: &RunReport, st: &Status) -> String {
+    let mut s = String::new();
+    let run = &r.run;
+    let reason = match r.stop_reason {
+        StopReason::Complete => "everything in the source is stored",
+        StopReason::NothingToDo => "nothing to do: no file changed since the last run",
+        StopReason::BudgetSpent => "the time budget is spent; the next run continues",
+        StopReason::RateLimited => "the store asked to wait longer than the budget left",
+        StopReason::Interrupted => "interrupted by a signal; state saved",
+        StopReason::Error => "stopped by an error; state saved",
+        StopReason::Killed => "killed",
+    };
+    let _ = writeln!(s, "## tgferry: {}\n", md_escape(reason));
+    let _ = writeln!(s, "### This run\n");
+    let _ = writeln!(s, "| | |\n| --- | --- |");
+    let _ = writeln!(s, "| stop reason | `{}` |", stop_word(r.stop_reason));
+    let _ = writeln!(s, "| took | {} |", human_duration(r.elapsed));
+    let _ = writeln!(s, "| files stored | {} |", run.files_completed);
+    let _ = writeln!(s, "| parts stored | {} |", run.parts_stored);
+    let _ = writeln!(s, "| bytes stored | {} |", human_bytes(run.bytes));
+    let _ = writeln!(s, "| files failed | {} |", r.failed.len());
+    if let Some(t) = run.resume_after {
+        let _ = writeln!(s, "| come back after | {t} |");
+    }
+    if let Some(e) = &r.fatal {
+        let _ = writeln!(s, "| error | {} |", md_escape(&e.to_string()));
+    }
+    let _ = writeln!(s, "\n### Totals\n");
+    let _ = writeln!(s, "| | files | bytes |\n| --- | ---: | ---: |");
+    let _ = writeln!(
+        s,
+        "| in the source | {} | {} |",
+        r.files_total,
+        human_bytes(r.bytes_total)
+    );
+    let _ = writeln!(
+        s,
+        "| stored | {} | {} |",
+        st.completed_files,
+        human_bytes(st.completed_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "| left | {} | {} |",
+        r.files_left,
+        human_bytes(r.bytes_left)
+    );
+    let _ = writeln!(s, "| failing, retried later | {} | |", st.failed.len());
+    let _ = writeln!(s, "| given up | {} | |", st.given_up.len());
+    let _ = writeln!(s, "\n{:.1}% done after {} runs.", st.percent_done, st.runs);
+    // Lists last, cut to fit.
+    let budget = SUMMARY_LIMIT - 4096;
+    if !st.given_up.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n### Given up\n\n`tgferry retry STATE --all` tries these again.\n\n| file | runs failed | last error |\n| --- | ---: | --- |"
+        );
+        list(
+            &mut s,
+            budget,
+            st.given_up.iter().map(|f| {
+                format!(
+                    "| {} | {} | {} |",
+                    md_escape(&f.path),
+                    f.failure.attempts,
+                    md_escape(&f.failure.last_error)
+                )
+            }),
+        );
+    }
+    if !r.failed.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n### Failed in this run\n\n| file | error |\n| --- | --- |"
+        );
+        list(
+            &mut s,
+            budget,
+            r.failed
+                .iter()
+                .map(|(p, e)| format!("| {} | {} |", md_escape(p), md_escape(e))),
+        );
+    }
+    if !st.in_progress.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n### Partly stored\n\n| file | parts | stored |\n| --- | ---: | ---: |"
+        );
+        list(
+            &mut s,
+            budget,
+            st.in_progress.iter().map(|p| {
+                format!(
+                    "| {} | {} of {} | {} of {} |",
+                    md_escape(&p.path),
+                    p.parts_done,
+                    p.parts_total,
+                    human_bytes(p.bytes_done),
+                    human_bytes(p.size)
+                )
+            }),
+        );
+    }
+    s.push('\n');
+    s
+}
+
+fn list(s: &mut String, budget: usize, rows: impl ExactSizeIterator<Item = String>) {
+    let total = rows.len();
+    for (i, row) in rows.enumerate() {
+        if s.len() + row.len() + 1 > budget {
+            let _ = writeln!(s, "\n… and {} more (see `tgferry status`)", total - i);
+            return;
+        }
+        let _ = writeln!(s, "{row}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_heredocs() {
+        let o = Outputs {
+            done: true,
+            remaining: Some(0),
+            completed: Some(5),
+            failed: Some(0),
+            stop_reason: "complete",
+        };
+        let text = outputs(&o);
+        assert!(text.starts_with("done<<ghadelimiter_tgferry_0\ntrue\nghadelimiter_tgferry_0\n"));
+        assert!(text.contains("stop-reason<<"));
+        assert_eq!(delimiter("ghadelimiter_tgferry_0"), "ghadelimiter_tgferry_1");
+    }
+
+    #[test]
+    fn command_values_are_escaped() {
+        assert_eq!(escape_data("a%b\nc"), "a%25b%0Ac");
+        assert_eq!(escape_property("a:b,c"), "a%3Ab%2Cc");
+    }
+}
