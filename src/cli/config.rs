@@ -188,9 +188,7 @@ pub fn fetch_config(
 ) -> Result<crate::github::artifacts::FetchConfig, UsageError> {
     use crate::github::artifacts::{FetchConfig, RetryPolicy};
     let repository = a.repo.clone().filter(|r| !r.is_empty()).ok_or_else(|| {
-        UsageError(
-            "no repository: set --repo OWNER/NAME (GITHUB_REPOSITORY inside Actions)".into(),
-        )
+        UsageError("no repository: set --repo OWNER/NAME (GITHUB_REPOSITORY inside Actions)".into())
     })?;
     let branch = a.branch.clone().filter(|b| !b.is_empty()).ok_or_else(|| {
         UsageError("no branch: set --branch (GITHUB_REF_NAME inside Actions)".into())

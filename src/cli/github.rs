@@ -56,7 +56,9 @@ pub async fn fetch_into(
                 "fetched the state from artifact {:?} (id {artifact_id}{}{}){} into {}",
                 cfg.name,
                 run_id.map(|r| format!(", run {r}")).unwrap_or_default(),
-                created_at.map(|c| format!(", made {c}")).unwrap_or_default(),
+                created_at
+                    .map(|c| format!(", made {c}"))
+                    .unwrap_or_default(),
                 if journal { " with its journal" } else { "" },
                 state.display()
             );
@@ -109,7 +111,10 @@ pub async fn fetch_into(
 /// no passphrase.
 async fn from_catalog(store_name: &str, state: &Path) -> Result<bool, Exit> {
     let Ok(pass) = keyring::passphrase_from_env() else {
-        eprintln!("no {} to open the store's catalog with", keyring::PASSPHRASE_ENV);
+        eprintln!(
+            "no {} to open the store's catalog with",
+            keyring::PASSPHRASE_ENV
+        );
         return Ok(false);
     };
     let store = LocalStore::new(store_name);

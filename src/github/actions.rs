@@ -356,7 +356,10 @@ mod tests {
         let text = outputs(&o);
         assert!(text.starts_with("done<<ghadelimiter_tgferry_0\ntrue\nghadelimiter_tgferry_0\n"));
         assert!(text.contains("stop-reason<<"));
-        assert_eq!(delimiter("ghadelimiter_tgferry_0"), "ghadelimiter_tgferry_1");
+        assert_eq!(
+            delimiter("ghadelimiter_tgferry_0"),
+            "ghadelimiter_tgferry_1"
+        );
     }
 
     #[test]

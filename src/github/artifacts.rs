@@ -287,7 +287,10 @@ pub async fn fetch(cfg: &FetchConfig) -> Result<Fetched, FetchError> {
         Choice::AllExpired(id) => return Ok(Fetched::Expired { artifact_id: id }),
         Choice::Use(id) => id,
     };
-    let chosen = all.iter().find(|a| a.id == id).expect("chosen from the list");
+    let chosen = all
+        .iter()
+        .find(|a| a.id == id)
+        .expect("chosen from the list");
     let route = format!("/repos/{owner}/{repo}/actions/artifacts/{id}/zip");
     let what = format!("downloading artifact {id}");
     let body = match get_bytes(&crab, &route, &what, cfg.retry, cfg.max_size).await? {
@@ -456,7 +459,9 @@ fn api_error(what: &str, status: u16, message: String) -> FetchError {
     let hint = match status {
         401 => "; the token is missing or invalid (pass GITHUB_TOKEN)",
         403 => "; the token needs `permissions: actions: read`",
-        404 => "; check the repository name (GITHUB_REPOSITORY), the API URL and that the token can read it",
+        404 => {
+            "; check the repository name (GITHUB_REPOSITORY), the API URL and that the token can read it"
+        }
         _ => "",
     };
     FetchError::Api {
