@@ -700,3 +700,90 @@ fn a_run_inside_actions_writes_a_summary_and_outputs() {
     );
     assert!(md.len() < 1 << 20);
 }
+
+#[test]
+fn an_encrypted_state_needs_the_passphrase_and_comes_back_through_fetch() {
+    let dir = common::tempdir();
+    let (src, store) = (dir.path().join("src"), dir.path().join("store"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("secret-name.txt"), b"hello").unwrap();
+    let state = dir.path().join("tgferry-state.json");
+    let pass = "correct horse";
+    assert_exit(
+        tgferry(&[
+            "run",
+            "--source",
+            s(&src),
+            "--store",
+            s(&store),
+            "--state",
+            s(&state),
+            "--encryption",
+            "vault",
+            "--encrypt-state",
+            "-q",
+        ])
+        .env("TGFERRY_PASSPHRASE", pass),
+        0,
+    );
+    let sealed_path = dir.path().join("tgferry-state.json.sealed");
+    let sealed = std::fs::read(&sealed_path).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains("secret-name"),
+        "no file name in the sealed state"
+    );
+    // `state seal` does the same from the state file (and its journal).
+    std::fs::remove_file(&sealed_path).unwrap();
+    assert_exit(
+        tgferry(&["state", "seal", "--state", s(&state), "--store", s(&store)])
+            .env("TGFERRY_PASSPHRASE", pass),
+        0,
+    );
+    let sealed = std::fs::read(&sealed_path).unwrap();
+    // status: the passphrase opens it; without one, exit 10; a wrong one, exit 10.
+    let out = assert_exit(
+        tgferry(&["status", s(&sealed_path)]).env("TGFERRY_PASSPHRASE", pass),
+        0,
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("completed"));
+    assert_exit(&mut tgferry(&["status", s(&sealed_path)]), 10);
+    assert_exit(
+        tgferry(&["status", s(&sealed_path)]).env("TGFERRY_PASSPHRASE", "wrong"),
+        10,
+    );
+    // The sealed artifact (zipped as upload-artifact does) is opened by fetch.
+    let mut blobs = HashMap::new();
+    blobs.insert(
+        4,
+        zip_of(&[("tgferry-state.json.sealed", sealed.as_slice())]),
+    );
+    let server = Server::start(Api {
+        artifacts: vec![artifact(4, "tgferry-state", false, "main", REPO_ID)],
+        blobs,
+        ..Api::default()
+    });
+    let fetched = dir.path().join("fetched").join("tgferry-state.json");
+    assert_exit(
+        gh(&server, &["state", "fetch", "--state", s(&fetched)]).env("TGFERRY_PASSPHRASE", pass),
+        0,
+    );
+    assert!(
+        common::load(&fetched)
+            .completed
+            .contains_key("secret-name.txt")
+    );
+    // --encrypt-state without the vault is refused.
+    assert_exit(
+        &mut tgferry(&[
+            "run",
+            "--source",
+            s(&src),
+            "--store",
+            s(&store),
+            "--state",
+            s(&state),
+            "--encrypt-state",
+        ]),
+        2,
+    );
+}

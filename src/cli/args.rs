@@ -179,6 +179,10 @@ pub struct RunArgs {
     /// (fetched when no local state file exists; see `tgferry state fetch`).
     #[arg(long, env = "TGFERRY_STATE_FROM", value_enum, default_value = "local")]
     pub state_from: StateFromArg,
+    /// Also write the state sealed under the vault's key to `<state>.sealed` (for public
+    /// repositories, whose artifacts anyone signed in can download); needs the vault.
+    #[arg(long, env = "TGFERRY_ENCRYPT_STATE")]
+    pub encrypt_state: bool,
     /// Where to find the artifact, for --state-from artifact.
     #[command(flatten)]
     pub artifact: ArtifactArgs,
@@ -238,6 +242,25 @@ pub enum StateCommand {
     /// Download the previous run's state (and journal) from its GitHub Actions artifact:
     /// the newest unexpired one of this branch and repository, whatever the run's outcome.
     Fetch(FetchArgs),
+    /// Write `<state>.sealed`: the state (journal included) sealed under the store's vault
+    /// key, opened later with the passphrase alone (`tgferry status`, `state fetch`).
+    Seal(SealArgs),
+}
+
+/// `tgferry state seal`.
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// The state to seal.
+    #[arg(
+        long,
+        env = "TGFERRY_STATE",
+        value_name = "FILE",
+        default_value = "tgferry-state.json"
+    )]
+    pub state: PathBuf,
+    /// The store whose vault key seals it (needs TGFERRY_PASSPHRASE).
+    #[arg(long, env = "TGFERRY_STORE", value_name = "DIR")]
+    pub store: String,
 }
 
 /// `tgferry state fetch`.

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::args::{ArtifactArgs, FetchArgs};
+use super::args::{ArtifactArgs, FetchArgs, SealArgs};
 use super::config;
 use super::exit::{self, Exit};
 use crate::github::artifacts::{self, Fetched};
@@ -52,6 +52,7 @@ pub async fn fetch_into(
             created_at,
             journal,
         } => {
+            unseal_in_place(state)?;
             eprintln!(
                 "fetched the state from artifact {:?} (id {artifact_id}{}{}){} into {}",
                 cfg.name,
@@ -139,4 +140,96 @@ async fn from_catalog(store_name: &str, state: &Path) -> Result<bool, Exit> {
     })?;
     let _ = std::fs::remove_file(crate::state::journal::journal_path(state));
     Ok(true)
+}
+
+fn keyring_exit(e: keyring::KeyringError) -> Exit {
+    Exit {
+        code: exit::for_keyring_error(&e),
+        message: e.to_string(),
+    }
+}
+
+/// A fetched state that is sealed (`--encrypt-state`) is opened with the passphrase and
+/// written plain (the runner's disk is private; only the artifact is public).
+fn unseal_in_place(state: &Path) -> Result<(), Exit> {
+    let bytes = std::fs::read(state).map_err(|e| Exit {
+        code: exit::STATE_UNREADABLE,
+        message: format!("cannot read {}: {e}", state.display()),
+    })?;
+    if !keyring::is_sealed_state(&bytes) {
+        return Ok(());
+    }
+    let pass = keyring::passphrase_from_env().map_err(keyring_exit)?;
+    let plain = keyring::open_sealed_state(&bytes, &pass).map_err(keyring_exit)?;
+    crate::state::write_atomic(state, &plain).map_err(|e| Exit {
+        code: exit::for_state_error(&e),
+        message: e.to_string(),
+    })?;
+    // The sealed state has its journal folded in.
+    let _ = std::fs::remove_file(crate::state::journal::journal_path(state));
+    eprintln!("opened the sealed state with the passphrase");
+    Ok(())
+}
+
+/// `tgferry state seal`.
+pub async fn seal(a: SealArgs) -> Result<u8, Exit> {
+    let Some((state, _)) = crate::state::read_with_journal(&a.state).map_err(|e| Exit {
+        code: exit::for_state_error(&e),
+        message: e.to_string(),
+    })?
+    else {
+        return Err(Exit {
+            code: exit::STATE_UNREADABLE,
+            message: format!("no state file at {}: nothing to seal", a.state.display()),
+        });
+    };
+    let pass = keyring::passphrase_from_env().map_err(keyring_exit)?;
+    let store = LocalStore::new(&a.store);
+    let (key_file, master, _) = keyring::unlock(&store, &a.store, &pass, false)
+        .await
+        .map_err(keyring_exit)?;
+    let out = keyring::sealed_path(&a.state);
+    write_sealed_state(&out, &key_file, &master, &state)?;
+    eprintln!("sealed {} into {}", a.state.display(), out.display());
+    Ok(exit::OK)
+}
+
+/// Seals `state` into `out`.
+pub fn write_sealed_state(
+    out: &Path,
+    key_file: &crate::vault::KeyFile,
+    master: &crate::vault::MasterKey,
+    state: &crate::state::State,
+) -> Result<(), Exit> {
+    let bytes = keyring::seal_state(key_file, master, state).map_err(keyring_exit)?;
+    keyring::write_sealed(out, &bytes).map_err(|e| Exit {
+        code: exit::STATE_UNREADABLE,
+        message: format!("cannot write {}: {e}", out.display()),
+    })
+}
+
+/// Reads a state for `tgferry status`: a sealed one is opened with the passphrase.
+pub fn read_for_status(path: &Path) -> Result<Option<crate::state::State>, Exit> {
+    let head = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Exit {
+                code: exit::STATE_UNREADABLE,
+                message: format!("state file {}: {e}", path.display()),
+            });
+        }
+    };
+    if keyring::is_sealed_state(&head) {
+        let pass = keyring::passphrase_from_env().map_err(keyring_exit)?;
+        return keyring::open_sealed_state(&head, &pass)
+            .map(Some)
+            .map_err(keyring_exit);
+    }
+    crate::state::read_with_journal(path)
+        .map(|o| o.map(|(s, _)| s))
+        .map_err(|e| Exit {
+            code: exit::for_state_error(&e),
+            message: e.to_string(),
+        })
 }

@@ -71,6 +71,7 @@ pub fn main() -> ExitCode {
             Command::Verify(a) => restore::verify(a).await,
             Command::State(a) => match a.command {
                 args::StateCommand::Fetch(f) => github::fetch(f).await,
+                args::StateCommand::Seal(f) => github::seal(f).await,
             },
             Command::Schema => {
                 println!(
@@ -152,6 +153,13 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         Some(Err(message)) => return Err(Exit::usage(config::UsageError(message))),
         None => None,
     };
+    if a.encrypt_state && settings.job.encryption != Encryption::Vault {
+        return Err(Exit::usage(config::UsageError(
+            "--encrypt-state seals the state under the vault's key: it needs --encryption vault"
+                .into(),
+        )));
+    }
+    let mut sealer = None;
     if a.state_from == args::StateFromArg::Artifact {
         if a.state.exists() {
             eprintln!(
@@ -192,9 +200,13 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
                 a.store
             );
         }
+        if a.encrypt_state {
+            sealer = Some(key_file.clone());
+        }
         settings.run.vault = Some(Arc::new(VaultKeys::new(master)));
     }
     let vault = settings.run.vault.clone();
+    let sealer = sealer.zip(vault.clone());
     if opened.fresh {
         eprintln!("no state at {}: starting a new one", a.state.display());
     }
@@ -263,6 +275,10 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
                     });
                 }
             }
+            if let Some((key_file, keys)) = &sealer {
+                let out = keyring::sealed_path(&a.state);
+                github::write_sealed_state(&out, key_file, &keys.master, state.state())?;
+            }
             Ok(match report.stop_reason {
                 StopReason::Error => report
                     .fatal
@@ -298,8 +314,7 @@ async fn run_job<S: Source>(
 }
 
 fn status(a: args::StatusArgs) -> Result<u8, Exit> {
-    let Some((state, _replay)) = crate::state::read_with_journal(&a.state).map_err(Exit::state)?
-    else {
+    let Some(state) = github::read_for_status(&a.state)? else {
         return Err(Exit {
             code: exit::STATE_UNREADABLE,
             message: format!(
