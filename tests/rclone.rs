@@ -324,9 +324,10 @@ fn budget_limited_runs_then_restore(kind: Kind) {
     let mut runs = 0;
     let mut budget_stops = 0;
     let mut last = String::new();
-    // A second per run, unless a loaded machine spends most of it starting up (unlocking
-    // the vault, listing): then half as much again, until a run stores two parts or more.
-    let mut budget_ms = 1000;
+    // 600 ms per run, unless a loaded machine spends all of it starting up (unlocking the
+    // vault, listing): then half as much again, until a run stores a part. The corpus needs
+    // well over a second, so at least one run stops on its budget before the last one.
+    let mut budget_ms = 600;
     loop {
         runs += 1;
         assert!(
@@ -345,7 +346,7 @@ fn budget_limited_runs_then_restore(kind: Kind) {
         );
         if said.contains("time budget spent") {
             budget_stops += 1;
-            if parts_stored(&said) < 2 {
+            if parts_stored(&said) == 0 {
                 budget_ms = (budget_ms * 3 / 2).min(8000);
             }
             last = said;
@@ -361,7 +362,7 @@ fn budget_limited_runs_then_restore(kind: Kind) {
         break;
     }
     assert!(
-        budget_stops >= 2,
+        budget_stops >= 1,
         "{kind:?}: only {budget_stops} runs stopped on the budget"
     );
     let st = common::load(&d.state);
