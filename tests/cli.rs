@@ -9,16 +9,12 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_exit, tgferry};
+use common::{assert_exit, run_cmd, s, tgferry};
 use tgferry::runner::{Budget, Events, RunConfig, Runner};
 use tgferry::source::local::LocalSource;
 use tgferry::state::{Encryption, Job, LoadOptions, State, StateFile, StopReason};
 use tgferry::store::local::LocalStore;
 use tokio_util::sync::CancellationToken;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corpus_over_budget_limited_runs_lands_byte_for_byte() {
@@ -220,17 +216,7 @@ fn sigkill_at_many_points_loses_nothing() {
     }
     assert!(kills >= 20, "only {kills} kills landed");
     let out = assert_exit(
-        &mut tgferry(&[
-            "run",
-            "--source",
-            s(&src),
-            "--store",
-            s(&store),
-            "--state",
-            s(&state),
-            "--part-size",
-            "64KiB",
-        ]),
+        &mut run_cmd(&src, &store, &state, &["--part-size", "64KiB"]),
         0,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -309,34 +295,8 @@ fn sigterm_stops_within_two_seconds_with_state_saved() {
 fn one_run(dir: &Path) -> (String, String, std::path::PathBuf) {
     let (src, store, state) = (dir.join("src"), dir.join("store"), dir.join("state.json"));
     many_files(&src, 0, 5);
-    assert_exit(
-        &mut tgferry(&[
-            "run",
-            "--source",
-            s(&src),
-            "--store",
-            s(&store),
-            "--state",
-            s(&state),
-            "-q",
-        ]),
-        0,
-    );
+    assert_exit(&mut run_cmd(&src, &store, &state, &["-q"]), 0);
     (s(&src).into(), s(&store).into(), state)
-}
-
-fn run_cmd(src: &str, store: &str, state: &Path, extra: &[&str]) -> std::process::Command {
-    let mut args = vec![
-        "run",
-        "--source",
-        src,
-        "--store",
-        store,
-        "--state",
-        s(state),
-    ];
-    args.extend_from_slice(extra);
-    tgferry(&args)
 }
 
 #[test]
@@ -689,22 +649,20 @@ fn a_vault_backup_killed_many_times_restores_byte_for_byte_with_and_without_the_
     let files = common::corpus(&src, 1 << 20);
     let pass = "a passphrase for the kill test";
     let run = |kill_after: Option<Duration>| {
-        let mut cmd = tgferry(&[
-            "run",
-            "--source",
-            s(&src),
-            "--store",
-            s(&store),
-            "--state",
-            s(&state),
-            "--encryption",
-            "vault",
-            "--part-size",
-            "1MiB",
-            "--jobs",
-            "1",
-            "-q",
-        ]);
+        let mut cmd = run_cmd(
+            &src,
+            &store,
+            &state,
+            &[
+                "--encryption",
+                "vault",
+                "--part-size",
+                "1MiB",
+                "--jobs",
+                "1",
+                "-q",
+            ],
+        );
         cmd.env("TGFERRY_PASSPHRASE", pass)
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{assert_exit, tgferry};
+use common::{assert_exit, run_cmd, s, tgferry};
 use serde_json::{Value, json};
 use tgferry::github::artifacts::{FetchConfig, FetchError, Fetched, RetryPolicy, fetch};
 
@@ -527,10 +527,6 @@ fn gh(server: &Server, args: &[&str]) -> std::process::Command {
     c
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 #[test]
 fn state_fetch_command_first_run_require_and_catalog_fallback() {
     let dir = common::tempdir();
@@ -559,19 +555,8 @@ fn state_fetch_command_first_run_require_and_catalog_fallback() {
     std::fs::write(src.join("a.txt"), b"hello").unwrap();
     let local = dir.path().join("local.json");
     assert_exit(
-        tgferry(&[
-            "run",
-            "--source",
-            s(&src),
-            "--store",
-            s(&store),
-            "--state",
-            s(&local),
-            "--encryption",
-            "vault",
-            "-q",
-        ])
-        .env("TGFERRY_PASSPHRASE", "correct horse"),
+        run_cmd(&src, &store, &local, &["--encryption", "vault", "-q"])
+            .env("TGFERRY_PASSPHRASE", "correct horse"),
         0,
     );
     let server = Server::start(Api {
@@ -626,18 +611,7 @@ fn a_run_inside_actions_writes_a_summary_and_outputs() {
     // A first run elsewhere stores two files; its state is the artifact.
     let prior = dir.path().join("prior.json");
     assert_exit(
-        &mut tgferry(&[
-            "run",
-            "--source",
-            s(&src),
-            "--store",
-            s(&store),
-            "--state",
-            s(&prior),
-            "--include",
-            "f0.txt,f1.txt",
-            "-q",
-        ]),
+        &mut run_cmd(&src, &store, &prior, &["--include", "f0.txt,f1.txt", "-q"]),
         0,
     );
     let mut blobs = HashMap::new();
@@ -710,19 +684,12 @@ fn an_encrypted_state_needs_the_passphrase_and_comes_back_through_fetch() {
     let state = dir.path().join("tgferry-state.json");
     let pass = "correct horse";
     assert_exit(
-        tgferry(&[
-            "run",
-            "--source",
-            s(&src),
-            "--store",
-            s(&store),
-            "--state",
-            s(&state),
-            "--encryption",
-            "vault",
-            "--encrypt-state",
-            "-q",
-        ])
+        run_cmd(
+            &src,
+            &store,
+            &state,
+            &["--encryption", "vault", "--encrypt-state", "-q"],
+        )
         .env("TGFERRY_PASSPHRASE", pass),
         0,
     );
@@ -773,17 +740,5 @@ fn an_encrypted_state_needs_the_passphrase_and_comes_back_through_fetch() {
             .contains_key("secret-name.txt")
     );
     // --encrypt-state without the vault is refused.
-    assert_exit(
-        &mut tgferry(&[
-            "run",
-            "--source",
-            s(&src),
-            "--store",
-            s(&store),
-            "--state",
-            s(&state),
-            "--encrypt-state",
-        ]),
-        2,
-    );
+    assert_exit(&mut run_cmd(&src, &store, &state, &["--encrypt-state"]), 2);
 }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::assert_exit;
+use common::{assert_exit, s};
 use tgferry::source::Source;
 use tgferry::source::rclone::RcloneSource;
 use tgferry::state::State;
@@ -30,10 +30,6 @@ const MIB: usize = 1 << 20;
 /// The servers' user and password.
 const USER: &str = "ferry";
 const SERVER_PASS: &str = "s3cret-pw";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn text(out: &Output) -> String {
     format!(

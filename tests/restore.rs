@@ -10,16 +10,12 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::{assert_exit, tgferry};
+use common::{assert_exit, run_cmd, s, tgferry};
 use tgferry::restore::{RestoreOptions, VerifyOptions};
 use tgferry::state::State;
 
 const PASS: &str = "correct horse battery staple";
 const MIB: usize = 1 << 20;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn text(out: &Output) -> String {
     format!(
@@ -758,18 +754,7 @@ fn plain_store_round_trip_and_damage() {
     .collect();
     write_tree(&src, &files);
     assert_exit(
-        &mut tgferry(&[
-            "run",
-            "--source",
-            s(&src),
-            "--store",
-            s(&store),
-            "--state",
-            s(&state),
-            "--part-size",
-            "1000",
-            "-q",
-        ]),
+        &mut run_cmd(&src, &store, &state, &["--part-size", "1000", "-q"]),
         0,
     );
     assert_eq!(common::load(&state).completed["a/multi.bin"].parts.len(), 3);

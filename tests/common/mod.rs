@@ -160,6 +160,32 @@ impl<T: Store> Store for Throttled<T> {
     }
 }
 
+/// A test path as `&str` (test paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `tgferry run --source SRC --store STORE --state STATE EXTRA...`.
+pub fn run_cmd(
+    src: impl AsRef<Path>,
+    store: impl AsRef<Path>,
+    state: impl AsRef<Path>,
+    extra: &[&str],
+) -> Command {
+    let (src, store, state) = (src.as_ref(), store.as_ref(), state.as_ref());
+    let mut args = vec![
+        "run",
+        "--source",
+        s(src),
+        "--store",
+        s(store),
+        "--state",
+        s(state),
+    ];
+    args.extend_from_slice(extra);
+    tgferry(&args)
+}
+
 /// The built binary.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tgferry"))
