@@ -12,6 +12,7 @@
 //! - [`runner`]: the budgeted loop: scheduling, retries with backoff, failure cap, stopping.
 //! - [`restore`]: getting files back out of a store (`restore`) and checking it (`verify`).
 //! - [`report`]: turning runner events and states into progress bars, CI lines and status text.
+//! - [`telegram`]: Telegram through one narrow interface, the grammers adapter and a double.
 //! - [`github`]: GitHub Actions: the state artifact through the REST API, job summaries.
 //! - [`cli`]: the command line; the only module that knows about clap.
 #![forbid(unsafe_code)]
@@ -28,3 +29,4 @@ pub mod state;
 pub mod store;
 pub mod time;
 pub mod vault;
+pub mod telegram;
