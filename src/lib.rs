@@ -11,6 +11,7 @@
 //! - [`keyring`]: a store's vault: passphrase, key file, encrypted catalog.
 //! - [`runner`]: the budgeted loop: scheduling, retries with backoff, failure cap, stopping.
 //! - [`restore`]: getting files back out of a store (`restore`) and checking it (`verify`).
+//! - [`prune`]: deleting abandoned uploads and parts nothing refers to.
 //! - [`report`]: turning runner events and states into progress bars, CI lines and status text.
 //! - [`telegram`]: Telegram through one narrow interface, the grammers adapter and a double.
 //! - [`github`]: GitHub Actions: the state artifact through the REST API, job summaries.
@@ -21,12 +22,13 @@
 pub mod cli;
 pub mod github;
 pub mod keyring;
+pub mod prune;
 pub mod report;
 pub mod restore;
 pub mod runner;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod telegram;
 pub mod time;
 pub mod vault;
-pub mod telegram;

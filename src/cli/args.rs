@@ -153,6 +153,9 @@ pub struct RunArgs {
     /// How content is written to the store.
     #[arg(long, env = "TGFERRY_ENCRYPTION", value_enum, default_value = "vault")]
     pub encryption: EncryptionArg,
+    /// The Telegram account has Premium: parts up to 4000 MiB instead of 2000 MiB.
+    #[arg(long, env = "TGFERRY_TG_PREMIUM")]
+    pub telegram_premium: bool,
     /// Use a state that belongs to another source or store.
     #[arg(long, env = "TGFERRY_FORCE")]
     pub force: bool,

@@ -21,12 +21,47 @@ pub struct RunSettings {
     pub load: LoadOptions,
     /// Progress line interval.
     pub progress_interval: Duration,
+    /// `--telegram-premium`.
+    pub telegram_premium: bool,
 }
 
 /// A flag with a bad value: the message names the flag and the fix.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// Checks that parts of `part_size` fit in a Telegram file once stored (a vault part is a
+/// little longer than its content).
+fn telegram_part_size(
+    text: &str,
+    part_size: u64,
+    vault: bool,
+    premium: bool,
+) -> Result<(), UsageError> {
+    let max = crate::telegram::api::max_file_size(premium);
+    let stored = if vault {
+        let seg = crate::vault::SEGMENT_SIZE as u64;
+        part_size
+            + crate::vault::PART_HEADER_LEN as u64
+            + crate::vault::TAG_LEN as u64 * part_size.div_ceil(seg)
+    } else {
+        part_size
+    };
+    if stored <= max {
+        return Ok(());
+    }
+    let largest = if vault { (max >> 20) - 1 } else { max >> 20 };
+    let premium_hint = if premium {
+        ""
+    } else {
+        " (4000 MiB with --telegram-premium on a Premium account)"
+    };
+    Err(UsageError(format!(
+        "--part-size {text:?} is too large for Telegram: a stored part would be {stored} bytes, \
+         over the {} MiB a Telegram file may hold{premium_hint}; use --part-size {largest}MiB or less",
+        max >> 20
+    )))
+}
 
 fn duration(flag: &str, text: &str) -> Result<Duration, UsageError> {
     humantime::parse_duration(text.trim()).map_err(|e| {
@@ -123,6 +158,16 @@ impl RunSettings {
                 a.part_size
             )));
         }
+        if let Some(chat) = a.store.trim().strip_prefix("telegram:") {
+            crate::telegram::api::ChatRef::parse(chat)
+                .map_err(|e| UsageError(format!("--store telegram:{chat}: {e}")))?;
+            telegram_part_size(
+                &a.part_size,
+                part_size,
+                a.encryption == super::args::EncryptionArg::Vault,
+                a.telegram_premium,
+            )?;
+        }
         if a.jobs == 0 || a.jobs > 64 {
             return Err(UsageError(format!(
                 "--jobs {} must be between 1 and 64",
@@ -172,6 +217,7 @@ impl RunSettings {
                 },
             },
             progress_interval: duration("--progress-interval", &a.progress_interval)?,
+            telegram_premium: a.telegram_premium,
         })
     }
 }

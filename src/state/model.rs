@@ -310,6 +310,19 @@ impl std::fmt::Display for Job {
 }
 
 impl State {
+    /// Every store location the state refers to: parts of completed files, of vault
+    /// objects (current and older versions) and of unfinished uploads.
+    pub fn referenced_locs(&self) -> std::collections::HashSet<&str> {
+        let completed = self.completed.values().flat_map(|c| &c.parts);
+        let objects = self.objects.values().flat_map(|o| &o.parts);
+        let drafts = self.in_progress.values().flat_map(|i| &i.parts);
+        completed
+            .chain(objects)
+            .chain(drafts)
+            .map(|p| p.loc.as_str())
+            .collect()
+    }
+
     /// A new, empty state for `job`.
     pub fn new(job: Job) -> Self {
         State {

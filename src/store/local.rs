@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::AsyncWriteExt;
 
-use super::{Store, StoreError, Upload};
+use super::{PartInfo, Store, StoreError, Upload};
 
 /// The folder at the store root that belongs to tgferry itself.
 pub const RESERVED_DIR: &str = ".tgferry";
@@ -270,4 +270,48 @@ impl Store for LocalStore {
             Err(e) => Err(self.error(e)),
         }
     }
+
+    async fn list_parts(&self, _hint: Option<&str>) -> Result<Vec<PartInfo>, StoreError> {
+        let data = self.root.join("data");
+        let walk = tokio::task::spawn_blocking(move || list_vault_parts(&data));
+        walk.await
+            .map_err(|e| StoreError::Transient {
+                message: format!("listing stopped: {e}"),
+            })?
+            .map_err(|e| self.error(e))
+    }
+}
+
+/// Vault parts under `data/`: `data/<2 hex>/<32 hex>`, nothing else.
+fn list_vault_parts(data: &Path) -> std::io::Result<Vec<PartInfo>> {
+    let mut parts = Vec::new();
+    if !data.exists() {
+        return Ok(parts);
+    }
+    for entry in walkdir::WalkDir::new(data).min_depth(2).max_depth(2) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let name = entry.file_name().to_string_lossy();
+        let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let dir = entry
+            .path()
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !entry.file_type().is_file() || !hex(&name, 32) || !hex(&dir, 2) {
+            continue;
+        }
+        let md = entry.metadata().map_err(std::io::Error::other)?;
+        let stored = md
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64);
+        parts.push(PartInfo {
+            loc: format!("data/{dir}/{name}"),
+            len: md.len(),
+            stored,
+        });
+    }
+    Ok(parts)
 }

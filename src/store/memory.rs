@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Store, StoreError, Upload};
+use super::{PartInfo, Store, StoreError, Upload};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -130,5 +130,18 @@ impl Store for MemoryStore {
     async fn remove(&self, loc: &str) -> Result<(), StoreError> {
         self.inner.lock().unwrap().parts.remove(loc);
         Ok(())
+    }
+
+    async fn list_parts(&self, _hint: Option<&str>) -> Result<Vec<PartInfo>, StoreError> {
+        let inner = self.inner.lock().unwrap();
+        Ok(inner
+            .parts
+            .iter()
+            .map(|(loc, b)| PartInfo {
+                loc: loc.clone(),
+                len: b.len() as u64,
+                stored: None,
+            })
+            .collect())
     }
 }

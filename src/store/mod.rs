@@ -1,13 +1,16 @@
 //! Stores: where parts go. The runner sees only the [`Store`] trait; a local directory
 //! ([`local::LocalStore`]) and an in-memory double for tests ([`memory::MemoryStore`])
-//! implement it, and Telegram will.
+//! implement it, and so does a Telegram chat ([`telegram::TelegramStore`]); [`any::AnyStore`]
+//! is whichever one `--store` names.
 //!
 //! A part is written through an [`Upload`] and becomes visible only when
 //! [`Upload::finish`] returns its location; an upload dropped before that leaves nothing
 //! behind under a final name.
 
+pub mod any;
 pub mod local;
 pub mod memory;
+pub mod telegram;
 
 use std::future::Future;
 use std::time::Duration;
@@ -31,6 +34,15 @@ pub enum StoreError {
         /// The store.
         store: String,
         /// The OS error.
+        message: String,
+    },
+    /// The store refuses us access (credentials, permissions, the wrong kind of chat): the
+    /// run stops.
+    #[error("store {store} refused access: {message}")]
+    Denied {
+        /// The store.
+        store: String,
+        /// What was refused and the fix.
         message: String,
     },
     /// Another process is using the store.
@@ -75,7 +87,7 @@ impl StoreError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            StoreError::Full { .. } | StoreError::Unwritable { .. }
+            StoreError::Full { .. } | StoreError::Unwritable { .. } | StoreError::Denied { .. }
         )
     }
 }
@@ -99,6 +111,12 @@ pub trait Store: Send + Sync + 'static {
     /// process gets [`StoreError::Locked`]) and clears leftovers of killed uploads. Called
     /// before a run; calling it again in the same process does nothing.
     fn prepare(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Sets until when the store may sit out server-imposed waits itself (the run's stop
+    /// time; `None`: no budget). Longer waits surface as [`StoreError::RateLimited`].
+    fn set_wait_deadline(&self, deadline: Option<tokio::time::Instant>) {
+        let _ = deadline;
+    }
 
     /// Starts writing a part named `name` (a clean relative path) of `len` bytes.
     fn begin(
@@ -129,6 +147,25 @@ pub trait Store: Send + Sync + 'static {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// Every vault part in the store (and, where the store can tell them from other
+    /// content, plain parts), for `prune`. `hint` is the highest location the caller knows,
+    /// for stores that cannot list (a bot in a Telegram chat scans message ids up to it).
+    fn list_parts(
+        &self,
+        hint: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<PartInfo>, StoreError>> + Send;
+}
+
+/// A part found in a store by [`Store::list_parts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartInfo {
+    /// Its location, as the state records it.
+    pub loc: String,
+    /// Its stored length.
+    pub len: u64,
+    /// When it was stored (Unix seconds), if the store knows.
+    pub stored: Option<i64>,
 }
 
 /// The key file's name among a store's meta blobs.

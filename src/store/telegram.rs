@@ -1,0 +1,738 @@
+//! A Telegram chat as a store: [`TelegramStore`] over any [`TelegramApi`] (the grammers
+//! adapter in production, the in-memory double in tests).
+//!
+//! - A part is one document message; its location in the state is `msg:<id>`. Parts are
+//!   sent in 512 KiB chunks, several in flight, and become a message only when every chunk
+//!   is in: a run that stops mid-part leaves no message, and the part is sent again whole
+//!   (Telegram forgets unsent chunks within hours, so nothing smaller is ever resumed).
+//! - Vault parts get a neutral name (`<32 hex>.bin`) and no caption. Plain parts keep their
+//!   file's name (`.001`, `.002`… when split) with the relative path and `#tgferry` as the
+//!   caption, so they can be viewed in Telegram.
+//! - Meta blobs (key file, catalog) are documents named `tgferry-<name>`; one pinned text
+//!   message, the *index*, maps each name to its message id, so that a restore finds them
+//!   with nothing but the chat.
+//! - Server-imposed waits (`FLOOD_WAIT_X`, `FLOOD_PREMIUM_WAIT_X`, `SLOWMODE_WAIT_X`) pause
+//!   every upload of the store together; a wait is sat out when it ends before the wait
+//!   deadline the runner set ([`Store::set_wait_deadline`]), otherwise it surfaces as
+//!   [`StoreError::RateLimited`] and the runner checkpoints and stops. Dropped connections
+//!   are reconnected and the request retried (downloads resume at their offset).
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::{OnceCell, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::{PartInfo, Store, StoreError, Upload};
+use crate::telegram::api::{
+    self, Account, CHUNK, ChatRef, DOWNLOAD_CHUNK, MAX_IDS_PER_CALL, MessageInfo, TelegramApi,
+    TgError, UploadRef,
+};
+
+/// Chunks of one part in flight at once.
+const CHUNKS_IN_FLIGHT: usize = 4;
+/// Retries of one request after dropped connections.
+const RECONNECTS: usize = 5;
+/// Longest wait sat out when no deadline is set (restore, verify, prune).
+const WAIT_WITHOUT_DEADLINE: Duration = Duration::from_secs(15 * 60);
+/// First line of the pinned index message.
+const INDEX_HEADER: &str = "tgferry index v1";
+/// Marker line in the caption of plain-mode parts.
+const PLAIN_MARKER: &str = "#tgferry";
+/// Location of an empty part (Telegram refuses empty files; nothing is sent).
+const EMPTY_LOC: &str = "empty";
+
+/// How a [`TelegramStore`] names and sizes what it sends.
+#[derive(Debug, Clone, Default)]
+pub struct TelegramOptions {
+    /// Plain mode (`--encryption none`): parts keep their file's name and path.
+    pub plain: bool,
+    /// `--telegram-premium`: allow parts up to 4000 MiB (the account must be Premium).
+    pub premium: bool,
+}
+
+/// A Telegram chat as a [`Store`].
+pub struct TelegramStore<A: TelegramApi> {
+    shared: Arc<Shared<A>>,
+}
+
+struct Shared<A> {
+    api: A,
+    /// `telegram:<chat>`, for messages.
+    name: String,
+    chat: ChatRef,
+    options: TelegramOptions,
+    account: OnceCell<Account>,
+    /// No request starts before this (a flood wait applies to the whole account).
+    paused_until: Mutex<Option<Instant>>,
+    /// Waits ending after this are not sat out.
+    wait_deadline: Mutex<Option<Instant>>,
+    /// Bumped by every reconnect, so that tasks hit by the same drop reconnect once.
+    connection: tokio::sync::Mutex<u64>,
+    /// Messages looked up by `len`, fetched 100 ids at a time.
+    lookups: Mutex<HashMap<i32, Option<MessageInfo>>>,
+    /// Highest message id seen (sent or looked up), a lower bound for prune's scan.
+    highest_id: Mutex<i32>,
+}
+
+impl<A: TelegramApi> TelegramStore<A> {
+    /// A store in `chat`, reached through `api` (not connected until [`Store::prepare`]).
+    pub fn new(api: A, chat: ChatRef, options: TelegramOptions) -> Self {
+        TelegramStore {
+            shared: Arc::new(Shared {
+                api,
+                name: format!("telegram:{chat}"),
+                chat,
+                options,
+                account: OnceCell::new(),
+                paused_until: Mutex::new(None),
+                wait_deadline: Mutex::new(None),
+                connection: tokio::sync::Mutex::new(0),
+                lookups: Mutex::new(HashMap::new()),
+                highest_id: Mutex::new(0),
+            }),
+        }
+    }
+
+    /// The underlying API (tests inspect the double through it).
+    pub fn api(&self) -> &A {
+        &self.shared.api
+    }
+
+    /// The largest part this store accepts for `account`.
+    pub fn max_part(&self, account: &Account) -> u64 {
+        api::max_file_size(account.premium && self.shared.options.premium)
+    }
+}
+
+/// Parses `msg:<id>`.
+fn message_id(loc: &str) -> Result<i32, StoreError> {
+    loc.strip_prefix("msg:")
+        .and_then(|id| id.parse::<i32>().ok())
+        .filter(|id| *id > 0)
+        .ok_or_else(|| StoreError::Refused {
+            name: loc.into(),
+            reason: "not a Telegram part location (msg:<id>); the state does not belong to a \
+                     Telegram store"
+                .into(),
+        })
+}
+
+fn location(id: i32) -> String {
+    format!("msg:{id}")
+}
+
+/// The document name of a vault part: its random id, nothing else.
+fn vault_document_name(name: &str) -> String {
+    let id = name.rsplit('/').next().unwrap_or(name);
+    format!("{id}.bin")
+}
+
+/// True for a document name [`vault_document_name`] makes.
+fn is_vault_document(name: &str) -> bool {
+    name.strip_suffix(".bin")
+        .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn meta_document_name(name: &str) -> String {
+    format!("tgferry-{name}")
+}
+
+/// The pinned index: meta name → message id.
+fn parse_index(text: &str) -> Option<BTreeMap<String, i32>> {
+    let body = text.strip_prefix(INDEX_HEADER)?.trim();
+    serde_json::from_str(body).ok()
+}
+
+fn render_index(index: &BTreeMap<String, i32>) -> String {
+    format!(
+        "{INDEX_HEADER}\n{}",
+        serde_json::to_string(index).expect("maps serialize")
+    )
+}
+
+impl<A: TelegramApi> Shared<A> {
+    fn see(&self, id: i32) {
+        let mut h = self.highest_id.lock().unwrap();
+        *h = (*h).max(id);
+    }
+
+    /// Maps an error that retries could not cure.
+    fn error(&self, e: TgError) -> StoreError {
+        let store = self.name.clone();
+        match e {
+            TgError::Wait { seconds, .. } => StoreError::RateLimited {
+                wait: Duration::from_secs(seconds.into()),
+            },
+            TgError::SessionInUse => StoreError::Locked { store },
+            TgError::Unauthorized(m) => StoreError::Denied {
+                store,
+                message: format!(
+                    "{m}; check TGFERRY_TG_API_ID, TGFERRY_TG_API_HASH and TGFERRY_TG_BOT_TOKEN, \
+                     or make a new session with `tgferry telegram login` for TGFERRY_TG_SESSION"
+                ),
+            },
+            TgError::ChatNotFound(m) => StoreError::Denied {
+                store,
+                message: format!(
+                    "the chat cannot be found ({m}); check the chat after telegram: and that the \
+                     account is a member (docs/telegram.md)"
+                ),
+            },
+            TgError::Forbidden(m) => StoreError::Denied {
+                store,
+                message: format!(
+                    "the account may not post, pin or delete there ({m}); make it an admin of \
+                     the channel with those rights (docs/telegram.md)"
+                ),
+            },
+            TgError::ChunkMissing { chunk } => StoreError::Transient {
+                message: format!(
+                    "Telegram lost chunk {chunk} of an upload (FILE_PART_{chunk}_MISSING); the \
+                     part is sent again"
+                ),
+            },
+            e @ (TgError::Disconnected(_) | TgError::Other(_) | TgError::BotMethodInvalid) => {
+                StoreError::Transient {
+                    message: e.to_string(),
+                }
+            }
+            TgError::Invalid(m) => StoreError::Transient {
+                message: format!("Telegram rejected a request ({m})"),
+            },
+        }
+    }
+
+    /// Waits out a pause set by an earlier flood wait.
+    async fn wait_for_pause(&self) {
+        loop {
+            let until = *self.paused_until.lock().unwrap();
+            match until {
+                Some(at) if at > Instant::now() => tokio::time::sleep_until(at).await,
+                _ => return,
+            }
+        }
+    }
+
+    /// Whether a wait ending at `until` may be sat out.
+    fn may_wait(&self, wait: Duration, until: Instant) -> bool {
+        match *self.wait_deadline.lock().unwrap() {
+            Some(deadline) => until < deadline,
+            None => wait <= WAIT_WITHOUT_DEADLINE,
+        }
+    }
+
+    async fn reconnect(&self, seen: u64) {
+        let mut generation = self.connection.lock().await;
+        if *generation == seen {
+            // Failure here shows up as another Disconnected on the retried request.
+            let _ = self.api.reconnect().await;
+            *generation += 1;
+        }
+    }
+
+    /// Runs one request: sits out flood waits that fit, reconnects after drops.
+    async fn call<T, F, Fut>(&self, mut request: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, TgError>>,
+    {
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(30))
+            .with_max_times(RECONNECTS)
+            .build();
+        loop {
+            self.wait_for_pause().await;
+            let seen = *self.connection.lock().await;
+            match request().await {
+                Ok(v) => return Ok(v),
+                Err(TgError::Wait { seconds, kind }) => {
+                    let wait = Duration::from_secs(seconds.into());
+                    let until = Instant::now() + wait;
+                    if !self.may_wait(wait, until) {
+                        return Err(self.error(TgError::Wait { seconds, kind }));
+                    }
+                    tracing::info!(seconds, ?kind, "Telegram asks to wait; waiting");
+                    let mut paused = self.paused_until.lock().unwrap();
+                    *paused = Some(paused.map_or(until, |p| p.max(until)));
+                }
+                Err(TgError::Disconnected(m)) => match backoff.next() {
+                    Some(delay) => {
+                        tracing::warn!("connection to Telegram lost ({m}); reconnecting");
+                        tokio::time::sleep(delay).await;
+                        self.reconnect(seen).await;
+                    }
+                    None => return Err(self.error(TgError::Disconnected(m))),
+                },
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+    }
+
+    fn account(&self) -> Result<&Account, StoreError> {
+        self.account.get().ok_or_else(|| StoreError::Transient {
+            message: format!("{} is used before it was prepared", self.name),
+        })
+    }
+
+    /// Looks up a message, 100 ids at a time from `id` on (parts sit at consecutive ids).
+    async fn lookup(&self, id: i32) -> Result<Option<MessageInfo>, StoreError> {
+        if let Some(m) = self.lookups.lock().unwrap().remove(&id) {
+            return Ok(m);
+        }
+        let ids: Vec<i32> = (id..id.saturating_add(MAX_IDS_PER_CALL as i32)).collect();
+        let found = self.call(|| self.api.get_messages(&ids)).await?;
+        let mut lookups = self.lookups.lock().unwrap();
+        let mut first = None;
+        for (i, m) in ids.iter().zip(found) {
+            if let Some(m) = &m {
+                self.see(m.id);
+            }
+            if *i == id {
+                first = Some(m);
+            } else {
+                lookups.insert(*i, m);
+            }
+        }
+        Ok(first.flatten())
+    }
+
+    async fn index(&self) -> Result<Option<(i32, BTreeMap<String, i32>)>, StoreError> {
+        let pinned = self.call(|| self.api.pinned()).await?;
+        Ok(pinned.and_then(|m| {
+            self.see(m.id);
+            parse_index(&m.text).map(|i| (m.id, i))
+        }))
+    }
+
+    /// Sends a whole in-memory blob as a document.
+    async fn send_blob(
+        self: &Arc<Self>,
+        name: &str,
+        caption: &str,
+        bytes: &[u8],
+    ) -> Result<i32, StoreError> {
+        let mut upload = TelegramUpload::start(self.clone(), bytes.len() as u64, name, caption)?;
+        upload.write(bytes).await?;
+        let loc = upload.finish().await?;
+        message_id(&loc)
+    }
+
+    async fn download_all(&self, id: i32, size: u64) -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::with_capacity(size as usize);
+        while (out.len() as u64) < size {
+            let offset = out.len() as u64;
+            let chunk = self
+                .call(|| self.api.download(id, offset, DOWNLOAD_CHUNK))
+                .await?;
+            if chunk.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+}
+
+/// A part being sent to Telegram: chunks go out as they fill, a few at a time.
+pub struct TelegramUpload<A: TelegramApi> {
+    shared: Arc<Shared<A>>,
+    upload: UploadRef,
+    name: String,
+    caption: String,
+    chunk: Vec<u8>,
+    next_chunk: u32,
+    written: u64,
+    in_flight: JoinSet<Result<(), StoreError>>,
+}
+
+impl<A: TelegramApi> TelegramUpload<A> {
+    fn start(
+        shared: Arc<Shared<A>>,
+        len: u64,
+        name: &str,
+        caption: &str,
+    ) -> Result<Self, StoreError> {
+        let upload = UploadRef::new(len).map_err(|e| shared.error(e))?;
+        Ok(TelegramUpload {
+            shared,
+            upload,
+            name: name.into(),
+            caption: caption.into(),
+            chunk: Vec::with_capacity(CHUNK.min(len as usize)),
+            next_chunk: 0,
+            written: 0,
+            in_flight: JoinSet::new(),
+        })
+    }
+
+    /// Sends the filled chunk; waits for one in flight when enough are.
+    async fn send_chunk(&mut self) -> Result<(), StoreError> {
+        while self.in_flight.len() >= CHUNKS_IN_FLIGHT {
+            self.join_one().await?;
+        }
+        let bytes = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        let index = self.next_chunk;
+        self.next_chunk += 1;
+        let shared = self.shared.clone();
+        let upload = self.upload;
+        self.in_flight.spawn(async move {
+            shared
+                .call(|| shared.api.save_file_part(&upload, index, bytes.clone()))
+                .await
+        });
+        Ok(())
+    }
+
+    async fn join_one(&mut self) -> Result<(), StoreError> {
+        match self.in_flight.join_next().await {
+            Some(Ok(r)) => r,
+            Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Some(Err(e)) => Err(StoreError::Transient {
+                message: format!("upload task stopped: {e}"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<A: TelegramApi> Upload for TelegramUpload<A> {
+    async fn write(&mut self, mut buf: &[u8]) -> Result<(), StoreError> {
+        if self.written + buf.len() as u64 > self.upload.size {
+            return Err(StoreError::Transient {
+                message: format!(
+                    "part {} grew past its announced {} bytes",
+                    self.name, self.upload.size
+                ),
+            });
+        }
+        self.written += buf.len() as u64;
+        while !buf.is_empty() {
+            let take = (CHUNK - self.chunk.len()).min(buf.len());
+            self.chunk.extend_from_slice(&buf[..take]);
+            buf = &buf[take..];
+            if self.chunk.len() == CHUNK {
+                self.send_chunk().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<String, StoreError> {
+        if self.written != self.upload.size {
+            return Err(StoreError::Transient {
+                message: format!(
+                    "part {} ended after {} of {} bytes",
+                    self.name, self.written, self.upload.size
+                ),
+            });
+        }
+        if self.upload.size == 0 {
+            return Ok(EMPTY_LOC.into());
+        }
+        if !self.chunk.is_empty() {
+            self.send_chunk().await?;
+        }
+        while !self.in_flight.is_empty() {
+            self.join_one().await?;
+        }
+        let shared = self.shared.clone();
+        let (upload, name, caption) = (self.upload, self.name, self.caption);
+        let sent = shared
+            .call(|| shared.api.send_document(&upload, &name, &caption))
+            .await?;
+        shared.see(sent.id);
+        Ok(location(sent.id))
+    }
+}
+
+/// Reads a stored part: a task downloads it in aligned requests, resuming at the offset
+/// reached after a dropped connection, and hands the chunks over a small channel.
+pub struct TelegramReader {
+    chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+    _task: tokio_util::task::AbortOnDropHandle<()>,
+}
+
+impl AsyncRead for TelegramReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if self.pos < self.current.len() {
+                let n = (self.current.len() - self.pos).min(buf.remaining());
+                let start = self.pos;
+                buf.put_slice(&self.current[start..start + n]);
+                self.pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            match self.chunks.poll_recv(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<A: TelegramApi> Store for TelegramStore<A> {
+    type Upload = TelegramUpload<A>;
+    type Reader = TelegramReader;
+
+    async fn prepare(&self) -> Result<(), StoreError> {
+        let s = &self.shared;
+        let account = s
+            .account
+            .get_or_try_init(|| async { s.call(|| s.api.connect()).await })
+            .await?;
+        if account.bot && s.chat == ChatRef::Me {
+            return Err(StoreError::Denied {
+                store: s.name.clone(),
+                message: "a bot has no Saved Messages; use a channel (telegram:@name or \
+                          telegram:-100…) or a user session"
+                    .into(),
+            });
+        }
+        if s.options.premium && !account.premium {
+            return Err(StoreError::Denied {
+                store: s.name.clone(),
+                message: format!(
+                    "--telegram-premium is set but {} has no Telegram Premium; drop the flag \
+                     and keep --part-size at most 2000MiB",
+                    account.name
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn set_wait_deadline(&self, deadline: Option<Instant>) {
+        *self.shared.wait_deadline.lock().unwrap() = deadline;
+    }
+
+    async fn begin(&self, name: &str, len: u64) -> Result<TelegramUpload<A>, StoreError> {
+        let s = &self.shared;
+        let max = self.max_part(s.account()?);
+        if len > max {
+            return Err(StoreError::Refused {
+                name: name.into(),
+                reason: format!(
+                    "{len} bytes is more than a Telegram file may hold ({} MiB); use a smaller \
+                     --part-size",
+                    max >> 20
+                ),
+            });
+        }
+        let (doc, caption) = if s.options.plain {
+            let base = name.rsplit('/').next().unwrap_or(name);
+            (base.to_owned(), format!("{name}\n{PLAIN_MARKER}"))
+        } else {
+            (vault_document_name(name), String::new())
+        };
+        TelegramUpload::start(s.clone(), len, &doc, &caption)
+    }
+
+    async fn open(&self, loc: &str) -> Result<TelegramReader, StoreError> {
+        let (tx, rx) = mpsc::channel(2);
+        if loc == EMPTY_LOC {
+            let task = tokio::spawn(async {});
+            return Ok(TelegramReader {
+                chunks: rx,
+                current: Vec::new(),
+                pos: 0,
+                _task: tokio_util::task::AbortOnDropHandle::new(task),
+            });
+        }
+        let id = message_id(loc)?;
+        let size = match self.shared.lookup(id).await? {
+            Some(MessageInfo {
+                document: Some(d), ..
+            }) => d.size,
+            _ => return Err(StoreError::Missing { loc: loc.into() }),
+        };
+        let shared = self.shared.clone();
+        let task = tokio::spawn(async move {
+            let mut offset = 0u64;
+            while offset < size {
+                let got = shared
+                    .call(|| shared.api.download(id, offset, DOWNLOAD_CHUNK))
+                    .await;
+                let item = match got {
+                    Ok(chunk) if chunk.is_empty() => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("message {id} ended after {offset} of {size} bytes"),
+                    )),
+                    Ok(chunk) => {
+                        offset += chunk.len() as u64;
+                        Ok(chunk)
+                    }
+                    Err(e) => Err(io::Error::other(e.to_string())),
+                };
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(TelegramReader {
+            chunks: rx,
+            current: Vec::new(),
+            pos: 0,
+            _task: tokio_util::task::AbortOnDropHandle::new(task),
+        })
+    }
+
+    async fn len(&self, loc: &str) -> Result<Option<u64>, StoreError> {
+        if loc == EMPTY_LOC {
+            return Ok(Some(0));
+        }
+        let id = message_id(loc)?;
+        Ok(self
+            .shared
+            .lookup(id)
+            .await?
+            .and_then(|m| m.document)
+            .map(|d| d.size))
+    }
+
+    async fn remove(&self, loc: &str) -> Result<(), StoreError> {
+        if loc == EMPTY_LOC {
+            return Ok(());
+        }
+        let id = message_id(loc)?;
+        let s = &self.shared;
+        s.lookups.lock().unwrap().remove(&id);
+        let ids = [id];
+        s.call(|| s.api.delete_messages(&ids)).await
+    }
+
+    async fn put_meta(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let s = &self.shared;
+        let id = s
+            .send_blob(&meta_document_name(name), "", bytes)
+            .await?;
+        let (index_id, mut index) = match s.index().await? {
+            Some((at, index)) => (Some(at), index),
+            None => (None, BTreeMap::new()),
+        };
+        let old = index.insert(name.to_owned(), id);
+        let text = render_index(&index);
+        match index_id {
+            Some(at) => s.call(|| s.api.edit_text(at, &text)).await?,
+            None => {
+                let sent = s.call(|| s.api.send_text(&text)).await?;
+                s.call(|| s.api.pin(sent.id)).await?;
+            }
+        }
+        if let Some(old) = old.filter(|o| *o != id) {
+            let ids = [old];
+            s.call(|| s.api.delete_messages(&ids)).await?;
+        }
+        Ok(())
+    }
+
+    async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let s = &self.shared;
+        let Some((_, index)) = s.index().await? else {
+            return Ok(None);
+        };
+        let Some(&id) = index.get(name) else {
+            return Ok(None);
+        };
+        let ids = [id];
+        let found = s.call(|| s.api.get_messages(&ids)).await?;
+        let Some(doc) = found.into_iter().flatten().next().and_then(|m| m.document) else {
+            return Err(StoreError::Missing {
+                loc: format!("{} (message {id}, {name})", s.name),
+            });
+        };
+        s.download_all(id, doc.size).await.map(Some)
+    }
+
+    async fn list_parts(&self, hint: Option<&str>) -> Result<Vec<PartInfo>, StoreError> {
+        let s = &self.shared;
+        let mut top = hint.and_then(|l| message_id(l).ok()).unwrap_or(0);
+        top = top.max(*s.highest_id.lock().unwrap());
+        if let Some((at, index)) = s.index().await? {
+            top = top.max(at).max(index.values().copied().max().unwrap_or(0));
+        }
+        match s.call(|| s.api.latest_id()).await {
+            Ok(latest) => top = top.max(latest.unwrap_or(0)),
+            // Bots cannot read history: scan past the highest known id until a whole
+            // batch is empty.
+            Err(StoreError::Transient { .. }) if s.account()?.bot => {}
+            Err(e) => return Err(e),
+        }
+        let mut parts = Vec::new();
+        let mut start = 1i32;
+        loop {
+            let ids: Vec<i32> = (start..start.saturating_add(MAX_IDS_PER_CALL as i32)).collect();
+            let found = s.call(|| s.api.get_messages(&ids)).await?;
+            let any = found.iter().any(Option::is_some);
+            for m in found.into_iter().flatten() {
+                let Some(doc) = &m.document else { continue };
+                let ours = is_vault_document(&doc.name)
+                    || (s.options.plain && m.text.ends_with(PLAIN_MARKER));
+                if ours {
+                    parts.push(PartInfo {
+                        loc: location(m.id),
+                        len: doc.size,
+                        stored: Some(m.date),
+                    });
+                }
+            }
+            start = start.saturating_add(MAX_IDS_PER_CALL as i32);
+            if start > top && !any {
+                break;
+            }
+        }
+        Ok(parts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_round_trip() {
+        assert_eq!(message_id(&location(42)).unwrap(), 42);
+        assert!(message_id("msg:0").is_err());
+        assert!(message_id("data/ab/cd").is_err());
+        assert!(message_id("msg:x").is_err());
+    }
+
+    #[test]
+    fn vault_names_are_neutral() {
+        let n = vault_document_name("data/ab/ab0123456789abcdef0123456789abcd");
+        assert_eq!(n, "ab0123456789abcdef0123456789abcd.bin");
+        assert!(is_vault_document(&n));
+        assert!(!is_vault_document("holiday.jpg"));
+        assert!(!is_vault_document("tgferry-catalog"));
+    }
+
+    #[test]
+    fn index_round_trip() {
+        let mut i = BTreeMap::new();
+        i.insert("key.json".to_string(), 3);
+        i.insert("catalog".to_string(), 9);
+        assert_eq!(parse_index(&render_index(&i)), Some(i));
+        assert_eq!(parse_index("hello"), None);
+    }
+}
