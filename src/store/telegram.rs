@@ -624,9 +624,7 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
 
     async fn put_meta(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let s = &self.shared;
-        let id = s
-            .send_blob(&meta_document_name(name), "", bytes)
-            .await?;
+        let id = s.send_blob(&meta_document_name(name), "", bytes).await?;
         let (index_id, mut index) = match s.index().await? {
             Some((at, index)) => (Some(at), index),
             None => (None, BTreeMap::new()),
@@ -634,7 +632,16 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
         let old = index.insert(name.to_owned(), id);
         let text = render_index(&index);
         match index_id {
-            Some(at) => s.call(|| s.api.edit_text(at, &text)).await?,
+            Some(at) => {
+                s.call(|| async {
+                    match s.api.edit_text(at, &text).await {
+                        // The index already says this (a retried put after a lost reply).
+                        Err(TgError::Invalid(m)) if m == "MESSAGE_NOT_MODIFIED" => Ok(()),
+                        other => other,
+                    }
+                })
+                .await?
+            }
             None => {
                 let sent = s.call(|| s.api.send_text(&text)).await?;
                 s.call(|| s.api.pin(sent.id)).await?;

@@ -27,7 +27,11 @@ pub const MAX_IDS_PER_CALL: usize = 100;
 
 /// The largest file (and so the largest part) an account can upload.
 pub fn max_file_size(premium: bool) -> u64 {
-    let chunks = if premium { MAX_CHUNKS_PREMIUM } else { MAX_CHUNKS };
+    let chunks = if premium {
+        MAX_CHUNKS_PREMIUM
+    } else {
+        MAX_CHUNKS
+    };
     u64::from(chunks) * CHUNK as u64
 }
 
@@ -36,10 +40,10 @@ pub fn max_file_size(premium: bool) -> u64 {
 pub fn check_download(offset: u64, limit: u32) -> Result<(), TgError> {
     const MIB: u64 = 1024 * 1024;
     let l = u64::from(limit);
-    if l == 0 || l % 4096 != 0 || MIB % l != 0 {
+    if l == 0 || !l.is_multiple_of(4096) || !MIB.is_multiple_of(l) {
         return Err(TgError::Invalid("LIMIT_INVALID".into()));
     }
-    if offset % 4096 != 0 || offset / MIB != (offset + l - 1) / MIB {
+    if !offset.is_multiple_of(4096) || offset / MIB != (offset + l - 1) / MIB {
         return Err(TgError::Invalid("OFFSET_INVALID".into()));
     }
     Ok(())
@@ -248,7 +252,8 @@ pub trait TelegramApi: Send + Sync + 'static {
     /// Sends a text message.
     fn send_text(&self, text: &str) -> impl Future<Output = Result<MessageInfo, TgError>> + Send;
 
-    /// Replaces the text of one of our messages.
+    /// Replaces the text of one of our messages. Like Telegram, an edit that changes
+    /// nothing fails with `Invalid("MESSAGE_NOT_MODIFIED")`.
     fn edit_text(&self, id: i32, text: &str) -> impl Future<Output = Result<(), TgError>> + Send;
 
     /// Fetches up to [`MAX_IDS_PER_CALL`] messages by id; `None` where there is none
@@ -288,8 +293,14 @@ mod tests {
     #[test]
     fn chat_refs() {
         assert_eq!(ChatRef::parse("me"), Ok(ChatRef::Me));
-        assert_eq!(ChatRef::parse("@my_vault"), Ok(ChatRef::Username("my_vault".into())));
-        assert_eq!(ChatRef::parse("-1001234567890"), Ok(ChatRef::Id(-1001234567890)));
+        assert_eq!(
+            ChatRef::parse("@my_vault"),
+            Ok(ChatRef::Username("my_vault".into()))
+        );
+        assert_eq!(
+            ChatRef::parse("-1001234567890"),
+            Ok(ChatRef::Id(-1001234567890))
+        );
         assert!(ChatRef::parse("@ab").is_err());
         assert!(ChatRef::parse("@1abc").is_err());
         assert!(ChatRef::parse("vault").is_err());
@@ -313,7 +324,7 @@ mod tests {
     fn download_alignment() {
         assert!(check_download(0, DOWNLOAD_CHUNK).is_ok());
         assert!(check_download(3 * 512 * 1024, DOWNLOAD_CHUNK).is_ok());
-        assert!(check_download(4096, DOWNLOAD_CHUNK).is_err()); // crosses 1 MiB
+        assert!(check_download(768 * 1024, DOWNLOAD_CHUNK).is_err()); // crosses 1 MiB
         assert!(check_download(100, 4096).is_err());
         assert!(check_download(0, 3000).is_err());
         assert!(check_download(0, 3 * 4096).is_err()); // does not divide 1 MiB

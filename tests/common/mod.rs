@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use tgferry::store::{Store, StoreError, Upload};
+use tgferry::store::{PartInfo, Store, StoreError, Upload};
 
 /// A fresh temp folder for one test.
 pub fn tempdir() -> tempfile::TempDir {
@@ -157,6 +157,9 @@ impl<T: Store> Store for Throttled<T> {
     }
     async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get_meta(name).await
+    }
+    async fn list_parts(&self, hint: Option<&str>) -> Result<Vec<PartInfo>, StoreError> {
+        self.inner.list_parts(hint).await
     }
 }
 
