@@ -5,7 +5,8 @@
 //! offset, deletes and one pinned index message. Two things implement it:
 //!
 //! - [`grammers::GrammersApi`]: the real thing, MTProto through grammers-client, with the
-//!   session persisted by [`session`] so that CI can carry it as a secret;
+//!   session persisted by [`session`] so that CI can carry it as a secret, and created by
+//!   [`login`];
 //! - [`double::TelegramDouble`]: an in-memory Telegram for tests that enforces the server's
 //!   rules (chunk sizes, part counts, the big-file threshold, missing parts, message ids,
 //!   no history for bots) and injects flood waits and dropped connections.
@@ -14,3 +15,4 @@
 
 pub mod api;
 pub mod double;
+pub mod session;
