@@ -15,4 +15,6 @@
 
 pub mod api;
 pub mod double;
+pub mod grammers;
+pub mod login;
 pub mod session;
