@@ -245,6 +245,7 @@ impl GrammersApi {
             limit: limit as i32,
         };
         let mut attempts = 0;
+        let mut copied_here = false;
         loop {
             attempts += 1;
             match conn.client.invoke_in_dc(dc, &request).await {
@@ -265,7 +266,8 @@ impl GrammersApi {
                 Err(InvocationError::Rpc(e))
                     if attempts < 4 && dc != home && e.name == "AUTH_KEY_UNREGISTERED" =>
                 {
-                    self.copy_auth(conn, dc).await?;
+                    self.copy_auth(conn, dc, copied_here).await?;
+                    copied_here = true;
                 }
                 Err(e) => return Err(e),
             }
@@ -273,11 +275,13 @@ impl GrammersApi {
     }
 
     /// Makes the account known in data centre `dc` (export from home, import there).
-    async fn copy_auth(&self, conn: &Conn, dc: i32) -> Result<(), InvocationError> {
+    /// Unless `again`, a copy another task made meanwhile is enough.
+    async fn copy_auth(&self, conn: &Conn, dc: i32, again: bool) -> Result<(), InvocationError> {
         let mut copied = self.auth_copied.lock().await;
-        if copied.contains(&dc) {
-            // Copied before, yet unregistered: copy again.
-            copied.remove(&dc);
+        if !again && copied.contains(&dc) {
+            // Another download copied it while this one waited (a genuinely lost
+            // authorization ends after the caller's few attempts).
+            return Ok(());
         }
         let tl::enums::auth::ExportedAuthorization::Authorization(exported) = conn
             .client
@@ -1002,11 +1006,18 @@ pub(crate) fn sent_message(
                 found = Some(info);
                 break;
             }
-            None if found.is_none() => found = Some(info),
+            None if found.is_none() && is_outgoing(message) => found = Some(info),
             _ => {}
         }
     }
     found.ok_or_else(|| TgError::Other("Telegram did not report the sent message".into()))
+}
+
+fn is_outgoing(message: &tl::enums::Message) -> bool {
+    match message {
+        tl::enums::Message::Message(m) => m.out || m.post,
+        _ => false,
+    }
 }
 
 /// Maps an RPC error, by its name (digits taken out, as grammers does) and value.

@@ -48,7 +48,9 @@ pub enum SessionError {
         pid: u32,
     },
     /// The lock file could not be created or read.
-    #[error("cannot lock the Telegram session (lock file in the temporary directory): {0}")]
+    #[error(
+        "cannot lock the Telegram session from TGFERRY_TG_SESSION (a lock file in the temporary directory): {0}"
+    )]
     Io(#[from] io::Error),
 }
 
