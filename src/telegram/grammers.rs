@@ -1573,4 +1573,20 @@ mod tests {
         // A session without keys is refused before any network access.
         assert!(matches!(api.connect().await, Err(TgError::Unauthorized(_))));
     }
+
+    #[tokio::test]
+    async fn a_session_in_use_is_refused_before_any_network() {
+        let mut key = [0u8; 256];
+        getrandom::fill(&mut key).unwrap();
+        let session = PortableSession::with_key(2, key);
+        let held = SessionLock::acquire(&session).unwrap();
+        let api = GrammersApi::new(GrammersConfig {
+            api_id: 1,
+            api_hash: SecretString::from("x"),
+            credential: Credential::Session(session.shared()),
+            chat: ChatRef::Me,
+        });
+        assert_eq!(api.connect().await, Err(TgError::SessionInUse));
+        drop(held);
+    }
 }

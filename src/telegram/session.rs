@@ -574,7 +574,8 @@ mod tests {
 
     #[test]
     fn lock_is_exclusive_and_released_on_drop() {
-        let session = PortableSession::with_key(2, random_key());
+        let key = random_key();
+        let session = PortableSession::with_key(2, key);
         let lock = SessionLock::acquire(&session).unwrap();
         let name = lock
             .path()
@@ -583,6 +584,7 @@ mod tests {
             .to_string_lossy()
             .into_owned();
         assert!(name.starts_with("tgferry-session-"));
+        assert!(!name.contains(&hex::encode(&key[..8])));
         assert_eq!(
             fs::read_to_string(lock.path()).unwrap(),
             std::process::id().to_string()
