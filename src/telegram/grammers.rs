@@ -167,9 +167,8 @@ impl GrammersApi {
         conn: &Conn,
         request: &R,
     ) -> Result<R::Return, TgError> {
-        conn.client
-            .invoke(request)
-            .await
+        within_time(conn.client.invoke(request))
+            .await?
             .map_err(|e| map_invocation(&e))
     }
 
@@ -248,7 +247,10 @@ impl GrammersApi {
         let mut copied_here = false;
         loop {
             attempts += 1;
-            match conn.client.invoke_in_dc(dc, &request).await {
+            let answer = within_time(conn.client.invoke_in_dc(dc, &request))
+                .await
+                .map_err(|_| InvocationError::Dropped("no answer from Telegram in time"))?;
+            match answer {
                 Ok(tl::enums::upload::File::File(f)) => return Ok(f.bytes),
                 Ok(tl::enums::upload::File::CdnRedirect(_)) => {
                     return Err(InvocationError::Rpc(RpcError {
@@ -318,10 +320,12 @@ impl GrammersApi {
     async fn connect_inner(&self) -> Result<(Conn, Account, Target), TgError> {
         let conn = self.start();
         if let Some(token) = &self.bot_token {
-            conn.client
-                .bot_sign_in(token.expose_secret(), self.api_hash.expose_secret())
-                .await
-                .map_err(|e| map_invocation(&e))?;
+            within_time(
+                conn.client
+                    .bot_sign_in(token.expose_secret(), self.api_hash.expose_secret()),
+            )
+            .await?
+            .map_err(|e| map_invocation(&e))?;
         }
         let users = self
             .invoke(
@@ -405,7 +409,10 @@ impl GrammersApi {
                     return self.resolve_for_bot(conn, id).await;
                 }
                 let mut dialogs = conn.client.iter_dialogs();
-                while let Some(dialog) = dialogs.next().await.map_err(|e| map_invocation(&e))? {
+                while let Some(dialog) = within_time(dialogs.next())
+                    .await?
+                    .map_err(|e| map_invocation(&e))?
+                {
                     if dialog.peer.id() == id {
                         let peer = dialog
                             .peer
@@ -459,6 +466,21 @@ impl GrammersApi {
             ))),
         }
     }
+}
+
+/// Longest wait for one answer: a stalled connection becomes [`TgError::Disconnected`]
+/// instead of eating the run's time budget.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
+async fn within_time<T>(call: impl Future<Output = T>) -> Result<T, TgError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, call)
+        .await
+        .map_err(|_| {
+            TgError::Disconnected(format!(
+                "no answer from Telegram within {} s",
+                REQUEST_TIMEOUT.as_secs()
+            ))
+        })
 }
 
 fn target_of(peer: PeerRef) -> Target {
@@ -1572,6 +1594,13 @@ mod tests {
         assert!(matches!(api.reconnect().await, Err(TgError::Other(_))));
         // A session without keys is refused before any network access.
         assert!(matches!(api.connect().await, Err(TgError::Unauthorized(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_request_becomes_a_disconnection() {
+        let stalled = within_time(std::future::pending::<()>()).await;
+        assert!(matches!(stalled, Err(TgError::Disconnected(_))));
+        assert_eq!(within_time(async { 5 }).await, Ok(5));
     }
 
     #[tokio::test]
