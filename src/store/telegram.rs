@@ -278,10 +278,11 @@ impl<A: TelegramApi> Shared<A> {
         }
     }
 
-    fn account(&self) -> Result<&Account, StoreError> {
-        self.account.get().ok_or_else(|| StoreError::Transient {
-            message: format!("{} is used before it was prepared", self.name),
-        })
+    /// Connects on first use (restore and verify never call `prepare`).
+    async fn connected(&self) -> Result<&Account, StoreError> {
+        self.account
+            .get_or_try_init(|| async { self.call(|| self.api.connect()).await })
+            .await
     }
 
     /// Looks up a message, 100 ids at a time from `id` on (parts sit at consecutive ids).
@@ -497,10 +498,7 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
 
     async fn prepare(&self) -> Result<(), StoreError> {
         let s = &self.shared;
-        let account = s
-            .account
-            .get_or_try_init(|| async { s.call(|| s.api.connect()).await })
-            .await?;
+        let account = s.connected().await?;
         if account.bot && s.chat == ChatRef::Me {
             return Err(StoreError::Denied {
                 store: s.name.clone(),
@@ -528,7 +526,7 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
 
     async fn begin(&self, name: &str, len: u64) -> Result<TelegramUpload<A>, StoreError> {
         let s = &self.shared;
-        let max = self.max_part(s.account()?);
+        let max = self.max_part(s.connected().await?);
         if len > max {
             return Err(StoreError::Refused {
                 name: name.into(),
@@ -560,6 +558,7 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
             });
         }
         let id = message_id(loc)?;
+        self.shared.connected().await?;
         let size = match self.shared.lookup(id).await? {
             Some(MessageInfo {
                 document: Some(d), ..
@@ -603,6 +602,7 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
             return Ok(Some(0));
         }
         let id = message_id(loc)?;
+        self.shared.connected().await?;
         Ok(self
             .shared
             .lookup(id)
@@ -617,6 +617,7 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
         }
         let id = message_id(loc)?;
         let s = &self.shared;
+        s.connected().await?;
         s.lookups.lock().unwrap().remove(&id);
         let ids = [id];
         s.call(|| s.api.delete_messages(&ids)).await
@@ -624,6 +625,7 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
 
     async fn put_meta(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let s = &self.shared;
+        s.connected().await?;
         let id = s.send_blob(&meta_document_name(name), "", bytes).await?;
         let (index_id, mut index) = match s.index().await? {
             Some((at, index)) => (Some(at), index),
@@ -656,6 +658,7 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
 
     async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let s = &self.shared;
+        s.connected().await?;
         let Some((_, index)) = s.index().await? else {
             return Ok(None);
         };
@@ -674,18 +677,23 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
 
     async fn list_parts(&self, hint: Option<&str>) -> Result<Vec<PartInfo>, StoreError> {
         let s = &self.shared;
+        let bot = s.connected().await?.bot;
         let mut top = hint.and_then(|l| message_id(l).ok()).unwrap_or(0);
         top = top.max(*s.highest_id.lock().unwrap());
         if let Some((at, index)) = s.index().await? {
             top = top.max(at).max(index.values().copied().max().unwrap_or(0));
         }
-        match s.call(|| s.api.latest_id()).await {
-            Ok(latest) => top = top.max(latest.unwrap_or(0)),
-            // Bots cannot read history: scan past the highest known id until a whole
-            // batch is empty.
-            Err(StoreError::Transient { .. }) if s.account()?.bot => {}
-            Err(e) => return Err(e),
-        }
+        // Bots cannot read history: they scan past the highest known id until a whole
+        // batch of ids is empty.
+        let latest = s
+            .call(|| async {
+                match s.api.latest_id().await {
+                    Err(TgError::BotMethodInvalid) if bot => Ok(None),
+                    other => other,
+                }
+            })
+            .await?;
+        top = top.max(latest.unwrap_or(0));
         let mut parts = Vec::new();
         let mut start = 1i32;
         loop {

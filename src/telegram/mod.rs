@@ -14,6 +14,7 @@
 //! [`crate::store::telegram::TelegramStore`] turns either into a [`crate::store::Store`].
 
 pub mod api;
+pub mod credentials;
 pub mod double;
 pub mod grammers;
 pub mod login;

@@ -1,0 +1,810 @@
+//! The Telegram store end to end over the in-memory Telegram ([`TelegramDouble`]), which
+//! enforces the server's rules: the whole runner through multi-run, budget-limited backups
+//! in vault and plain mode, restores from the pinned catalog with the passphrase alone,
+//! flood waits of several lengths (sat out or stopped on), dropped connections while
+//! uploading and downloading, lost chunks, verify against damaged and deleted messages,
+//! and prune of abandoned and unreferenced parts (by a bot that cannot read history).
+//! Everything runs on tokio's paused clock.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tgferry::keyring;
+use tgferry::prune::{PruneOptions, prune};
+use tgferry::restore::{Issue, RestoreOptions, VerifyOptions, restore, verify};
+use tgferry::runner::{Budget, Events, RunConfig, RunError, RunReport, Runner, VaultKeys};
+use tgferry::source::memory::MemorySource;
+use tgferry::state::model::StoredPart;
+use tgferry::state::{Encryption, Job, LoadOptions, State, StateFile, StopReason};
+use tgferry::store::telegram::{TelegramOptions, TelegramStore};
+use tgferry::store::{META_KEY_FILE, Store, StoreError, Upload};
+use tgferry::telegram::api::{ChatRef, TgError, WaitKind};
+use tgferry::telegram::double::{Op, TelegramDouble};
+use tgferry::vault::{KdfParams, KeyFile, MasterKey};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const MIB: usize = 1 << 20;
+const PASS: &str = "correct horse battery staple";
+const CHAT: &str = "@vault_chan";
+
+fn chat() -> ChatRef {
+    ChatRef::parse(CHAT).unwrap()
+}
+
+fn store_name() -> String {
+    format!("telegram:{CHAT}")
+}
+
+fn pass() -> SecretString {
+    SecretString::from(PASS.to_owned())
+}
+
+/// One user's backup job: a source, a Telegram chat (the double) and a state file.
+struct Job1 {
+    _dir: tempfile::TempDir,
+    state: PathBuf,
+    src: MemorySource,
+    tg: TelegramDouble,
+    plain: bool,
+    part_size: u64,
+}
+
+impl Job1 {
+    fn new(tg: TelegramDouble, plain: bool) -> Job1 {
+        let dir = common::tempdir();
+        Job1 {
+            state: dir.path().join("state.json"),
+            _dir: dir,
+            src: MemorySource::new(),
+            tg,
+            plain,
+            part_size: MIB as u64,
+        }
+    }
+
+    fn job(&self) -> Job {
+        Job {
+            source: "mem:src".into(),
+            store: store_name(),
+            encryption: if self.plain {
+                Encryption::None
+            } else {
+                Encryption::Vault
+            },
+            vault_id: None,
+        }
+    }
+
+    /// A new store over the same chat, as a new process would make.
+    fn store(&self) -> TelegramStore<TelegramDouble> {
+        TelegramStore::new(
+            self.tg.clone(),
+            chat(),
+            TelegramOptions {
+                plain: self.plain,
+                premium: false,
+            },
+        )
+    }
+
+    /// Creates the vault in the chat (cheap KDF parameters: tests are not about argon2).
+    async fn init_vault(&self) {
+        let store = self.store();
+        store.prepare().await.unwrap();
+        let params = KdfParams {
+            m_cost_kib: 64,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        let (key_file, _) = KeyFile::create(&pass(), params).unwrap();
+        store
+            .put_meta(META_KEY_FILE, &key_file.to_json())
+            .await
+            .unwrap();
+    }
+
+    /// One run as `tgferry run` does it: unlock, run, save the catalog.
+    async fn try_run(&self, budget: Option<Duration>) -> Result<RunReport, RunError> {
+        let store = Arc::new(self.store());
+        let (mut file, _) =
+            StateFile::open(&self.state, &self.job(), &LoadOptions::default()).unwrap();
+        let mut config = RunConfig {
+            part_size: self.part_size,
+            jobs: 2,
+            ..RunConfig::default()
+        };
+        if !self.plain {
+            store.prepare().await?;
+            let (key_file, master, _) = keyring::unlock(&*store, &store_name(), &pass(), false)
+                .await
+                .unwrap();
+            file.bind_vault(&key_file.vault_id_hex()).unwrap();
+            config.vault = Some(Arc::new(VaultKeys::new(master)));
+        }
+        let vault = config.vault.clone();
+        let start = Instant::now();
+        let budget = match budget {
+            Some(b) => Budget::until(start, start + b, Duration::ZERO),
+            None => Budget::unlimited(start),
+        };
+        let (events, mut rx) = Events::channel();
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let runner = Runner::new(
+            Arc::new(self.src.clone()),
+            store.clone(),
+            config,
+            budget,
+            events,
+            CancellationToken::new(),
+        );
+        let result = runner.run(file).await;
+        drain.await.unwrap();
+        let (file, report) = result.map_err(|(_, e)| e)?;
+        if let Some(keys) = vault {
+            keyring::save_catalog(&*store, &keys.master, file.state())
+                .await
+                .unwrap();
+        }
+        Ok(report)
+    }
+
+    async fn run(&self, budget: Option<Duration>) -> RunReport {
+        self.try_run(budget).await.unwrap()
+    }
+
+    /// Runs with `budget` until a run completes; returns every run's report.
+    async fn run_until_complete(&self, budget: Duration) -> Vec<RunReport> {
+        let mut reports = Vec::new();
+        for _ in 0..40 {
+            let report = self.run(Some(budget)).await;
+            let stop = report.stop_reason;
+            reports.push(report);
+            if matches!(stop, StopReason::Complete | StopReason::NothingToDo) {
+                return reports;
+            }
+            assert_eq!(stop, StopReason::BudgetSpent, "{:?}", reports.last());
+        }
+        panic!("40 runs did not complete the backup");
+    }
+
+    fn saved_state(&self) -> State {
+        let (file, _) = StateFile::open(&self.state, &self.job(), &LoadOptions::default())
+            .expect("state opens");
+        file.state().clone()
+    }
+
+    /// The master key, unlocked from the chat with the passphrase.
+    async fn master(&self, store: &TelegramStore<TelegramDouble>) -> MasterKey {
+        store.prepare().await.unwrap();
+        keyring::unlock(store, &store_name(), &pass(), false)
+            .await
+            .unwrap()
+            .1
+    }
+
+    /// Every source file equals the restored one under `to`.
+    fn assert_restored(&self, to: &Path, files: &BTreeMap<String, Vec<u8>>) {
+        let got = common::tree(to);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            files.keys().collect::<Vec<_>>()
+        );
+        for (path, data) in files {
+            assert!(got[path] == *data, "{path}: content differs");
+        }
+    }
+}
+
+/// A corpus with every size that matters at 1 MiB parts and 512 KiB chunks.
+fn corpus(src: &MemorySource) -> BTreeMap<String, Vec<u8>> {
+    let sizes = [
+        ("empty", 0),
+        ("one-byte", 1),
+        ("a/chunk", 512 * 1024),
+        ("a/chunk+1", 512 * 1024 + 1),
+        ("a/part", MIB),
+        ("a/part-1", MIB - 1),
+        ("b/multi part.bin", 3 * MIB + 12_345),
+        ("b/deeper/small.txt", 4_000),
+        ("c/big", 11 * MIB + 7),
+    ];
+    let mut files = BTreeMap::new();
+    for (i, (path, len)) in sizes.iter().enumerate() {
+        let data = common::bytes(i as u64 + 1, *len);
+        src.put(path, data.clone());
+        files.insert(path.to_string(), data);
+    }
+    // The same content twice: stored once in the vault.
+    src.put("b/copy-of-part", files["a/part"].clone());
+    files.insert("b/copy-of-part".into(), files["a/part"].clone());
+    files
+}
+
+/// The parts a completed file's current content is stored in (vault or plain).
+fn parts_of(state: &State, path: &str) -> Vec<StoredPart> {
+    let c = &state.completed[path];
+    match &c.object {
+        Some(id) => state.objects[id].parts.clone(),
+        None => c.parts.clone(),
+    }
+}
+
+fn doc_ids(tg: &TelegramDouble) -> Vec<i32> {
+    tg.messages()
+        .iter()
+        .filter(|m| m.name.is_some())
+        .map(|m| m.id)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn vault_backup_over_budget_limited_runs_restores_with_the_passphrase_alone() {
+    let job = Job1::new(TelegramDouble::user().with_upload_speed(256 * 1024), false);
+    job.init_vault().await;
+    let files = corpus(&job.src);
+    let reports = job.run_until_complete(Duration::from_secs(3)).await;
+    let budget_stops = reports
+        .iter()
+        .filter(|r| r.stop_reason == StopReason::BudgetSpent)
+        .count();
+    assert!(budget_stops >= 3, "only {budget_stops} budget stops");
+    for r in &reports {
+        assert!(
+            r.elapsed <= Duration::from_secs(3),
+            "a run overran: {:?}",
+            r.elapsed
+        );
+        assert!(r.failed.is_empty(), "{:?}", r.failed);
+    }
+
+    // Every part is a document with a neutral name and no caption; nothing names a file.
+    let state = job.saved_state();
+    let referenced = state.referenced_locs();
+    let mut parts = 0;
+    for m in job.tg.messages() {
+        let Some(name) = &m.name else {
+            assert!(m.pinned, "the only text message is the pinned index");
+            assert!(m.text.starts_with("tgferry index v1"), "{}", m.text);
+            continue;
+        };
+        if name.starts_with("tgferry-") {
+            assert!(["tgferry-key.json", "tgferry-catalog"].contains(&name.as_str()));
+            continue;
+        }
+        parts += 1;
+        assert!(name.ends_with(".bin") && name.len() == 36, "{name}");
+        assert_eq!(m.text, "", "vault parts have no caption");
+        assert!(
+            referenced.contains(format!("msg:{}", m.id).as_str()),
+            "message {} is stored but not in the state",
+            m.id
+        );
+        for path in files.keys() {
+            let base = path.rsplit('/').next().unwrap();
+            assert!(
+                !name.contains(base) || base.len() < 4,
+                "{name} leaks {path}"
+            );
+        }
+    }
+    // Each distinct content stored once (the copy is deduplicated), every part once.
+    assert_eq!(
+        parts,
+        referenced.len(),
+        "every recorded part is one message: nothing sent twice, nothing missing"
+    );
+    assert_eq!(
+        job.tg
+            .messages()
+            .iter()
+            .filter(|m| m.name.as_deref() == Some("tgferry-catalog"))
+            .count(),
+        1,
+        "older catalogs are deleted when a new one is pinned"
+    );
+    assert_eq!(
+        job.tg.messages().iter().filter(|m| m.pinned).count(),
+        1,
+        "one pinned index"
+    );
+
+    // Restore on a new machine: no state file, only the chat and the passphrase.
+    let store = job.store();
+    let master = job.master(&store).await;
+    let catalog = keyring::load_catalog(&store, &master)
+        .await
+        .unwrap()
+        .expect("the catalog is in the chat");
+    let out = common::tempdir();
+    let report = restore(
+        &store,
+        &catalog,
+        Some(&master),
+        &RestoreOptions::new(out.path()),
+    )
+    .await
+    .unwrap();
+    assert!(report.is_success(), "{:?}", report.failed);
+    job.assert_restored(out.path(), &files);
+
+    // And a full verify finds nothing wrong.
+    let v = verify(&store, &catalog, Some(&master), &VerifyOptions::full())
+        .await
+        .unwrap();
+    assert!(v.is_clean(), "{:?}", v.problems);
+}
+
+#[tokio::test(start_paused = true)]
+async fn plain_mode_sends_files_as_themselves_split_into_numbered_pieces() {
+    let mut job = Job1::new(TelegramDouble::user().with_upload_speed(512 * 1024), true);
+    job.part_size = 2 * MIB as u64;
+    let files = corpus(&job.src);
+    let reports = job.run_until_complete(Duration::from_secs(2)).await;
+    assert!(reports.len() >= 2, "the budget should split the backup");
+
+    let docs: Vec<(String, String)> = job
+        .tg
+        .messages()
+        .into_iter()
+        .filter_map(|m| Some((m.name?, m.text)))
+        .collect();
+    let names: Vec<&str> = docs.iter().map(|(n, _)| n.as_str()).collect();
+    // 11 MiB + 7 at 2 MiB parts: six pieces; 3 MiB: two; a whole part: one, unnumbered.
+    for n in [
+        "big.001",
+        "big.006",
+        "multi part.bin.001",
+        "multi part.bin.002",
+    ] {
+        assert!(names.contains(&n), "{n} not among {names:?}");
+    }
+    assert!(!names.contains(&"big.007") && !names.contains(&"multi part.bin.003"));
+    assert!(names.contains(&"small.txt") && names.contains(&"part"));
+    assert!(!names.contains(&"empty"), "Telegram refuses empty files");
+    let (_, caption) = docs.iter().find(|(n, _)| n == "small.txt").unwrap();
+    assert_eq!(caption, "b/deeper/small.txt\n#tgferry");
+
+    let store = job.store();
+    store.prepare().await.unwrap();
+    let out = common::tempdir();
+    let report = restore(
+        &store,
+        &job.saved_state(),
+        None,
+        &RestoreOptions::new(out.path()),
+    )
+    .await
+    .unwrap();
+    assert!(report.is_success(), "{:?}", report.failed);
+    job.assert_restored(out.path(), &files);
+}
+
+#[tokio::test(start_paused = true)]
+async fn flood_waits_that_fit_the_budget_are_sat_out() {
+    for (kind, seconds) in [
+        (WaitKind::Flood, 3),
+        (WaitKind::PremiumFlood, 42),
+        (WaitKind::SlowMode, 300),
+    ] {
+        let job = Job1::new(TelegramDouble::user(), false);
+        job.init_vault().await;
+        job.src.put("f", common::bytes(7, 3 * MIB));
+        job.tg
+            .inject(Op::SaveFilePart, TgError::Wait { seconds, kind });
+        let report = job.run(Some(Duration::from_secs(3600))).await;
+        assert_eq!(
+            report.stop_reason,
+            StopReason::Complete,
+            "{kind:?} {seconds}"
+        );
+        assert!(
+            report.elapsed >= Duration::from_secs(seconds.into()),
+            "{kind:?}: the wait of {seconds} s was not honoured ({:?})",
+            report.elapsed
+        );
+        assert!(report.elapsed < Duration::from_secs(u64::from(seconds) + 30));
+        assert_eq!(job.tg.pending_faults(), 0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_longer_than_the_budget_stops_the_run_rate_limited_and_the_next_resumes() {
+    for (kind, seconds) in [(WaitKind::Flood, 900), (WaitKind::SlowMode, 86_400)] {
+        let mut job = Job1::new(TelegramDouble::user().with_upload_speed(MIB as u64), false);
+        job.part_size = MIB as u64;
+        job.init_vault().await;
+        job.src.put("a", common::bytes(1, 3 * MIB));
+        job.src.put("b", common::bytes(2, 3 * MIB));
+        // The wait comes after some parts are in.
+        job.tg
+            .inject(Op::SendDocument, TgError::Wait { seconds: 1, kind });
+        job.tg
+            .inject(Op::SendDocument, TgError::Wait { seconds: 1, kind });
+        job.tg
+            .inject(Op::SendDocument, TgError::Wait { seconds, kind });
+        let first = job.run(Some(Duration::from_secs(600))).await;
+        assert_eq!(first.stop_reason, StopReason::RateLimited, "{kind:?}");
+        assert_eq!(
+            first.rate_limit_wait,
+            Some(Duration::from_secs(seconds.into()))
+        );
+        assert!(
+            first.elapsed < Duration::from_secs(60),
+            "the run gave up at once instead of waiting out the budget: {:?}",
+            first.elapsed
+        );
+        let resume = first
+            .run
+            .resume_after
+            .expect("the state says when to come back");
+        assert!(resume.as_second() - first.run.ended.as_second() >= i64::from(seconds) - 1);
+        let stored_before = first.run.parts_stored;
+        assert!(stored_before >= 1, "parts stored before the wait are kept");
+
+        let second = job.run(Some(Duration::from_secs(600))).await;
+        assert_eq!(second.stop_reason, StopReason::Complete);
+        assert_eq!(
+            stored_before + second.run.parts_stored,
+            6,
+            "nothing stored twice, nothing lost"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_connections_while_uploading_reconnect_and_retry_the_part() {
+    let job = Job1::new(TelegramDouble::user().with_upload_speed(MIB as u64), false);
+    job.init_vault().await;
+    let files = corpus(&job.src);
+    // One drop reported by a request, one while chunks are on the wire.
+    job.tg.inject(
+        Op::SaveFilePart,
+        TgError::Disconnected("connection reset".into()),
+    );
+    let tg = job.tg.clone();
+    let dropper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(4_500)).await;
+        tg.drop_connection();
+    });
+    let report = job.run(None).await;
+    dropper.await.unwrap();
+    assert_eq!(report.stop_reason, StopReason::Complete);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(job.tg.calls(Op::Reconnect) >= 2);
+
+    let store = job.store();
+    let master = job.master(&store).await;
+    let out = common::tempdir();
+    let r = restore(
+        &store,
+        &job.saved_state(),
+        Some(&master),
+        &RestoreOptions::new(out.path()),
+    )
+    .await
+    .unwrap();
+    assert!(r.is_success(), "{:?}", r.failed);
+    job.assert_restored(out.path(), &files);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chunk_the_server_lost_makes_the_part_go_again() {
+    let job = Job1::new(TelegramDouble::user(), false);
+    job.init_vault().await;
+    let data = common::bytes(3, 2 * MIB + 99);
+    job.src.put("f", data.clone());
+    job.tg.lose_next_chunk();
+    let report = job.run(None).await;
+    assert_eq!(report.stop_reason, StopReason::Complete);
+    let state = job.saved_state();
+    // The key file, three parts, the one FILE_PART_X_MISSING refused, the catalog.
+    assert_eq!(job.tg.calls(Op::SendDocument), 1 + 3 + 1 + 1);
+    assert_eq!(
+        job.tg.pending_uploads(),
+        1,
+        "the broken upload is left to expire"
+    );
+
+    let store = job.store();
+    let master = job.master(&store).await;
+    let out = common::tempdir();
+    let r = restore(
+        &store,
+        &state,
+        Some(&master),
+        &RestoreOptions::new(out.path()),
+    )
+    .await
+    .unwrap();
+    assert!(r.is_success(), "{:?}", r.failed);
+    assert!(std::fs::read(out.path().join("f")).unwrap() == data);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_download_cut_off_resumes_at_its_offset() {
+    let job = Job1::new(TelegramDouble::user(), false);
+    job.init_vault().await;
+    let data = common::bytes(4, 5 * MIB);
+    job.src.put("f", data.clone());
+    job.run(None).await;
+    let state = job.saved_state();
+    let stored: u64 = parts_of(&state, "f").iter().map(|p| p.len).sum();
+
+    let slow = job.tg.clone().with_download_speed(MIB as u64);
+    let store = job.store();
+    let master = job.master(&store).await;
+    let before = slow.bytes_downloaded();
+    let tg = slow.clone();
+    let dropper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(2_300)).await;
+        tg.drop_connection();
+    });
+    let out = common::tempdir();
+    let r = restore(
+        &store,
+        &state,
+        Some(&master),
+        &RestoreOptions::new(out.path()),
+    )
+    .await
+    .unwrap();
+    dropper.await.unwrap();
+    assert!(r.is_success(), "{:?}", r.failed);
+    assert!(std::fs::read(out.path().join("f")).unwrap() == data);
+    assert!(slow.calls(Op::Reconnect) >= 1);
+    assert_eq!(
+        slow.bytes_downloaded() - before,
+        stored,
+        "every byte fetched once: the cut download resumed where it stopped"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn verify_names_damaged_and_deleted_messages() {
+    let job = Job1::new(TelegramDouble::user(), false);
+    job.init_vault().await;
+    job.src.put("kept", common::bytes(5, 100_000));
+    job.src.put("flipped", common::bytes(6, 200_000));
+    job.src.put("deleted", common::bytes(7, 300_000));
+    job.run(None).await;
+    let state = job.saved_state();
+    let loc = |path: &str| parts_of(&state, path)[0].loc.clone();
+    let id = |path: &str| loc(path)["msg:".len()..].parse::<i32>().unwrap();
+    job.tg.corrupt(id("flipped"), 5_000);
+    job.tg.delete_behind_our_back(id("deleted"));
+
+    let store = job.store();
+    let master = job.master(&store).await;
+    let fast = verify(&store, &state, Some(&master), &VerifyOptions::fast())
+        .await
+        .unwrap();
+    let broken: Vec<&str> = fast.broken_paths().into_iter().collect();
+    assert_eq!(broken, ["deleted"], "a fast verify sees what is gone");
+    assert!(
+        fast.problems
+            .iter()
+            .any(|p| p.issue == Issue::Missing && p.part.as_ref().unwrap().2 == loc("deleted"))
+    );
+
+    let full = verify(&store, &state, Some(&master), &VerifyOptions::full())
+        .await
+        .unwrap();
+    let broken: Vec<&str> = full.broken_paths().into_iter().collect();
+    assert_eq!(broken, ["deleted", "flipped"]);
+    assert!(
+        full.problems
+            .iter()
+            .any(|p| matches!(p.issue, Issue::Damaged(_))
+                && p.part.as_ref().unwrap().2 == loc("flipped"))
+    );
+}
+
+/// Sends a vault-named part nothing refers to, as a run killed before its checkpoint
+/// leaves behind.
+async fn orphan(store: &TelegramStore<TelegramDouble>, len: usize) -> String {
+    store.prepare().await.unwrap();
+    let mut up = store
+        .begin("data/0f/0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f", len as u64)
+        .await
+        .unwrap();
+    up.write(&common::bytes(9, len)).await.unwrap();
+    up.finish().await.unwrap()
+}
+
+fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 86_400)
+}
+
+#[tokio::test(start_paused = true)]
+async fn prune_by_a_bot_deletes_old_leftovers_and_keeps_what_the_catalog_needs() {
+    // About 512 KiB/s per part (four chunks in flight).
+    let mut job = Job1::new(TelegramDouble::bot().with_upload_speed(128 * 1024), false);
+    job.part_size = MIB as u64;
+    job.init_vault().await;
+    job.src.put("done", common::bytes(1, MIB + 5));
+    // Run 1 stores "done"; a copy of its state goes stale.
+    job.run(None).await;
+    let stale = job.saved_state();
+    // Run 2 stores "later" (only the catalog knows it) and starts "abandoned".
+    job.src.put("later", common::bytes(2, 1_000));
+    job.src.put("zz-abandoned", common::bytes(3, 4 * MIB));
+    let r = job.run(Some(Duration::from_secs(6))).await;
+    assert_eq!(r.stop_reason, StopReason::BudgetSpent);
+    let current = job.saved_state();
+    assert!(current.in_progress.contains_key("zz-abandoned"));
+    let abandoned_locs: Vec<String> = current.in_progress["zz-abandoned"]
+        .parts
+        .iter()
+        .map(|p| p.loc.clone())
+        .collect();
+    assert!(!abandoned_locs.is_empty());
+    let store = job.store();
+    let lost = orphan(&store, 70_000).await;
+
+    // Prune from the stale state: the catalog protects "later".
+    let master = job.master(&store).await;
+    let catalog = keyring::load_catalog(&store, &master)
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut file, _) = StateFile::open(&job.state, &job.job(), &LoadOptions::default()).unwrap();
+    *file.state_mut() = stale.clone();
+    file.state_mut().in_progress = current.in_progress.clone();
+    let now = tgferry::time::now();
+
+    // Too recent: nothing goes.
+    let opts = PruneOptions {
+        older_than: days(7),
+        dry_run: false,
+        now,
+    };
+    let report = prune(&store, &mut file, Some(&catalog), &opts)
+        .await
+        .unwrap();
+    assert!(report.abandoned.is_empty() && report.unreferenced.is_empty());
+    assert!(report.too_recent >= 1);
+    assert!(
+        job.tg.calls(Op::LatestId) >= 1,
+        "a bot tries history, then scans ids"
+    );
+
+    // Eight days later: the dry run lists, the real one deletes.
+    let later = now + jiff::SignedDuration::from_secs(8 * 86_400);
+    let dry = prune(
+        &store,
+        &mut file,
+        Some(&catalog),
+        &PruneOptions {
+            dry_run: true,
+            now: later,
+            ..opts.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.unreferenced.len(), 1);
+    let ids_before = doc_ids(&job.tg);
+    let report = prune(
+        &store,
+        &mut file,
+        Some(&catalog),
+        &PruneOptions { now: later, ..opts },
+    )
+    .await
+    .unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.abandoned.len(), 1);
+    assert_eq!(report.abandoned[0].path, "zz-abandoned");
+    let gone: Vec<String> = report.unreferenced.iter().map(|p| p.loc.clone()).collect();
+    assert_eq!(gone, [lost]);
+    let ids_after = doc_ids(&job.tg);
+    assert_eq!(
+        ids_before.len() - ids_after.len(),
+        abandoned_locs.len() + 1,
+        "exactly the abandoned parts and the orphan are deleted"
+    );
+    assert!(!file.state().in_progress.contains_key("zz-abandoned"));
+
+    // What the catalog knows survives: "later" and "done" restore.
+    let out = common::tempdir();
+    let r = restore(
+        &store,
+        &catalog,
+        Some(&master),
+        &RestoreOptions::new(out.path()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.restored, ["done", "later"], "{:?}", r.failed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_credentials_chats_and_rights_end_the_run_with_the_fix() {
+    for (tg, expect) in [
+        (TelegramDouble::user().unauthorized(), "TGFERRY_TG_SESSION"),
+        (TelegramDouble::user().chat_missing(), "account is a member"),
+        (TelegramDouble::user().read_only(), "admin"),
+    ] {
+        let job = Job1::new(tg, true);
+        job.src.put("f", common::bytes(1, 1000));
+        // Refused at connection (an error) or at the first upload (the run's fatal error).
+        let err = match job.try_run(None).await {
+            Err(e) => e,
+            Ok(report) => {
+                assert_eq!(report.stop_reason, StopReason::Error);
+                report.fatal.expect("a fatal error")
+            }
+        };
+        let RunError::Store(StoreError::Denied { store, message }) = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(store, &store_name());
+        assert!(message.contains(expect), "{message}");
+    }
+    // Two processes on one session: the store is locked.
+    let tg = TelegramDouble::user();
+    tg.inject(Op::Connect, TgError::SessionInUse);
+    let job = Job1::new(tg, true);
+    job.src.put("f", common::bytes(1, 1000));
+    let err = job.try_run(None).await.unwrap_err();
+    assert!(
+        matches!(err, RunError::Store(StoreError::Locked { .. })),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn parts_over_the_telegram_limit_are_refused_before_any_chunk_is_sent() {
+    let tg = TelegramDouble::user();
+    let job = Job1::new(tg.clone(), false);
+    let store = job.store();
+    store.prepare().await.unwrap();
+    let err = store
+        .begin(
+            "data/ab/abababababababababababababababab",
+            2000 * MIB as u64 + 1,
+        )
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, StoreError::Refused { .. }), "{err:?}");
+    assert!(err.to_string().contains("--part-size"), "{err}");
+    assert_eq!(tg.calls(Op::SaveFilePart), 0);
+
+    // --telegram-premium on an account without Premium is refused at prepare.
+    let premium = TelegramStore::new(
+        tg.clone(),
+        chat(),
+        TelegramOptions {
+            plain: false,
+            premium: true,
+        },
+    );
+    let err = premium.prepare().await.unwrap_err();
+    assert!(err.to_string().contains("--telegram-premium"), "{err}");
+    let premium_account = TelegramDouble::user().premium(true);
+    let store = TelegramStore::new(
+        premium_account,
+        chat(),
+        TelegramOptions {
+            plain: false,
+            premium: true,
+        },
+    );
+    store.prepare().await.unwrap();
+    assert!(
+        store
+            .begin(
+                "data/ab/abababababababababababababababab",
+                3000 * MIB as u64
+            )
+            .await
+            .is_ok()
+    );
+}
