@@ -808,3 +808,256 @@ async fn parts_over_the_telegram_limit_are_refused_before_any_chunk_is_sent() {
             .is_ok()
     );
 }
+
+// The command line. Nothing here may reach Telegram (there is no network in tests): every
+// case is refused before a connection is made.
+
+const HASH: &str = "0123456789abcdef0123456789abcdef";
+const TOKEN_SECRET: &str = "AAEhBP0av28HkqQ-kqVsFaIcR9LxLr_3x4w";
+
+fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn bad_chats_and_oversized_parts_are_usage_errors_before_any_credential_is_read() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    for (store, extra, says) in [
+        ("telegram:vault", &[][..], "username"),
+        ("telegram:@ab", &[][..], "4–32"),
+        (
+            "telegram:@vault_chan",
+            &["--encryption", "none", "--part-size", "2001MiB"][..],
+            "--part-size",
+        ),
+        (
+            "telegram:@vault_chan",
+            &["--encryption", "vault", "--part-size", "2000MiB"][..],
+            "1999MiB",
+        ),
+    ] {
+        let out = common::assert_exit(
+            common::run_cmd(dir.path(), store, &state, extra).env("TGFERRY_PASSPHRASE", PASS),
+            2,
+        );
+        let text = output_text(&out);
+        assert!(text.contains(says), "{store} {extra:?}: {text}");
+        assert!(!state.exists(), "no state is written for a refused command");
+    }
+    // With --telegram-premium the limit is 4000 MiB.
+    let out = common::assert_exit(
+        common::run_cmd(
+            dir.path(),
+            "telegram:@vault_chan",
+            &state,
+            &[
+                "--encryption",
+                "vault",
+                "--part-size",
+                "4000MiB",
+                "--telegram-premium",
+            ],
+        )
+        .env("TGFERRY_PASSPHRASE", PASS),
+        2,
+    );
+    assert!(output_text(&out).contains("3999MiB"));
+}
+
+#[test]
+fn missing_or_malformed_credentials_exit_13_naming_the_variable_not_the_value() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (vec![], "TGFERRY_TG_API_ID"),
+        (
+            vec![("TGFERRY_TG_API_ID", "12345".into())],
+            "TGFERRY_TG_API_HASH",
+        ),
+        (
+            vec![
+                ("TGFERRY_TG_API_ID", "12345".into()),
+                ("TGFERRY_TG_API_HASH", HASH.into()),
+            ],
+            "TGFERRY_TG_BOT_TOKEN",
+        ),
+        (
+            vec![
+                ("TGFERRY_TG_API_ID", "12345".into()),
+                ("TGFERRY_TG_API_HASH", "my-api-hash-is-secret".into()),
+                ("TGFERRY_TG_BOT_TOKEN", format!("123:{TOKEN_SECRET}")),
+            ],
+            "TGFERRY_TG_API_HASH",
+        ),
+        (
+            vec![
+                ("TGFERRY_TG_API_ID", "12345".into()),
+                ("TGFERRY_TG_API_HASH", HASH.into()),
+                ("TGFERRY_TG_BOT_TOKEN", "wrong-shape-token-secret".into()),
+            ],
+            "TGFERRY_TG_BOT_TOKEN",
+        ),
+        (
+            vec![
+                ("TGFERRY_TG_API_ID", "12345".into()),
+                ("TGFERRY_TG_API_HASH", HASH.into()),
+                (
+                    "TGFERRY_TG_SESSION",
+                    "tgferry-session-v1:c2VjcmV0LXNlc3Npb24tYnl0ZXM=".into(),
+                ),
+            ],
+            "TGFERRY_TG_SESSION",
+        ),
+        (
+            vec![
+                ("TGFERRY_TG_API_ID", "12345".into()),
+                ("TGFERRY_TG_API_HASH", HASH.into()),
+                ("TGFERRY_TG_BOT_TOKEN", format!("123:{TOKEN_SECRET}")),
+                ("TGFERRY_TG_SESSION", "tgferry-session-v1:AAAA".into()),
+            ],
+            "TGFERRY_TG_SESSION",
+        ),
+    ];
+    for (vars, named) in cases {
+        let mut cmd = common::run_cmd(
+            dir.path(),
+            "telegram:@vault_chan",
+            &state,
+            &["--encryption", "none"],
+        );
+        for (k, v) in &vars {
+            cmd.env(k, v);
+        }
+        let out = common::assert_exit(&mut cmd, 13);
+        let text = output_text(&out);
+        assert!(text.contains(named), "{vars:?}: {text}");
+        for (k, v) in &vars {
+            if *k != "TGFERRY_TG_API_ID" {
+                assert!(!text.contains(v.as_str()), "{k}'s value leaked: {text}");
+            }
+        }
+        assert!(!text.contains(TOKEN_SECRET) && !text.contains("c2VjcmV0"));
+        assert!(
+            !state.exists(),
+            "nothing is written when credentials are refused"
+        );
+    }
+}
+
+#[test]
+fn telegram_login_needs_the_app_and_a_phone_number_before_it_connects() {
+    let out = common::assert_exit(&mut common::tgferry(&["telegram", "login"]), 13);
+    assert!(output_text(&out).contains("TGFERRY_TG_API_ID"));
+    let out = common::assert_exit(
+        common::tgferry(&["telegram", "login"])
+            .env("TGFERRY_TG_API_ID", "12345")
+            .env("TGFERRY_TG_API_HASH", HASH)
+            .stdin(std::process::Stdio::null()),
+        13,
+    );
+    let text = output_text(&out);
+    assert!(
+        text.contains("Phone number") && text.contains("end of input"),
+        "{text}"
+    );
+    assert!(!text.contains(HASH));
+}
+
+#[test]
+fn prune_on_a_local_vault_deletes_old_orphans_only_after_a_dry_run_shows_them() {
+    let dir = common::tempdir();
+    let (src, store, state) = (
+        dir.path().join("src"),
+        dir.path().join("store"),
+        dir.path().join("state.json"),
+    );
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), common::bytes(1, 300_000)).unwrap();
+    std::fs::write(src.join("sub/b.bin"), common::bytes(2, 70_000)).unwrap();
+    common::assert_exit(
+        common::run_cmd(&src, &store, &state, &["-q", "--encryption", "vault"])
+            .env("TGFERRY_PASSPHRASE", PASS),
+        0,
+    );
+    // A part a killed run sent but never recorded, 30 days old, and a fresh one.
+    let old = store.join("data/ab/abababababababababababababababab");
+    let young = store.join("data/cd/cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd");
+    for p in [&old, &young] {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, common::bytes(3, 5_000)).unwrap();
+    }
+    let month_ago = std::time::SystemTime::now() - days(30);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(month_ago)
+        .unwrap();
+
+    let prune = |extra: &[&str]| {
+        let mut args = vec![
+            "prune",
+            "--store",
+            common::s(&store),
+            "--state",
+            common::s(&state),
+        ];
+        args.extend_from_slice(extra);
+        let mut c = common::tgferry(&args);
+        c.env("TGFERRY_PASSPHRASE", PASS);
+        c
+    };
+    let out = common::assert_exit(&mut prune(&["--dry-run"]), 0);
+    let text = output_text(&out);
+    assert!(
+        text.contains("would delete unreferenced part data/ab/abababab"),
+        "{text}"
+    );
+    assert!(!text.contains("cdcdcdcd"), "{text}");
+    assert!(old.exists(), "a dry run deletes nothing");
+
+    let out = common::assert_exit(&mut prune(&["--older-than", "60d"]), 0);
+    assert!(output_text(&out).contains("0 unreferenced parts"));
+    assert!(old.exists());
+
+    let out = common::assert_exit(&mut prune(&[]), 0);
+    assert!(output_text(&out).contains("deleted unreferenced part data/ab/abababab"));
+    assert!(!old.exists() && young.exists());
+
+    // Everything the state records is still there.
+    let to = dir.path().join("restored");
+    common::assert_exit(
+        common::tgferry(&[
+            "restore",
+            "--store",
+            common::s(&store),
+            "--to",
+            common::s(&to),
+        ])
+        .env("TGFERRY_PASSPHRASE", PASS),
+        0,
+    );
+    assert_eq!(common::tree(&to), common::tree(&src));
+
+    // A wrong passphrase or a state of another store stops prune before it deletes.
+    let out = common::assert_exit(prune(&[]).env("TGFERRY_PASSPHRASE", "wrong"), 10);
+    assert!(output_text(&out).contains("passphrase"));
+    let out = common::assert_exit(
+        common::tgferry(&[
+            "prune",
+            "--store",
+            common::s(&dir.path().join("elsewhere")),
+            "--state",
+            common::s(&state),
+        ])
+        .env("TGFERRY_PASSPHRASE", PASS),
+        6,
+    );
+    assert!(output_text(&out).contains("belongs to store"));
+    assert!(young.exists());
+}

@@ -43,6 +43,11 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Work with state files: fetch the previous run's state artifact from GitHub.
     State(StateArgs),
+    /// Delete from a store what nothing needs: parts of uploads abandoned mid-file and
+    /// parts no state or catalog refers to, older than --older-than.
+    Prune(PruneArgs),
+    /// Telegram account set-up: `tgferry telegram login` makes a session for CI.
+    Telegram(TelegramArgs),
 }
 
 /// What to do with a state file that cannot be parsed.
@@ -381,4 +386,46 @@ pub struct VerifyArgs {
     /// No progress output (problems and the summary still print).
     #[arg(short, long, env = "TGFERRY_QUIET")]
     pub quiet: bool,
+}
+
+/// `tgferry prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The store to prune.
+    #[arg(long, env = "TGFERRY_STORE", value_name = "STORE")]
+    pub store: String,
+    /// The state file of the store's job (abandoned uploads are dropped from it).
+    #[arg(long, env = "TGFERRY_STATE", value_name = "FILE")]
+    pub state: PathBuf,
+    /// Only delete leftovers older than this (a run elsewhere may be storing parts that
+    /// no saved state knows yet).
+    #[arg(long, value_name = "DURATION", default_value = "7d")]
+    pub older_than: String,
+    /// List what would be deleted; delete nothing and leave the state alone.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `tgferry telegram`.
+#[derive(Debug, Args)]
+pub struct TelegramArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: TelegramCommand,
+}
+
+/// `tgferry telegram` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TelegramCommand {
+    /// Sign in to a user account (phone, code, 2FA password) and print a session line for
+    /// TGFERRY_TG_SESSION; needs TGFERRY_TG_API_ID and TGFERRY_TG_API_HASH.
+    Login(LoginArgs),
+}
+
+/// `tgferry telegram login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Write the session to this file (created with mode 0600) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }

@@ -63,7 +63,7 @@ fn telegram_part_size(
     )))
 }
 
-fn duration(flag: &str, text: &str) -> Result<Duration, UsageError> {
+pub(crate) fn duration(flag: &str, text: &str) -> Result<Duration, UsageError> {
     humantime::parse_duration(text.trim()).map_err(|e| {
         UsageError(format!(
             "{flag} {text:?} is not a duration ({e}); write e.g. 5h30m, 90s"
@@ -72,7 +72,7 @@ fn duration(flag: &str, text: &str) -> Result<Duration, UsageError> {
 }
 
 /// Normalises a source or store as recorded in the state: trailing slashes dropped.
-fn job_name(s: &str) -> String {
+pub(crate) fn job_name(s: &str) -> String {
     let t = s.trim_end_matches('/');
     let t = if t.is_empty() { s } else { t };
     if t.starts_with("rclone:") {

@@ -30,6 +30,9 @@ pub const PASSPHRASE: u8 = 10;
 pub const STATE_ARTIFACT_MISSING: u8 = 11;
 /// The GitHub API failed after retries (or refused: token, permissions, repository).
 pub const GITHUB_API: u8 = 12;
+/// The store refused access (Telegram credentials refused, chat not found, no admin
+/// rights), or its credentials are missing or malformed (`TGFERRY_TG_*`).
+pub const STORE_DENIED: u8 = 13;
 /// Stopped by SIGINT or SIGTERM (state saved).
 pub const INTERRUPTED: u8 = 130;
 
@@ -58,8 +61,7 @@ pub fn for_state_error(e: &StateError) -> u8 {
 pub fn for_run_error(e: &RunError) -> u8 {
     match e {
         RunError::Source(_) => SOURCE_UNAVAILABLE,
-        RunError::Store(crate::store::StoreError::Locked { .. }) => STATE_LOCKED,
-        RunError::Store(_) => STORE_UNAVAILABLE,
+        RunError::Store(e) => for_store_error(e),
         RunError::State(e) => for_state_error(e),
     }
 }
@@ -83,7 +85,16 @@ pub fn for_keyring_error(e: &crate::keyring::KeyringError) -> u8 {
         }
         K::Vault(crate::vault::VaultError::WrongPassphrase) => PASSPHRASE,
         K::Vault(_) | K::Catalog(_) => STATE_UNREADABLE,
-        K::Store(crate::store::StoreError::Locked { .. }) => STATE_LOCKED,
-        K::Store(_) => STORE_UNAVAILABLE,
+        K::Store(e) => for_store_error(e),
+    }
+}
+
+/// The exit code for a store error that ends a command.
+pub fn for_store_error(e: &crate::store::StoreError) -> u8 {
+    use crate::store::StoreError as S;
+    match e {
+        S::Locked { .. } => STATE_LOCKED,
+        S::Denied { .. } => STORE_DENIED,
+        _ => STORE_UNAVAILABLE,
     }
 }

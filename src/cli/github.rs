@@ -8,7 +8,6 @@ use super::config;
 use super::exit::{self, Exit};
 use crate::github::artifacts::{self, Fetched};
 use crate::keyring;
-use crate::store::local::LocalStore;
 
 /// `tgferry state fetch`.
 pub async fn fetch(a: FetchArgs) -> Result<u8, Exit> {
@@ -118,7 +117,7 @@ async fn from_catalog(store_name: &str, state: &Path) -> Result<bool, Exit> {
         );
         return Ok(false);
     };
-    let store = LocalStore::new(store_name);
+    let store = super::store::open(store_name, false, false)?;
     let keyring_err = |e: keyring::KeyringError| Exit {
         code: exit::for_keyring_error(&e),
         message: e.to_string(),
@@ -184,7 +183,7 @@ pub async fn seal(a: SealArgs) -> Result<u8, Exit> {
         });
     };
     let pass = keyring::passphrase_from_env().map_err(keyring_exit)?;
-    let store = LocalStore::new(&a.store);
+    let store = super::store::open(&a.store, false, false)?;
     let (key_file, master, _) = keyring::unlock(&store, &a.store, &pass, false)
         .await
         .map_err(keyring_exit)?;

@@ -5,7 +5,10 @@ pub mod args;
 pub mod config;
 pub mod exit;
 mod github;
+mod prune;
 mod restore;
+mod store;
+mod telegram;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -24,7 +27,6 @@ use crate::source::local::LocalSource;
 use crate::source::rclone::RcloneSource;
 use crate::state::{Encryption, StateError, StateFile, StopReason};
 use crate::store::Store;
-use crate::store::local::LocalStore;
 use args::{Cli, Command};
 use exit::Exit;
 
@@ -69,6 +71,10 @@ pub fn main() -> ExitCode {
             Command::Init(a) => init(a).await,
             Command::Restore(a) => restore::restore(a).await,
             Command::Verify(a) => restore::verify(a).await,
+            Command::Prune(a) => prune::prune(a, wall).await,
+            Command::Telegram(a) => match a.command {
+                args::TelegramCommand::Login(l) => telegram::login(l).await,
+            },
             Command::State(a) => match a.command {
                 args::StateCommand::Fetch(f) => github::fetch(f).await,
                 args::StateCommand::Seal(f) => github::seal(f).await,
@@ -177,10 +183,12 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         None => Budget::unlimited(started),
     };
     let mut settings = settings;
+    // Store credentials are checked (no I/O yet) before the state is touched.
+    let plain = settings.job.encryption == Encryption::None;
+    let store = Arc::new(store::open(&a.store, plain, settings.telegram_premium)?);
     // The state's lock first: a second process stops here before touching the store.
     let (mut state, opened) =
         StateFile::open(&a.state, &settings.job, &settings.load).map_err(Exit::state)?;
-    let store = Arc::new(LocalStore::new(&a.store));
     if settings.job.encryption == Encryption::Vault {
         let pass = keyring::passphrase_from_env().map_err(Exit::keyring)?;
         store.prepare().await.map_err(|e| Exit::run(e.into()))?;
@@ -295,7 +303,7 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
 
 /// What a run needs besides its source and state.
 type JobParts = (
-    Arc<LocalStore>,
+    Arc<store::CliStore>,
     RunConfig,
     Budget,
     Events,
@@ -378,7 +386,7 @@ fn retry(a: args::RetryArgs) -> Result<u8, Exit> {
 
 async fn init(a: args::InitArgs) -> Result<u8, Exit> {
     let pass = keyring::passphrase_from_env().map_err(Exit::keyring)?;
-    let store = LocalStore::new(&a.store);
+    let store = store::open(&a.store, false, false)?;
     store.prepare().await.map_err(|e| Exit::run(e.into()))?;
     let key_file = keyring::init(&store, &a.store, &pass)
         .await

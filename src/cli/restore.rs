@@ -12,20 +12,20 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::args::{RestoreArgs, VerifyArgs};
 use super::config::UsageError;
 use super::exit::{self, Exit};
+use super::store::{CliStore, open_existing as open_store};
 use crate::keyring;
 use crate::restore::{
     Event, RestoreError, RestoreOptions, Selection, SkipReason, VerifyOptions, VerifyReport,
 };
 use crate::state::{Encryption, State, StateFile};
-use crate::store::local::LocalStore;
 use crate::store::{META_KEY_FILE, Store};
 use crate::time::{human_bytes, human_duration};
 use crate::vault::MasterKey;
 
 /// A catalog and, for a vault, the key to read what it describes.
-struct Catalog {
-    state: State,
-    master: Option<MasterKey>,
+pub(super) struct Catalog {
+    pub(super) state: State,
+    pub(super) master: Option<MasterKey>,
 }
 
 fn usage(message: String) -> Exit {
@@ -52,23 +52,8 @@ fn check_jobs(jobs: usize) -> Result<(), Exit> {
     Ok(())
 }
 
-/// The store as a local folder; it must exist (a restore never creates a store).
-fn open_store(store: &str) -> Result<LocalStore, Exit> {
-    match std::fs::metadata(store) {
-        Ok(md) if md.is_dir() => Ok(LocalStore::new(store)),
-        Ok(_) => Err(Exit {
-            code: exit::STORE_UNAVAILABLE,
-            message: format!("store {store} is not a folder; check --store"),
-        }),
-        Err(e) => Err(Exit {
-            code: exit::STORE_UNAVAILABLE,
-            message: format!("store {store} cannot be opened: {e}; check --store"),
-        }),
-    }
-}
-
 /// Unlocks the store's vault (never creating one) and checks that `state` belongs to it.
-async fn unlock(store: &LocalStore, name: &str, state: &State) -> Result<MasterKey, Exit> {
+pub(super) async fn unlock(store: &CliStore, name: &str, state: &State) -> Result<MasterKey, Exit> {
     let pass = keyring::passphrase_from_env().map_err(Exit::keyring)?;
     let (key_file, master, _) = keyring::unlock(store, name, &pass, false)
         .await
@@ -88,8 +73,8 @@ async fn unlock(store: &LocalStore, name: &str, state: &State) -> Result<MasterK
 
 /// The catalog from `--state`, else from the store; the vault is unlocked when
 /// `need_key`, or always when the catalog comes from the store. Nothing is written.
-async fn open_catalog(
-    store: &LocalStore,
+pub(super) async fn open_catalog(
+    store: &CliStore,
     name: &str,
     state: Option<&Path>,
     need_key: bool,
@@ -113,12 +98,12 @@ async fn open_catalog(
         return Ok(Catalog { state, master });
     }
     let has_vault = store.get_meta(META_KEY_FILE).await.map_err(|e| Exit {
-        code: exit::STORE_UNAVAILABLE,
+        code: exit::for_store_error(&e),
         message: e.to_string(),
     })?;
     if has_vault.is_none() {
         return Err(usage(format!(
-            "store {name} has no vault (no .tgferry/{META_KEY_FILE}), so it has no catalog: \
+            "store {name} has no vault (no key file {META_KEY_FILE}), so it has no catalog: \
              a plain store (--encryption none) is read through its state file; pass --state FILE"
         )));
     }
@@ -181,7 +166,7 @@ pub(super) async fn restore(a: RestoreArgs) -> Result<u8, Exit> {
             a.to.display()
         )));
     }
-    let store = open_store(&a.store)?;
+    let store = open_store(&a.store, false)?;
     // Everything that can fail without writing fails here, before --to is created.
     let catalog = open_catalog(&store, &a.store, a.state.as_deref(), true).await?;
     let bar = progress_bar(a.quiet);
@@ -266,7 +251,7 @@ pub(super) async fn restore(a: RestoreArgs) -> Result<u8, Exit> {
 pub(super) async fn verify(a: VerifyArgs) -> Result<u8, Exit> {
     let started = Instant::now();
     check_jobs(a.jobs)?;
-    let store = open_store(&a.store)?;
+    let store = open_store(&a.store, false)?;
     let bar = progress_bar(a.quiet);
     let sink_bar = bar.clone();
     let opts = VerifyOptions {
@@ -393,7 +378,7 @@ fn count(n: usize, thing: &str) -> String {
 
 /// Runs the check with a progress bar and prints every problem.
 async fn check(
-    store: &LocalStore,
+    store: &CliStore,
     state: &State,
     master: Option<&MasterKey>,
     opts: &VerifyOptions,

@@ -1,0 +1,106 @@
+//! Opening the store `--store` names: `telegram:CHAT` (with credentials from the
+//! environment, checked before anything connects) or a local folder. Every command that
+//! touches a store opens it here, so all of them accept both.
+
+use crate::store::any::AnyStore;
+use crate::store::local::LocalStore;
+use crate::store::telegram::{TelegramOptions, TelegramStore};
+use crate::telegram::api::ChatRef;
+use crate::telegram::credentials::{self, Login};
+use crate::telegram::grammers::{Credential, GrammersApi, GrammersConfig};
+use crate::telegram::session::PortableSession;
+
+use super::exit::{self, Exit};
+
+/// The store type every command works with.
+pub(crate) type CliStore = AnyStore<GrammersApi>;
+
+/// The chat of a `telegram:CHAT` store spec; `None` for a local folder.
+pub(crate) fn telegram_chat(spec: &str) -> Result<Option<ChatRef>, Exit> {
+    let Some(chat) = spec.trim().strip_prefix("telegram:") else {
+        return Ok(None);
+    };
+    ChatRef::parse(chat).map(Some).map_err(|e| Exit {
+        code: exit::USAGE,
+        message: format!("--store telegram:{chat}: {e}"),
+    })
+}
+
+/// Opens the store for writing (`run`, `init`, `prune`, `verify --repair`): a local
+/// folder is created by [`crate::store::Store::prepare`] if missing.
+pub(crate) fn open(spec: &str, plain: bool, premium: bool) -> Result<CliStore, Exit> {
+    match telegram_chat(spec)? {
+        Some(chat) => open_telegram(chat, plain, premium),
+        None => Ok(AnyStore::Local(LocalStore::new(spec))),
+    }
+}
+
+/// Opens a store that must already exist (`restore`, `verify`): a local folder is
+/// checked, never created.
+pub(crate) fn open_existing(spec: &str, plain: bool) -> Result<CliStore, Exit> {
+    if telegram_chat(spec)?.is_none() {
+        match std::fs::metadata(spec) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                return Err(Exit {
+                    code: exit::STORE_UNAVAILABLE,
+                    message: format!("store {spec} is not a folder; check --store"),
+                });
+            }
+            Err(e) => {
+                return Err(Exit {
+                    code: exit::STORE_UNAVAILABLE,
+                    message: format!("store {spec} cannot be opened: {e}; check --store"),
+                });
+            }
+        }
+    }
+    open(spec, plain, false)
+}
+
+fn credentials_error(e: impl std::fmt::Display) -> Exit {
+    Exit {
+        code: exit::STORE_DENIED,
+        message: format!("{e} (nothing was written)"),
+    }
+}
+
+fn open_telegram(chat: ChatRef, plain: bool, premium: bool) -> Result<CliStore, Exit> {
+    let creds = credentials::from_env().map_err(credentials_error)?;
+    let credential = match creds.login {
+        Login::Bot(token) => Credential::BotToken(token),
+        Login::Session(text) => {
+            use secrecy::ExposeSecret;
+            Credential::Session(
+                PortableSession::import(text.expose_secret()).map_err(credentials_error)?,
+            )
+        }
+    };
+    let api = GrammersApi::new(GrammersConfig {
+        api_id: creds.api_id,
+        api_hash: creds.api_hash,
+        credential,
+        chat: chat.clone(),
+    });
+    Ok(AnyStore::Telegram(TelegramStore::new(
+        api,
+        chat,
+        TelegramOptions { plain, premium },
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs() {
+        assert_eq!(telegram_chat("/srv/backup").unwrap(), None);
+        assert_eq!(telegram_chat("telegram:me").unwrap(), Some(ChatRef::Me));
+        assert_eq!(
+            telegram_chat("telegram:x").unwrap_err().code,
+            exit::USAGE,
+            "a bad chat is a usage error"
+        );
+    }
+}
