@@ -68,7 +68,10 @@ async fn live_round_trip_through_real_telegram() {
         return;
     };
     let store = Arc::new(store);
-    store.prepare().await.expect("connects and resolves the chat");
+    store
+        .prepare()
+        .await
+        .expect("connects and resolves the chat");
 
     // A plain backup through the runner: small, split and big-file uploads.
     let src = MemorySource::new();
@@ -130,7 +133,10 @@ async fn live_round_trip_through_real_telegram() {
     // A vault-named part, read back whole.
     let bytes = common::bytes(3, MIB + 5);
     let mut up = store
-        .begin("data/aa/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", bytes.len() as u64)
+        .begin(
+            "data/aa/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            bytes.len() as u64,
+        )
         .await
         .unwrap();
     up.write(&bytes).await.unwrap();
