@@ -23,7 +23,7 @@ use tgferry::state::model::StoredPart;
 use tgferry::state::{Encryption, Job, LoadOptions, State, StateFile, StopReason};
 use tgferry::store::telegram::{TelegramOptions, TelegramStore};
 use tgferry::store::{META_KEY_FILE, Store, StoreError, Upload};
-use tgferry::telegram::api::{ChatRef, TgError, WaitKind};
+use tgferry::telegram::api::{ChatRef, TelegramApi, TgError, UploadRef, WaitKind};
 use tgferry::telegram::double::{Op, TelegramDouble};
 use tgferry::vault::{KdfParams, KeyFile, MasterKey};
 use tokio::time::Instant;
@@ -645,6 +645,21 @@ async fn prune_by_a_bot_deletes_old_leftovers_and_keeps_what_the_catalog_needs()
         .collect();
     assert!(!abandoned_locs.is_empty());
     let store = job.store();
+    // A gap of 150 deleted messages (someone else's) that a bot's scan must look past,
+    // then the leftovers: a catalog blob a killed run sent but never indexed, and a part.
+    for i in 0..150 {
+        let id = job.tg.post_foreign(&format!("note {i}"));
+        job.tg.delete_behind_our_back(id);
+    }
+    let stray = {
+        let upload = UploadRef::new(5_000).unwrap();
+        let tg = &job.tg;
+        tg.save_file_part(&upload, 0, common::bytes(8, 5_000))
+            .await
+            .unwrap();
+        let sent = tg.send_document(&upload, "tgferry-catalog", "").await;
+        format!("msg:{}", sent.unwrap().id)
+    };
     let lost = orphan(&store, 70_000).await;
 
     // Prune from the stale state: the catalog protects "later".
@@ -688,7 +703,7 @@ async fn prune_by_a_bot_deletes_old_leftovers_and_keeps_what_the_catalog_needs()
     )
     .await
     .unwrap();
-    assert_eq!(dry.unreferenced.len(), 1);
+    assert_eq!(dry.unreferenced.len(), 2);
     let ids_before = doc_ids(&job.tg);
     let report = prune(
         &store,
@@ -702,12 +717,12 @@ async fn prune_by_a_bot_deletes_old_leftovers_and_keeps_what_the_catalog_needs()
     assert_eq!(report.abandoned.len(), 1);
     assert_eq!(report.abandoned[0].path, "zz-abandoned");
     let gone: Vec<String> = report.unreferenced.iter().map(|p| p.loc.clone()).collect();
-    assert_eq!(gone, [lost]);
+    assert_eq!(gone, [stray, lost]);
     let ids_after = doc_ids(&job.tg);
     assert_eq!(
         ids_before.len() - ids_after.len(),
-        abandoned_locs.len() + 1,
-        "exactly the abandoned parts and the orphan are deleted"
+        abandoned_locs.len() + 2,
+        "exactly the abandoned parts and the two orphans are deleted"
     );
     assert!(!file.state().in_progress.contains_key("zz-abandoned"));
 
@@ -1060,4 +1075,130 @@ fn prune_on_a_local_vault_deletes_old_orphans_only_after_a_dry_run_shows_them() 
     );
     assert!(output_text(&out).contains("belongs to store"));
     assert!(young.exists());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pinned_message_that_is_not_the_index_stops_before_a_second_vault_is_made() {
+    let tg = TelegramDouble::user();
+    let job = Job1::new(tg.clone(), false);
+    tg.connect().await.unwrap();
+    let foreign = tg.post_foreign("Welcome to the channel!");
+    tg.pin(foreign).await.unwrap();
+    let store = job.store();
+    store.prepare().await.unwrap();
+    let Err(err) = keyring::unlock(&store, &store_name(), &pass(), true).await else {
+        panic!("a foreign pin must be refused");
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("not tgferry's index") && text.contains("unpin"),
+        "{text}"
+    );
+    assert!(doc_ids(&tg).is_empty(), "no key file was sent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn plain_captions_too_long_for_telegram_are_shortened_and_the_file_restores() {
+    let job = Job1::new(TelegramDouble::user(), true);
+    let deep = format!("{}/photo.jpg", ["folder with a long name"; 60].join("/"));
+    let data = common::bytes(11, 2_000);
+    job.src.put(&deep, data.clone());
+    let report = job.run(None).await;
+    assert_eq!(
+        report.stop_reason,
+        StopReason::Complete,
+        "{:?}",
+        report.failed
+    );
+    let m = job
+        .tg
+        .messages()
+        .into_iter()
+        .find(|m| m.name.as_deref() == Some("photo.jpg"))
+        .unwrap();
+    assert!(m.text.encode_utf16().count() <= 1024, "{}", m.text.len());
+    assert!(m.text.ends_with("…\n#tgferry"), "{}", m.text);
+
+    let store = job.store();
+    let out = common::tempdir();
+    let r = restore(
+        &store,
+        &job.saved_state(),
+        None,
+        &RestoreOptions::new(out.path()),
+    )
+    .await
+    .unwrap();
+    assert!(r.is_success(), "{:?}", r.failed);
+    assert!(std::fs::read(out.path().join(&deep)).unwrap() == data);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_stays_down_does_not_keep_the_run_past_its_budget() {
+    // About 1 MiB/s: the file needs 8 s, the connection goes down for good after 2 s.
+    let job = Job1::new(TelegramDouble::user().with_upload_speed(256 * 1024), true);
+    job.src.put("a", common::bytes(1, 8 * MIB));
+    let tg = job.tg.clone();
+    let cut = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for _ in 0..20 {
+            tg.inject(
+                Op::Reconnect,
+                TgError::Disconnected("network is down".into()),
+            );
+        }
+        tg.drop_connection();
+    });
+    let budget = Duration::from_secs(6);
+    let report = job.run(Some(budget)).await;
+    cut.await.unwrap();
+    assert!(
+        report.elapsed <= budget,
+        "reconnect attempts ran past the budget: {:?}",
+        report.elapsed
+    );
+    // The file failed in this run (the next run tries it again); nothing was recorded.
+    assert_eq!(report.run.files_completed, 0);
+    let (path, error) = &report.failed[0];
+    assert_eq!(path, "a");
+    assert!(error.contains("connection to Telegram lost"), "{error}");
+    assert!(job.tg.calls(Op::Reconnect) >= 1);
+}
+
+#[test]
+fn prune_refuses_a_state_older_than_the_store() {
+    let dir = common::tempdir();
+    let (src, store, state) = (
+        dir.path().join("src"),
+        dir.path().join("store"),
+        dir.path().join("state.json"),
+    );
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"first").unwrap();
+    common::assert_exit(&mut common::run_cmd(&src, &store, &state, &["-q"]), 0);
+    let stale = dir.path().join("stale.json");
+    std::fs::copy(&state, &stale).unwrap();
+    std::fs::write(src.join("b.txt"), b"second").unwrap();
+    common::assert_exit(&mut common::run_cmd(&src, &store, &state, &["-q"]), 0);
+
+    let prune = |state: &Path| {
+        common::tgferry(&[
+            "prune",
+            "--store",
+            common::s(&store),
+            "--state",
+            common::s(state),
+            "--older-than",
+            "0s",
+        ])
+    };
+    let out = common::assert_exit(&mut prune(&stale), 6);
+    let text = output_text(&out);
+    assert!(
+        text.contains("older than store") && text.contains("nothing was deleted"),
+        "{text}"
+    );
+    assert!(store.join("b.txt").exists());
+    common::assert_exit(&mut prune(&state), 0);
+    assert!(store.join("a.txt").exists() && store.join("b.txt").exists());
 }

@@ -186,6 +186,8 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
     // Store credentials are checked (no I/O yet) before the state is touched.
     let plain = settings.job.encryption == Encryption::None;
     let store = Arc::new(store::open(&a.store, plain, settings.telegram_premium)?);
+    store.set_wait_deadline(budget.stop_at());
+    let reserve = settings.reserve;
     // The state's lock first: a second process stops here before touching the store.
     let (mut state, opened) =
         StateFile::open(&a.state, &settings.job, &settings.load).map_err(Exit::state)?;
@@ -272,6 +274,11 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
             // A run that stored nothing leaves the catalog as it was.
             let changed = report.run.files_completed > 0 || report.run.parts_stored > 0;
             let changed = changed || opened.fresh || opened.replay.applied > 0;
+            // The reserve is the time kept for saving: waits past it are not sat out.
+            store.set_wait_deadline(Some(tokio::time::Instant::now() + reserve));
+            if changed {
+                prune::record_run(&*store, state.state()).await?;
+            }
             if let Some(keys) = vault.filter(|_| changed) {
                 // The catalog makes the store restorable with the passphrase alone.
                 if let Err(e) = keyring::save_catalog(&*store, &keys.master, state.state()).await {

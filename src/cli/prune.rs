@@ -47,6 +47,26 @@ pub(super) async fn prune(a: PruneArgs, wall: SystemTime) -> Result<u8, Exit> {
         code: exit::for_store_error(&e),
         message: e.to_string(),
     })?;
+    // A state older than the store's newest run does not know all it holds.
+    if let Some(last) = crate::prune::last_run(&store).await.map_err(|e| Exit {
+        code: exit::for_store_error(&e),
+        message: e.to_string(),
+    })? && last.runs > file.state().stats.runs
+    {
+        return Err(Exit {
+            code: exit::STATE_FOREIGN,
+            message: format!(
+                "{} is older than store {}: it knows {} runs, the store was last changed by run \
+                 {} (ended {}); prune with the newest state (tgferry state fetch), nothing was \
+                 deleted",
+                a.state.display(),
+                a.store,
+                file.state().stats.runs,
+                last.runs,
+                last.ended
+            ),
+        });
+    }
     // What the newest run knows is kept too, however old the state file is.
     let catalog = if vault {
         let master = unlock(&store, &a.store, file.state()).await?;
@@ -72,6 +92,21 @@ pub(super) async fn prune(a: PruneArgs, wall: SystemTime) -> Result<u8, Exit> {
         None => exit::OK,
         Some((_, e)) => exit::for_store_error(e),
     })
+}
+
+/// Records the run that produced `state` in the store (after each run that changed it).
+pub(super) async fn record_run<S: Store>(
+    store: &S,
+    state: &crate::state::State,
+) -> Result<(), Exit> {
+    crate::prune::record_run(store, state)
+        .await
+        .map_err(|e| Exit {
+            code: exit::for_store_error(&e),
+            message: format!(
+                "the state was saved, but the run could not be recorded in the store: {e}"
+            ),
+        })
 }
 
 /// The report as printed: one line per deletion, then the totals.

@@ -163,12 +163,12 @@ impl<S: Source, T: Store> Runner<S, T> {
             Ok(l) => l,
             Err(e) => return Err((state, e.into())),
         };
+        // Server-imposed waits that end before the stop time are sat out by the store
+        // (connecting included); longer ones come back as rate limits and stop the run.
+        self.store.set_wait_deadline(self.budget.stop_at());
         if let Err(e) = self.store.prepare().await {
             return Err((state, e.into()));
         }
-        // Server-imposed waits that end before the stop time are sat out by the store
-        // mid-part; longer ones come back as rate limits and stop the run.
-        self.store.set_wait_deadline(self.budget.stop_at());
         let mut state = state;
         if let Err(e) = state.begin_run(crate::time::now()) {
             return Err((state, e.into()));

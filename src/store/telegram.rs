@@ -142,6 +142,28 @@ fn is_vault_document(name: &str) -> bool {
         .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Longest caption Telegram takes from an account without Premium, in UTF-16 units.
+const MAX_CAPTION: usize = 1024;
+
+/// The caption of a plain part: its path (shortened with `…` if Telegram would refuse it)
+/// and the marker line.
+fn plain_caption(path: &str) -> String {
+    let room = MAX_CAPTION - PLAIN_MARKER.len() - 1;
+    if path.encode_utf16().count() <= room {
+        return format!("{path}\n{PLAIN_MARKER}");
+    }
+    let mut short = String::new();
+    let mut used = 1; // the ellipsis
+    for c in path.chars() {
+        used += c.len_utf16();
+        if used > room {
+            break;
+        }
+        short.push(c);
+    }
+    format!("{short}…\n{PLAIN_MARKER}")
+}
+
 fn meta_document_name(name: &str) -> String {
     format!("tgferry-{name}")
 }
@@ -230,6 +252,14 @@ impl<A: TelegramApi> Shared<A> {
         }
     }
 
+    /// Whether a retry after `delay` still starts before the wait deadline.
+    fn may_retry_after(&self, delay: Duration) -> bool {
+        match *self.wait_deadline.lock().unwrap() {
+            Some(deadline) => Instant::now() + delay < deadline,
+            None => true,
+        }
+    }
+
     async fn reconnect(&self, seen: u64) {
         let mut generation = self.connection.lock().await;
         if *generation == seen {
@@ -266,12 +296,12 @@ impl<A: TelegramApi> Shared<A> {
                     *paused = Some(paused.map_or(until, |p| p.max(until)));
                 }
                 Err(TgError::Disconnected(m)) => match backoff.next() {
-                    Some(delay) => {
+                    Some(delay) if self.may_retry_after(delay) => {
                         tracing::warn!("connection to Telegram lost ({m}); reconnecting");
                         tokio::time::sleep(delay).await;
                         self.reconnect(seen).await;
                     }
-                    None => return Err(self.error(TgError::Disconnected(m))),
+                    _ => return Err(self.error(TgError::Disconnected(m))),
                 },
                 Err(e) => return Err(self.error(e)),
             }
@@ -307,12 +337,25 @@ impl<A: TelegramApi> Shared<A> {
         Ok(first.flatten())
     }
 
+    /// The pinned index. A pinned message that is not ours is an error, never "no
+    /// index": taking it for one would make a new vault beside the old one.
     async fn index(&self) -> Result<Option<(i32, BTreeMap<String, i32>)>, StoreError> {
-        let pinned = self.call(|| self.api.pinned()).await?;
-        Ok(pinned.and_then(|m| {
-            self.see(m.id);
-            parse_index(&m.text).map(|i| (m.id, i))
-        }))
+        let Some(pinned) = self.call(|| self.api.pinned()).await? else {
+            return Ok(None);
+        };
+        self.see(pinned.id);
+        match parse_index(&pinned.text) {
+            Some(index) => Ok(Some((pinned.id, index))),
+            None => Err(StoreError::Denied {
+                store: self.name.clone(),
+                message: format!(
+                    "the chat's newest pinned message ({}) is not tgferry's index, through which \
+                     tgferry finds its key file and catalog; unpin it (tgferry's own pin is \
+                     the one starting with `{INDEX_HEADER}`) and run again",
+                    pinned.id
+                ),
+            }),
+        }
     }
 
     /// Sends a whole in-memory blob as a document.
@@ -336,7 +379,12 @@ impl<A: TelegramApi> Shared<A> {
                 .call(|| self.api.download(id, offset, DOWNLOAD_CHUNK))
                 .await?;
             if chunk.is_empty() {
-                break;
+                return Err(StoreError::Transient {
+                    message: format!(
+                        "message {id} of {} ended after {offset} of {size} bytes",
+                        self.name
+                    ),
+                });
             }
             out.extend_from_slice(&chunk);
         }
@@ -539,7 +587,7 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
         }
         let (doc, caption) = if s.options.plain {
             let base = name.rsplit('/').next().unwrap_or(name);
-            (base.to_owned(), format!("{name}\n{PLAIN_MARKER}"))
+            (base.to_owned(), plain_caption(name))
         } else {
             (vault_document_name(name), String::new())
         };
@@ -680,11 +728,13 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
         let bot = s.connected().await?.bot;
         let mut top = hint.and_then(|l| message_id(l).ok()).unwrap_or(0);
         top = top.max(*s.highest_id.lock().unwrap());
+        let mut indexed: Vec<i32> = Vec::new();
         if let Some((at, index)) = s.index().await? {
-            top = top.max(at).max(index.values().copied().max().unwrap_or(0));
+            indexed = index.values().copied().collect();
+            top = top.max(at).max(indexed.iter().copied().max().unwrap_or(0));
         }
-        // Bots cannot read history: they scan past the highest known id until a whole
-        // batch of ids is empty.
+        // Bots cannot read history: they scan past the highest known id until several
+        // whole batches of ids are empty (a gap of deleted messages is not the end).
         let latest = s
             .call(|| async {
                 match s.api.latest_id().await {
@@ -693,16 +743,22 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
                 }
             })
             .await?;
+        let empty_batches_to_stop = if latest.is_some() { 1 } else { 10 };
         top = top.max(latest.unwrap_or(0));
         let mut parts = Vec::new();
         let mut start = 1i32;
+        let mut empty_batches = 0;
         loop {
             let ids: Vec<i32> = (start..start.saturating_add(MAX_IDS_PER_CALL as i32)).collect();
             let found = s.call(|| s.api.get_messages(&ids)).await?;
             let any = found.iter().any(Option::is_some);
             for m in found.into_iter().flatten() {
                 let Some(doc) = &m.document else { continue };
+                // A meta blob the index does not point to was left by a run stopped
+                // between sending it and updating the index.
+                let stray_meta = doc.name.starts_with("tgferry-") && !indexed.contains(&m.id);
                 let ours = is_vault_document(&doc.name)
+                    || stray_meta
                     || (s.options.plain && m.text.ends_with(PLAIN_MARKER));
                 if ours {
                     parts.push(PartInfo {
@@ -713,7 +769,8 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
                 }
             }
             start = start.saturating_add(MAX_IDS_PER_CALL as i32);
-            if start > top && !any {
+            empty_batches = if any { 0 } else { empty_batches + 1 };
+            if (start > top && empty_batches >= empty_batches_to_stop) || start == i32::MAX {
                 break;
             }
         }

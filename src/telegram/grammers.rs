@@ -268,7 +268,11 @@ impl GrammersApi {
                 Err(InvocationError::Rpc(e))
                     if attempts < 4 && dc != home && e.name == "AUTH_KEY_UNREGISTERED" =>
                 {
-                    self.copy_auth(conn, dc, copied_here).await?;
+                    within_time(self.copy_auth(conn, dc, copied_here))
+                        .await
+                        .map_err(|_| {
+                            InvocationError::Dropped("no answer from Telegram in time")
+                        })??;
                     copied_here = true;
                 }
                 Err(e) => return Err(e),
@@ -1018,21 +1022,40 @@ pub(crate) fn sent_message(
         Update::NewChannelMessage(m) => Some(&m.message),
         _ => None,
     });
+    // Without the random id's update, only a message that is exactly what we sent (text or
+    // caption, document name and size) and the only such one is taken: recording another
+    // message's id for a part would lose the part.
     let mut found = None;
+    let mut candidates = 0;
     for message in new_messages {
         let Some(info) = message_info(message) else {
             continue;
         };
         match id {
-            Some(id) if info.id == id => {
+            Some(id) if info.id == id => return Ok(info),
+            None if is_outgoing(message) && is_what_we_sent(&info, text, document.as_ref()) => {
+                candidates += 1;
                 found = Some(info);
-                break;
             }
-            None if found.is_none() && is_outgoing(message) => found = Some(info),
             _ => {}
         }
     }
-    found.ok_or_else(|| TgError::Other("Telegram did not report the sent message".into()))
+    match (found, candidates) {
+        (Some(info), 1) => Ok(info),
+        _ => Err(TgError::Other(
+            "Telegram did not report the sent message unambiguously".into(),
+        )),
+    }
+}
+
+/// Whether `info` has the text and document (name and size) we sent.
+fn is_what_we_sent(info: &MessageInfo, text: &str, document: Option<&DocumentInfo>) -> bool {
+    let same_doc = match (document, &info.document) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.name == b.name && a.size == b.size,
+        _ => false,
+    };
+    same_doc && info.text.trim() == text.trim()
 }
 
 fn is_outgoing(message: &tl::enums::Message) -> bool {
@@ -1533,6 +1556,46 @@ mod tests {
             sent_message(&tl::enums::Updates::TooLong, 1, "x", None),
             Err(TgError::Other(_))
         ));
+    }
+
+    #[test]
+    fn without_the_random_id_only_the_one_exact_message_is_taken() {
+        let wrap = |messages: Vec<tl::enums::Message>| -> tl::enums::Updates {
+            tl::types::Updates {
+                updates: messages
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, message)| {
+                        tl::types::UpdateNewChannelMessage {
+                            message,
+                            pts: i as i32,
+                            pts_count: 1,
+                        }
+                        .into()
+                    })
+                    .collect(),
+                users: vec![],
+                chats: vec![],
+                date: 0,
+                seq: 0,
+            }
+            .into()
+        };
+        let ours = DocumentInfo {
+            name: "a.bin".into(),
+            size: 10,
+        };
+        // Another part sent at the same time, then ours.
+        let other = message(40, channel_peer(9), "", Some(document(Some("b.bin"), 10)));
+        let sent = message(41, channel_peer(9), "", Some(document(Some("a.bin"), 10)));
+        let updates = wrap(vec![other.clone(), sent.clone()]);
+        let info = sent_message(&updates, 1, "", Some(ours.clone())).unwrap();
+        assert_eq!(info.id, 41);
+        // Only someone else's message: never taken for ours.
+        assert!(sent_message(&wrap(vec![other]), 1, "", Some(ours.clone())).is_err());
+        // Two that look the same: ambiguous.
+        let twin = message(42, channel_peer(9), "", Some(document(Some("a.bin"), 10)));
+        assert!(sent_message(&wrap(vec![sent, twin]), 1, "", Some(ours)).is_err());
     }
 
     #[test]
