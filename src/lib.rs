@@ -1,11 +1,12 @@
-//! tgferry moves large file collections into a store (a local directory, later Telegram)
+//! tgferry moves large file collections into a store (a Telegram chat or a local directory)
 //! from time-budgeted runs, checkpointing into a portable JSON state file so that the next
 //! run carries on exactly where this one stopped.
 //!
 //! The crate is layered the way data flows (see `docs/architecture.md`):
 //!
 //! - [`source`]: where files come from ([`source::Source`]: local directory, in-memory double).
-//! - [`store`]: where parts go ([`store::Store`]: local directory, in-memory double).
+//! - [`store`]: where parts go ([`store::Store`]: Telegram, local directory, in-memory double).
+//! - [`blocking`]: plain file reads and writes on the hot path, without tokio's extra copy.
 //! - [`state`]: the state file model, its schema, atomic saves and the append-only journal.
 //! - [`vault`]: the encrypted format (docs/format.md): keys, parts, content ids, catalog.
 //! - [`keyring`]: a store's vault: passphrase, key file, encrypted catalog.
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod blocking;
 pub mod cli;
 pub mod github;
 pub mod keyring;

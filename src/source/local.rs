@@ -7,7 +7,6 @@
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 
-use tokio::io::AsyncSeekExt;
 
 use super::{Listing, Source, SourceEntry, SourceError};
 
@@ -154,7 +153,7 @@ fn list_blocking(root: &Path) -> Result<Listing, SourceError> {
 }
 
 impl Source for LocalSource {
-    type Reader = tokio::fs::File;
+    type Reader = crate::blocking::BlockingFile;
 
     async fn list(&self) -> Result<Listing, SourceError> {
         let root = self.root.clone();
@@ -167,15 +166,16 @@ impl Source for LocalSource {
     }
 
     async fn open(&self, path: &str, offset: u64) -> Result<Self::Reader, SourceError> {
-        let mut file = tokio::fs::File::open(self.full(path))
-            .await
-            .map_err(|e| io_error(path, e))?;
-        if offset > 0 {
-            file.seek(SeekFrom::Start(offset))
-                .await
-                .map_err(|e| io_error(path, e))?;
-        }
-        Ok(file)
+        let full = self.full(path);
+        let file = crate::blocking::blocking(|| {
+            let mut file = std::fs::File::open(&full)?;
+            if offset > 0 {
+                std::io::Seek::seek(&mut file, SeekFrom::Start(offset))?;
+            }
+            Ok(file)
+        })
+        .map_err(|e| io_error(path, e))?;
+        Ok(crate::blocking::BlockingFile::new(file))
     }
 
     async fn stat(&self, path: &str) -> Result<SourceEntry, SourceError> {

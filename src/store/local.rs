@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::AsyncWriteExt;
 
 use super::{PartInfo, Store, StoreError, Upload};
 
@@ -85,7 +84,7 @@ fn classify(root: &Path, e: std::io::Error) -> StoreError {
 #[derive(Debug)]
 pub struct LocalUpload {
     root: PathBuf,
-    file: Option<tokio::fs::File>,
+    file: Option<crate::blocking::BlockingFile>,
     tmp: PathBuf,
     dest: PathBuf,
     loc: String,
@@ -94,17 +93,14 @@ pub struct LocalUpload {
 impl Upload for LocalUpload {
     async fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
         let file = self.file.as_mut().expect("upload used after finish");
-        file.write_all(buf)
-            .await
-            .map_err(|e| classify(&self.root, e))
+        file.write_all(buf).map_err(|e| classify(&self.root, e))
     }
 
     async fn finish(mut self) -> Result<String, StoreError> {
-        let mut file = self.file.take().expect("upload finished twice");
+        let file = self.file.take().expect("upload finished twice");
         let root = self.root.clone();
         let result = async {
-            file.flush().await?;
-            file.sync_data().await?;
+            file.sync_data()?;
             drop(file);
             if let Some(parent) = self.dest.parent() {
                 tokio::fs::create_dir_all(parent).await?;
@@ -143,7 +139,10 @@ impl LocalStore {
             .join(format!("{}-{n}.part", std::process::id()));
         let file = tokio::fs::File::create(&tmp)
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.error(e))?
+            .into_std()
+            .await;
+        let file = crate::blocking::BlockingFile::new(file);
         Ok(LocalUpload {
             root: self.root.clone(),
             file: Some(file),
