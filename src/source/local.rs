@@ -7,7 +7,6 @@
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 
-
 use super::{Listing, Source, SourceEntry, SourceError};
 
 /// A directory on a local file system.

@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-
 use super::{PartInfo, Store, StoreError, Upload};
 
 /// The folder at the store root that belongs to tgferry itself.

@@ -43,6 +43,8 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 const RECONNECTS: usize = 5;
 /// Longest wait sat out when no deadline is set (restore, verify, prune).
 const WAIT_WITHOUT_DEADLINE: Duration = Duration::from_secs(15 * 60);
+/// Most prefetched message lookups kept.
+const LOOKUP_CACHE: usize = 10_000;
 /// First line of the pinned index message.
 const INDEX_HEADER: &str = "tgferry index v1";
 /// Marker line in the caption of plain-mode parts.
@@ -323,6 +325,11 @@ impl<A: TelegramApi> Shared<A> {
         let ids: Vec<i32> = (id..id.saturating_add(MAX_IDS_PER_CALL as i32)).collect();
         let found = self.call(|| self.api.get_messages(&ids)).await?;
         let mut lookups = self.lookups.lock().unwrap();
+        // Prefetched ids nobody asked for (other files' parts, meta) would pile up over
+        // a verify of a large chat: the cache is a window, not a copy of the chat.
+        if lookups.len() > LOOKUP_CACHE {
+            lookups.clear();
+        }
         let mut first = None;
         for (i, m) in ids.iter().zip(found) {
             if let Some(m) = &m {
@@ -340,7 +347,20 @@ impl<A: TelegramApi> Shared<A> {
     /// The pinned index. A pinned message that is not ours is an error, never "no
     /// index": taking it for one would make a new vault beside the old one.
     async fn index(&self) -> Result<Option<(i32, BTreeMap<String, i32>)>, StoreError> {
-        let Some(pinned) = self.call(|| self.api.pinned()).await? else {
+        let pinned = self
+            .call(|| async {
+                match self.api.pinned().await {
+                    // Bots can read pins only in channels.
+                    Err(TgError::BotMethodInvalid) => Err(TgError::Forbidden(
+                        "a bot can keep tgferry's index only in a channel; use a channel, or a \
+                         user session (TGFERRY_TG_SESSION)"
+                            .into(),
+                    )),
+                    other => other,
+                }
+            })
+            .await?;
+        let Some(pinned) = pinned else {
             return Ok(None);
         };
         self.see(pinned.id);

@@ -217,7 +217,12 @@ impl GrammersApi {
             .find(|m| belongs(m, target) && message_id(m) == Some(id))
             .and_then(document_location)
             .ok_or_else(|| TgError::Invalid("MESSAGE_ID_INVALID".into()))?;
-        self.files().insert(id, found.clone());
+        let mut files = self.files();
+        // Locations of parts already read are not needed again: keep a window, not all.
+        if files.len() >= 1_000 {
+            files.clear();
+        }
+        files.insert(id, found.clone());
         Ok(found)
     }
 

@@ -393,16 +393,20 @@ impl Session for PortableSession {
     }
 }
 
-/// Keeps a session to one process: a lock file in the temporary directory named from a
-/// SHA-256 of the home key (never the key), created exclusively and holding the owner's pid.
-/// A lock whose process is gone is taken over; dropping the lock removes the file.
+/// Keeps a session to one process: an OS lock (`flock`) on a file in the temporary
+/// directory named from a SHA-256 of the home key (never the key), holding the owner's pid
+/// for the message. The OS drops the lock when its process ends, however it ends, so there
+/// is nothing stale to take over; the file itself is left in place (deleting it could let
+/// two processes lock two different files of the same name).
 #[derive(Debug)]
 pub struct SessionLock {
     path: PathBuf,
+    _file: fs::File,
 }
 
 impl SessionLock {
-    /// Takes the lock for `session`; [`SessionError::InUse`] if a live process holds it.
+    /// Takes the lock for `session`; [`SessionError::InUse`] if another process (or another
+    /// lock in this one) holds it.
     pub fn acquire(session: &PortableSession) -> Result<SessionLock, SessionError> {
         let digest = session
             .home_key_digest()
@@ -412,61 +416,32 @@ impl SessionLock {
     }
 
     fn acquire_at(path: PathBuf) -> Result<SessionLock, SessionError> {
-        let me = std::process::id();
-        for _ in 0..3 {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    let lock = SessionLock { path };
-                    file.write_all(me.to_string().as_bytes())?;
-                    file.sync_all()?;
-                    return Ok(lock);
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let holder = fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|s| s.trim().parse::<u32>().ok());
-                    if let Some(pid) = holder
-                        && process_alive(pid)
-                    {
-                        return Err(SessionError::InUse { pid });
-                    }
-                    // Stale (its process is gone) or half-written: take it over.
-                    match fs::remove_file(&path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Err(e) => return Err(e.into()),
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let pid = fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok())
+                    .unwrap_or(0);
+                return Err(SessionError::InUse { pid });
             }
+            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
         }
-        Err(SessionError::Io(io::Error::other(
-            "another process keeps taking the session lock",
-        )))
+        file.set_len(0)?;
+        file.write_all(std::process::id().to_string().as_bytes())?;
+        Ok(SessionLock { path, _file: file })
     }
 
     /// Where the lock file is.
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-impl Drop for SessionLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
-/// Whether process `pid` exists; where `/proc` is missing, assume it does.
-fn process_alive(pid: u32) -> bool {
-    if !Path::new("/proc/self").exists() {
-        return true;
-    }
-    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 #[cfg(test)]
@@ -593,30 +568,27 @@ mod tests {
             Err(SessionError::InUse { pid }) => assert_eq!(pid, std::process::id()),
             other => panic!("expected InUse, got {other:?}"),
         }
-        let path = lock.path().to_owned();
         drop(lock);
-        assert!(!path.exists());
         let again = SessionLock::acquire(&session).unwrap();
         drop(again);
     }
 
     #[test]
-    fn stale_locks_are_taken_over() {
+    fn a_lock_left_by_a_dead_process_is_free() {
         let session = PortableSession::with_key(3, random_key());
         let first = SessionLock::acquire(&session).unwrap();
         let path = first.path().to_owned();
-        std::mem::forget(first);
-        // A pid that cannot exist (above Linux's pid_max), and a half-written lock.
-        for stale in ["4294967295", ""] {
-            fs::write(&path, stale).unwrap();
+        drop(first);
+        // What a killed process leaves: the file with its pid, and no OS lock on it.
+        for left in ["4294967295", ""] {
+            fs::write(&path, left).unwrap();
             let lock = SessionLock::acquire(&session).unwrap();
             assert_eq!(
                 fs::read_to_string(&path).unwrap(),
                 std::process::id().to_string()
             );
-            std::mem::forget(lock);
+            drop(lock);
         }
-        fs::remove_file(&path).unwrap();
     }
 
     #[test]
