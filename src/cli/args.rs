@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Move large file collections into a store (a local folder, later Telegram) over many
+/// Move large file collections into a store (a Telegram chat or a local folder) over many
 /// time-budgeted runs, carrying progress in a portable JSON state file.
 #[derive(Debug, Parser)]
 #[command(
@@ -86,8 +86,9 @@ pub struct RunArgs {
     /// docs/rclone.md).
     #[arg(long, env = "TGFERRY_SOURCE", value_name = "DIR|rclone:REMOTE:PATH")]
     pub source: String,
-    /// Where to store it.
-    #[arg(long, env = "TGFERRY_STORE", value_name = "DIR")]
+    /// Where to store it: a local folder, or telegram:CHAT (@username, a -100… id or me;
+    /// credentials from TGFERRY_TG_*, see docs/telegram.md).
+    #[arg(long, env = "TGFERRY_STORE", value_name = "STORE")]
     pub store: String,
     /// The state file (created on the first run).
     #[arg(
@@ -267,7 +268,7 @@ pub struct SealArgs {
     )]
     pub state: PathBuf,
     /// The store whose vault key seals it (needs TGFERRY_PASSPHRASE).
-    #[arg(long, env = "TGFERRY_STORE", value_name = "DIR")]
+    #[arg(long, env = "TGFERRY_STORE", value_name = "STORE")]
     pub store: String,
 }
 
@@ -284,7 +285,7 @@ pub struct FetchArgs {
     pub state: PathBuf,
     /// The store, whose encrypted catalog is used when the artifact has expired (needs
     /// TGFERRY_PASSPHRASE).
-    #[arg(long, env = "TGFERRY_STORE", value_name = "DIR")]
+    #[arg(long, env = "TGFERRY_STORE", value_name = "STORE")]
     pub store: Option<String>,
     /// Fail (exit 11) when there is no usable state, instead of starting a new one.
     #[arg(long)]
@@ -325,7 +326,7 @@ pub struct RetryArgs {
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// The store to create the vault in.
-    #[arg(long, env = "TGFERRY_STORE", value_name = "DIR")]
+    #[arg(long, env = "TGFERRY_STORE", value_name = "STORE")]
     pub store: String,
 }
 
@@ -334,7 +335,7 @@ pub struct InitArgs {
 #[command(disable_version_flag = true)] // --version N picks a version here
 pub struct RestoreArgs {
     /// The store to restore from.
-    #[arg(long, env = "TGFERRY_STORE", value_name = "DIR")]
+    #[arg(long, env = "TGFERRY_STORE", value_name = "STORE")]
     pub store: String,
     /// The folder to restore into (created if missing).
     #[arg(long, value_name = "DIR")]
@@ -366,7 +367,7 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The store to check.
-    #[arg(long, env = "TGFERRY_STORE", value_name = "DIR")]
+    #[arg(long, env = "TGFERRY_STORE", value_name = "STORE")]
     pub store: String,
     /// Take the catalog from this state file [default: the store's encrypted catalog].
     #[arg(long, env = "TGFERRY_STATE", value_name = "FILE")]
