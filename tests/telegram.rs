@@ -1202,3 +1202,51 @@ fn prune_refuses_a_state_older_than_the_store() {
     common::assert_exit(&mut prune(&state), 0);
     assert!(store.join("a.txt").exists() && store.join("b.txt").exists());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_wait_on_signing_in_is_sat_out_or_ends_the_run_rate_limited() {
+    // Short: sat out, then the run does its work.
+    let job = Job1::new(TelegramDouble::bot(), true);
+    job.src.put("f", common::bytes(1, 3_000));
+    job.tg.inject(
+        Op::Connect,
+        TgError::Wait {
+            seconds: 30,
+            kind: WaitKind::Flood,
+        },
+    );
+    let report = job.run(Some(Duration::from_secs(600))).await;
+    assert_eq!(report.stop_reason, StopReason::Complete);
+    assert!(report.elapsed >= Duration::from_secs(30));
+
+    // Longer than the budget: the run is recorded as rate limited, with when to come back.
+    let job = Job1::new(TelegramDouble::bot(), true);
+    job.src.put("f", common::bytes(1, 3_000));
+    job.tg.inject(
+        Op::Connect,
+        TgError::Wait {
+            seconds: 7_200,
+            kind: WaitKind::Flood,
+        },
+    );
+    let report = job.run(Some(Duration::from_secs(600))).await;
+    assert_eq!(report.stop_reason, StopReason::RateLimited);
+    assert_eq!(report.rate_limit_wait, Some(Duration::from_secs(7_200)));
+    assert!(
+        report.elapsed < Duration::from_secs(1),
+        "{:?}",
+        report.elapsed
+    );
+    assert_eq!(report.files_left, 1);
+    let saved = job.saved_state();
+    let last = saved.runs.last().expect("the run is recorded");
+    assert_eq!(last.stop_reason, StopReason::RateLimited);
+    let back = last.resume_after.expect("and when to come back");
+    assert!(back.as_second() - last.ended.as_second() >= 7_199);
+    assert!(saved.completed.is_empty());
+
+    // The next run (Telegram lets it in now) stores the file.
+    let report = job.run(Some(Duration::from_secs(600))).await;
+    assert_eq!(report.stop_reason, StopReason::Complete);
+    assert!(job.saved_state().completed.contains_key("f"));
+}

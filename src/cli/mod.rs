@@ -193,13 +193,20 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         StateFile::open(&a.state, &settings.job, &settings.load).map_err(Exit::state)?;
     if settings.job.encryption == Encryption::Vault {
         let pass = keyring::passphrase_from_env().map_err(Exit::keyring)?;
-        store.prepare().await.map_err(|e| Exit::run(e.into()))?;
         // A state that already belongs to a vault never creates a new one: its objects
         // would be unreadable under the new key.
         let create = state.state().job.vault_id.is_none();
-        let (key_file, master, created) = keyring::unlock(&*store, &a.store, &pass, create)
-            .await
-            .map_err(Exit::keyring)?;
+        let unlocked = match store.prepare().await {
+            Ok(()) => keyring::unlock(&*store, &a.store, &pass, create).await,
+            Err(e) => Err(keyring::KeyringError::Store(e)),
+        };
+        let (key_file, master, created) = match unlocked {
+            Ok(v) => v,
+            Err(keyring::KeyringError::Store(crate::store::StoreError::RateLimited { wait })) => {
+                return rate_limited_at_start(&mut state, wait);
+            }
+            Err(e) => return Err(Exit::keyring(e)),
+        };
         state
             .bind_vault(&key_file.vault_id_hex())
             .map_err(Exit::state)?;
@@ -306,6 +313,21 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         }
         Err((_state, e)) => Err(Exit::run(e)),
     }
+}
+
+/// Ends a run the store would not let start (Telegram asks to wait before signing in):
+/// recorded as `rate_limited` with the time to come back, exit 0 like any rate limit.
+fn rate_limited_at_start(state: &mut StateFile, wait: std::time::Duration) -> Result<u8, Exit> {
+    let run = crate::runner::record_rate_limited_start(state, wait).map_err(Exit::state)?;
+    let back = run
+        .resume_after
+        .map_or_else(|| "later".to_owned(), |t| format!("after {t}"));
+    println!(
+        "stopped: the store asks to wait {} before anything can be done; nothing was stored \
+         in this run; the next run {back} continues",
+        crate::time::human_duration(wait)
+    );
+    Ok(exit::OK)
 }
 
 /// What a run needs besides its source and state.

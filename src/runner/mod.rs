@@ -107,6 +107,27 @@ pub struct RunReport {
     pub elapsed: Duration,
 }
 
+/// Records a run that could not start because the store asks to wait `wait` first (a
+/// flood wait on signing in): stop reason `rate_limited` and the time to come back;
+/// nothing else in the state changes.
+pub fn record_rate_limited_start(
+    state: &mut StateFile,
+    wait: Duration,
+) -> Result<RunRecord, StateError> {
+    let now = crate::time::now();
+    state.begin_run(now)?;
+    state.finish_run(|run| {
+        run.stop_reason = StopReason::RateLimited;
+        run.resume_after = jiff::SignedDuration::try_from(wait)
+            .ok()
+            .and_then(|w| now.checked_add(w).ok());
+        run.detail = Some(format!(
+            "the store asked to wait {} before anything could be done",
+            crate::time::human_duration(wait)
+        ));
+    })
+}
+
 /// One run over a source and a store.
 pub struct Runner<S, T> {
     source: Arc<S>,
@@ -166,10 +187,35 @@ impl<S: Source, T: Store> Runner<S, T> {
         // Server-imposed waits that end before the stop time are sat out by the store
         // (connecting included); longer ones come back as rate limits and stop the run.
         self.store.set_wait_deadline(self.budget.stop_at());
-        if let Err(e) = self.store.prepare().await {
-            return Err((state, e.into()));
-        }
         let mut state = state;
+        match self.store.prepare().await {
+            Ok(()) => {}
+            // Telegram may ask to wait before it even lets us sign in.
+            Err(StoreError::RateLimited { wait }) => {
+                let files_total = listing.files.len() as u64;
+                let bytes_total = listing.files.iter().map(|f| f.size).sum();
+                return match record_rate_limited_start(&mut state, wait) {
+                    Ok(run) => {
+                        let report = RunReport {
+                            stop_reason: StopReason::RateLimited,
+                            run,
+                            fatal: None,
+                            files_left: files_total,
+                            bytes_left: bytes_total,
+                            failed: Vec::new(),
+                            given_up: Vec::new(),
+                            files_total,
+                            bytes_total,
+                            rate_limit_wait: Some(wait),
+                            elapsed: self.budget.started().elapsed(),
+                        };
+                        Ok((state, report))
+                    }
+                    Err(e) => Err((state, e.into())),
+                };
+            }
+            Err(e) => return Err((state, e.into())),
+        }
         if let Err(e) = state.begin_run(crate::time::now()) {
             return Err((state, e.into()));
         }
