@@ -1250,3 +1250,41 @@ async fn a_flood_wait_on_signing_in_is_sat_out_or_ends_the_run_rate_limited() {
     assert_eq!(report.stop_reason, StopReason::Complete);
     assert!(job.saved_state().completed.contains_key("f"));
 }
+
+#[test]
+fn a_catalog_the_last_run_could_not_write_is_written_by_the_next_even_with_nothing_to_do() {
+    let dir = common::tempdir();
+    let (src, store, state) = (
+        dir.path().join("src"),
+        dir.path().join("store"),
+        dir.path().join("state.json"),
+    );
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"kept").unwrap();
+    let run = || {
+        let mut c = common::run_cmd(&src, &store, &state, &["-q", "--encryption", "vault"]);
+        c.env("TGFERRY_PASSPHRASE", PASS);
+        c
+    };
+    common::assert_exit(&mut run(), 0);
+    let catalog = store.join(".tgferry/catalog");
+    let record = store.join(".tgferry/last-run");
+    assert!(catalog.exists() && record.exists());
+    // As if the first run's writes after the state save had failed.
+    std::fs::remove_file(&catalog).unwrap();
+    std::fs::remove_file(&record).unwrap();
+    let out = common::assert_exit(&mut run(), 0);
+    assert!(
+        output_text(&out).contains("nothing"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(catalog.exists() && record.exists(), "the store caught up");
+    // A store that is not behind is left alone by a run with nothing to do.
+    let before = std::fs::metadata(&catalog).unwrap().modified().unwrap();
+    common::assert_exit(&mut run(), 0);
+    assert_eq!(
+        std::fs::metadata(&catalog).unwrap().modified().unwrap(),
+        before
+    );
+}

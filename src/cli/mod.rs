@@ -223,6 +223,14 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         settings.run.vault = Some(Arc::new(VaultKeys::new(master)));
     }
     let vault = settings.run.vault.clone();
+    // A store whose catalog and run record lag behind the state (the last run could not
+    // write them) gets them written by this run even if it stores nothing.
+    let runs_before = state.state().stats.runs;
+    let store_behind = match crate::prune::last_run(&*store).await {
+        Ok(Some(last)) => last.runs < runs_before,
+        Ok(None) => runs_before > 0,
+        Err(_) => true,
+    };
     let sealer = sealer.zip(vault.clone());
     if opened.fresh {
         eprintln!("no state at {}: starting a new one", a.state.display());
@@ -280,21 +288,26 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
             }
             // A run that stored nothing leaves the catalog as it was.
             let changed = report.run.files_completed > 0 || report.run.parts_stored > 0;
-            let changed = changed || opened.fresh || opened.replay.applied > 0;
+            let changed = changed || opened.fresh || opened.replay.applied > 0 || store_behind;
             // The reserve is the time kept for saving: waits past it are not sat out.
             store.set_wait_deadline(Some(tokio::time::Instant::now() + reserve));
             if changed {
-                prune::record_run(&*store, state.state()).await?;
-            }
-            if let Some(keys) = vault.filter(|_| changed) {
-                // The catalog makes the store restorable with the passphrase alone.
-                if let Err(e) = keyring::save_catalog(&*store, &keys.master, state.state()).await {
-                    return Err(Exit {
-                        code: exit::STORE_UNAVAILABLE,
-                        message: format!(
-                            "the state was saved, but the encrypted catalog could not be written to the store: {e}"
-                        ),
-                    });
+                match prune::write_records(&*store, vault.as_deref(), state.state()).await {
+                    Ok(()) => {}
+                    Err(crate::store::StoreError::RateLimited { wait }) => eprintln!(
+                        "warning: the state was saved, but the store asks to wait {} before the \
+                         catalog can be written; the next run writes it",
+                        crate::time::human_duration(wait)
+                    ),
+                    Err(e) => {
+                        return Err(Exit {
+                            code: exit::for_store_error(&e),
+                            message: format!(
+                                "the state was saved, but the store's catalog could not be \
+                                 written: {e}"
+                            ),
+                        });
+                    }
                 }
             }
             if let Some((key_file, keys)) = &sealer {

@@ -94,19 +94,26 @@ pub(super) async fn prune(a: PruneArgs, wall: SystemTime) -> Result<u8, Exit> {
     })
 }
 
-/// Records the run that produced `state` in the store (after each run that changed it).
-pub(super) async fn record_run<S: Store>(
+/// Writes what a run leaves in the store besides its parts: the encrypted catalog (vault),
+/// then the run record; the record comes last so that a store whose catalog write failed
+/// still counts as behind ([`crate::prune::last_run`]).
+pub(super) async fn write_records<S: Store>(
     store: &S,
+    vault: Option<&crate::runner::VaultKeys>,
     state: &crate::state::State,
-) -> Result<(), Exit> {
-    crate::prune::record_run(store, state)
-        .await
-        .map_err(|e| Exit {
-            code: exit::for_store_error(&e),
-            message: format!(
-                "the state was saved, but the run could not be recorded in the store: {e}"
-            ),
-        })
+) -> Result<(), crate::store::StoreError> {
+    if let Some(keys) = vault {
+        // The catalog makes the store restorable with the passphrase alone.
+        keyring::save_catalog(store, &keys.master, state)
+            .await
+            .map_err(|e| match e {
+                keyring::KeyringError::Store(e) => e,
+                other => crate::store::StoreError::Transient {
+                    message: other.to_string(),
+                },
+            })?;
+    }
+    crate::prune::record_run(store, state).await
 }
 
 /// The report as printed: one line per deletion, then the totals.
