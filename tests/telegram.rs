@@ -1288,3 +1288,30 @@ fn a_catalog_the_last_run_could_not_write_is_written_by_the_next_even_with_nothi
         before
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn one_large_file_downloads_several_requests_at_a_time() {
+    let mut job = Job1::new(TelegramDouble::user(), false);
+    job.part_size = 4 * MIB as u64;
+    job.init_vault().await;
+    let data = common::bytes(12, 4 * MIB);
+    job.src.put("big", data.clone());
+    job.run(None).await;
+    let state = job.saved_state();
+
+    // 512 KiB per request per second: one request at a time would take 8 s for this part.
+    let _slow = job.tg.clone().with_download_speed(512 * 1024);
+    let store = job.store();
+    let master = job.master(&store).await;
+    let out = common::tempdir();
+    let start = Instant::now();
+    let opts = RestoreOptions {
+        jobs: 1,
+        ..RestoreOptions::new(out.path())
+    };
+    let r = restore(&store, &state, Some(&master), &opts).await.unwrap();
+    assert!(r.is_success(), "{:?}", r.failed);
+    assert!(std::fs::read(out.path().join("big")).unwrap() == data);
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(4), "{took:?}");
+}

@@ -17,7 +17,7 @@
 //!   [`StoreError::RateLimited`] and the runner checkpoints and stops. Dropped connections
 //!   are reconnected and the request retried (downloads resume at their offset).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -39,6 +39,8 @@ use crate::telegram::api::{
 
 /// Chunks of one part in flight at once.
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// Download requests of one part in flight at once.
+const DOWNLOADS_IN_FLIGHT: usize = 4;
 /// Retries of one request after dropped connections.
 const RECONNECTS: usize = 5;
 /// Longest wait sat out when no deadline is set (restore, verify, prune).
@@ -635,21 +637,38 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
         };
         let shared = self.shared.clone();
         let task = tokio::spawn(async move {
-            let mut offset = 0u64;
-            while offset < size {
-                let got = shared
-                    .call(|| shared.api.download(id, offset, DOWNLOAD_CHUNK))
-                    .await;
-                let item = match got {
-                    Ok(chunk) if chunk.is_empty() => Err(io::Error::new(
+            // A few requests in flight, taken in order: one at a time a single large file
+            // would download at one request per round trip.
+            let step = u64::from(DOWNLOAD_CHUNK);
+            let mut in_flight = VecDeque::new();
+            let mut next = 0u64;
+            loop {
+                while in_flight.len() < DOWNLOADS_IN_FLIGHT && next < size {
+                    let (shared, offset) = (shared.clone(), next);
+                    let request = tokio::spawn(async move {
+                        shared
+                            .call(|| shared.api.download(id, offset, DOWNLOAD_CHUNK))
+                            .await
+                    });
+                    in_flight
+                        .push_back((offset, tokio_util::task::AbortOnDropHandle::new(request)));
+                    next += step;
+                }
+                let Some((offset, request)) = in_flight.pop_front() else {
+                    return;
+                };
+                let expected = step.min(size - offset) as usize;
+                let item = match request.await {
+                    Ok(Ok(chunk)) if chunk.len() == expected => Ok(chunk),
+                    Ok(Ok(chunk)) => Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        format!("message {id} ended after {offset} of {size} bytes"),
+                        format!(
+                            "message {id} gave {} bytes at offset {offset} of {size}, not {expected}",
+                            chunk.len()
+                        ),
                     )),
-                    Ok(chunk) => {
-                        offset += chunk.len() as u64;
-                        Ok(chunk)
-                    }
-                    Err(e) => Err(io::Error::other(e.to_string())),
+                    Ok(Err(e)) => Err(io::Error::other(e.to_string())),
+                    Err(e) => Err(io::Error::other(format!("download task stopped: {e}"))),
                 };
                 let failed = item.is_err();
                 if tx.send(item).await.is_err() || failed {
