@@ -983,6 +983,21 @@ fn telegram_login_needs_the_app_and_a_phone_number_before_it_connects() {
     assert!(!text.contains(HASH));
 }
 
+/// `tgferry prune --store STORE --state STATE EXTRA...` with the passphrase.
+fn prune_cmd(store: &Path, state: &Path, extra: &[&str]) -> std::process::Command {
+    let mut args = vec![
+        "prune",
+        "--store",
+        common::s(store),
+        "--state",
+        common::s(state),
+    ];
+    args.extend_from_slice(extra);
+    let mut c = common::tgferry(&args);
+    c.env("TGFERRY_PASSPHRASE", PASS);
+    c
+}
+
 #[test]
 fn prune_on_a_local_vault_deletes_old_orphans_only_after_a_dry_run_shows_them() {
     let dir = common::tempdir();
@@ -1014,19 +1029,7 @@ fn prune_on_a_local_vault_deletes_old_orphans_only_after_a_dry_run_shows_them() 
         .set_modified(month_ago)
         .unwrap();
 
-    let prune = |extra: &[&str]| {
-        let mut args = vec![
-            "prune",
-            "--store",
-            common::s(&store),
-            "--state",
-            common::s(&state),
-        ];
-        args.extend_from_slice(extra);
-        let mut c = common::tgferry(&args);
-        c.env("TGFERRY_PASSPHRASE", PASS);
-        c
-    };
+    let prune = |extra: &[&str]| prune_cmd(&store, &state, extra);
     let out = common::assert_exit(&mut prune(&["--dry-run"]), 0);
     let text = output_text(&out);
     assert!(
@@ -1063,14 +1066,7 @@ fn prune_on_a_local_vault_deletes_old_orphans_only_after_a_dry_run_shows_them() 
     let out = common::assert_exit(prune(&[]).env("TGFERRY_PASSPHRASE", "wrong"), 10);
     assert!(output_text(&out).contains("passphrase"));
     let out = common::assert_exit(
-        common::tgferry(&[
-            "prune",
-            "--store",
-            common::s(&dir.path().join("elsewhere")),
-            "--state",
-            common::s(&state),
-        ])
-        .env("TGFERRY_PASSPHRASE", PASS),
+        &mut prune_cmd(&dir.path().join("elsewhere"), &state, &[]),
         6,
     );
     assert!(output_text(&out).contains("belongs to store"));
@@ -1181,17 +1177,7 @@ fn prune_refuses_a_state_older_than_the_store() {
     std::fs::write(src.join("b.txt"), b"second").unwrap();
     common::assert_exit(&mut common::run_cmd(&src, &store, &state, &["-q"]), 0);
 
-    let prune = |state: &Path| {
-        common::tgferry(&[
-            "prune",
-            "--store",
-            common::s(&store),
-            "--state",
-            common::s(state),
-            "--older-than",
-            "0s",
-        ])
-    };
+    let prune = |state: &Path| prune_cmd(&store, state, &["--older-than", "0s"]);
     let out = common::assert_exit(&mut prune(&stale), 6);
     let text = output_text(&out);
     assert!(
@@ -1205,31 +1191,22 @@ fn prune_refuses_a_state_older_than_the_store() {
 
 #[tokio::test(start_paused = true)]
 async fn a_flood_wait_on_signing_in_is_sat_out_or_ends_the_run_rate_limited() {
+    /// A bot job with one small file whose sign-in is met by a flood wait of `seconds`.
+    async fn signing_in_after(seconds: u32) -> (Job1, RunReport) {
+        let job = Job1::new(TelegramDouble::bot(), true);
+        job.src.put("f", common::bytes(1, 3_000));
+        let kind = WaitKind::Flood;
+        job.tg.inject(Op::Connect, TgError::Wait { seconds, kind });
+        let report = job.run(Some(Duration::from_secs(600))).await;
+        (job, report)
+    }
     // Short: sat out, then the run does its work.
-    let job = Job1::new(TelegramDouble::bot(), true);
-    job.src.put("f", common::bytes(1, 3_000));
-    job.tg.inject(
-        Op::Connect,
-        TgError::Wait {
-            seconds: 30,
-            kind: WaitKind::Flood,
-        },
-    );
-    let report = job.run(Some(Duration::from_secs(600))).await;
+    let (_, report) = signing_in_after(30).await;
     assert_eq!(report.stop_reason, StopReason::Complete);
     assert!(report.elapsed >= Duration::from_secs(30));
 
     // Longer than the budget: the run is recorded as rate limited, with when to come back.
-    let job = Job1::new(TelegramDouble::bot(), true);
-    job.src.put("f", common::bytes(1, 3_000));
-    job.tg.inject(
-        Op::Connect,
-        TgError::Wait {
-            seconds: 7_200,
-            kind: WaitKind::Flood,
-        },
-    );
-    let report = job.run(Some(Duration::from_secs(600))).await;
+    let (job, report) = signing_in_after(7_200).await;
     assert_eq!(report.stop_reason, StopReason::RateLimited);
     assert_eq!(report.rate_limit_wait, Some(Duration::from_secs(7_200)));
     assert!(

@@ -17,9 +17,8 @@ use tgferry::state::{Encryption, Job, LoadOptions, StateFile, StopReason};
 use tgferry::store::telegram::{TelegramOptions, TelegramStore};
 use tgferry::store::{Store, Upload};
 use tgferry::telegram::api::ChatRef;
-use tgferry::telegram::credentials::{self, Login};
-use tgferry::telegram::grammers::{Credential, GrammersApi, GrammersConfig};
-use tgferry::telegram::session::PortableSession;
+use tgferry::telegram::credentials;
+use tgferry::telegram::grammers::{GrammersApi, GrammersConfig};
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,19 +36,9 @@ fn live_store(plain: bool) -> Option<(TelegramStore<GrammersApi>, String)> {
         }
     };
     let chat = ChatRef::parse(&chat).expect("TGFERRY_TG_LIVE_CHAT is @name, -100… or me");
-    let credential = match creds.login {
-        Login::Bot(token) => Credential::BotToken(token),
-        Login::Session(text) => {
-            use secrecy::ExposeSecret;
-            Credential::Session(PortableSession::import(text.expose_secret()).unwrap())
-        }
-    };
-    let api = GrammersApi::new(GrammersConfig {
-        api_id: creds.api_id,
-        api_hash: creds.api_hash,
-        credential,
-        chat: chat.clone(),
-    });
+    let config = GrammersConfig::from_credentials(creds, chat.clone())
+        .expect("TGFERRY_TG_SESSION is a session from `tgferry telegram login`");
+    let api = GrammersApi::new(config);
     let name = format!("telegram:{chat}");
     let options = TelegramOptions {
         plain,

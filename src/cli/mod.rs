@@ -292,7 +292,7 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
             // The reserve is the time kept for saving: waits past it are not sat out.
             store.set_wait_deadline(Some(tokio::time::Instant::now() + reserve));
             if changed {
-                match prune::write_records(&*store, vault.as_deref(), state.state()).await {
+                match write_records(&*store, vault.as_deref(), state.state()).await {
                     Ok(()) => {}
                     Err(crate::store::StoreError::RateLimited { wait }) => eprintln!(
                         "warning: the state was saved, but the store asks to wait {} before the \
@@ -326,6 +326,28 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         }
         Err((_state, e)) => Err(Exit::run(e)),
     }
+}
+
+/// Writes what a run leaves in the store besides its parts: the encrypted catalog (vault),
+/// then the run record; the record comes last so that a store whose catalog write failed
+/// still counts as behind ([`crate::prune::last_run`]).
+async fn write_records<S: Store>(
+    store: &S,
+    vault: Option<&crate::runner::VaultKeys>,
+    state: &crate::state::State,
+) -> Result<(), crate::store::StoreError> {
+    if let Some(keys) = vault {
+        // The catalog makes the store restorable with the passphrase alone.
+        keyring::save_catalog(store, &keys.master, state)
+            .await
+            .map_err(|e| match e {
+                keyring::KeyringError::Store(e) => e,
+                other => crate::store::StoreError::Transient {
+                    message: other.to_string(),
+                },
+            })?;
+    }
+    crate::prune::record_run(store, state).await
 }
 
 /// Ends a run the store would not let start (Telegram asks to wait before signing in):

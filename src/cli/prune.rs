@@ -43,15 +43,12 @@ pub(super) async fn prune(a: PruneArgs, wall: SystemTime) -> Result<u8, Exit> {
     let vault = job.encryption == Encryption::Vault;
     let store = open_existing(&a.store, !vault)?;
     // The store's lock: no run writes to it while prune deletes.
-    store.prepare().await.map_err(|e| Exit {
-        code: exit::for_store_error(&e),
-        message: e.to_string(),
-    })?;
+    store.prepare().await.map_err(|e| Exit::run(e.into()))?;
     // A state older than the store's newest run does not know all it holds.
-    if let Some(last) = crate::prune::last_run(&store).await.map_err(|e| Exit {
-        code: exit::for_store_error(&e),
-        message: e.to_string(),
-    })? && last.runs > file.state().stats.runs
+    if let Some(last) = crate::prune::last_run(&store)
+        .await
+        .map_err(|e| Exit::run(e.into()))?
+        && last.runs > file.state().stats.runs
     {
         return Err(Exit {
             code: exit::STATE_FOREIGN,
@@ -92,28 +89,6 @@ pub(super) async fn prune(a: PruneArgs, wall: SystemTime) -> Result<u8, Exit> {
         None => exit::OK,
         Some((_, e)) => exit::for_store_error(e),
     })
-}
-
-/// Writes what a run leaves in the store besides its parts: the encrypted catalog (vault),
-/// then the run record; the record comes last so that a store whose catalog write failed
-/// still counts as behind ([`crate::prune::last_run`]).
-pub(super) async fn write_records<S: Store>(
-    store: &S,
-    vault: Option<&crate::runner::VaultKeys>,
-    state: &crate::state::State,
-) -> Result<(), crate::store::StoreError> {
-    if let Some(keys) = vault {
-        // The catalog makes the store restorable with the passphrase alone.
-        keyring::save_catalog(store, &keys.master, state)
-            .await
-            .map_err(|e| match e {
-                keyring::KeyringError::Store(e) => e,
-                other => crate::store::StoreError::Transient {
-                    message: other.to_string(),
-                },
-            })?;
-    }
-    crate::prune::record_run(store, state).await
 }
 
 /// The report as printed: one line per deletion, then the totals.

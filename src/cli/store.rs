@@ -6,9 +6,8 @@ use crate::store::any::AnyStore;
 use crate::store::local::LocalStore;
 use crate::store::telegram::{TelegramOptions, TelegramStore};
 use crate::telegram::api::ChatRef;
-use crate::telegram::credentials::{self, Login};
-use crate::telegram::grammers::{Credential, GrammersApi, GrammersConfig};
-use crate::telegram::session::PortableSession;
+use crate::telegram::credentials;
+use crate::telegram::grammers::{GrammersApi, GrammersConfig};
 
 use super::exit::{self, Exit};
 
@@ -67,21 +66,9 @@ fn credentials_error(e: impl std::fmt::Display) -> Exit {
 
 fn open_telegram(chat: ChatRef, plain: bool, premium: bool) -> Result<CliStore, Exit> {
     let creds = credentials::from_env().map_err(credentials_error)?;
-    let credential = match creds.login {
-        Login::Bot(token) => Credential::BotToken(token),
-        Login::Session(text) => {
-            use secrecy::ExposeSecret;
-            Credential::Session(
-                PortableSession::import(text.expose_secret()).map_err(credentials_error)?,
-            )
-        }
-    };
-    let api = GrammersApi::new(GrammersConfig {
-        api_id: creds.api_id,
-        api_hash: creds.api_hash,
-        credential,
-        chat: chat.clone(),
-    });
+    let config =
+        GrammersConfig::from_credentials(creds, chat.clone()).map_err(credentials_error)?;
+    let api = GrammersApi::new(config);
     Ok(AnyStore::Telegram(TelegramStore::new(
         api,
         chat,

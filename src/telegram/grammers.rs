@@ -54,6 +54,29 @@ pub struct GrammersConfig {
     pub chat: ChatRef,
 }
 
+impl GrammersConfig {
+    /// The configuration for `chat` from credentials read by
+    /// [`credentials`](super::credentials); a user session is imported (and checked) here.
+    pub fn from_credentials(
+        creds: super::credentials::Credentials,
+        chat: ChatRef,
+    ) -> Result<GrammersConfig, super::session::SessionError> {
+        use secrecy::ExposeSecret as _;
+        let credential = match creds.login {
+            super::credentials::Login::Bot(token) => Credential::BotToken(token),
+            super::credentials::Login::Session(text) => {
+                Credential::Session(PortableSession::import(text.expose_secret())?)
+            }
+        };
+        Ok(GrammersConfig {
+            api_id: creds.api_id,
+            api_hash: creds.api_hash,
+            credential,
+            chat,
+        })
+    }
+}
+
 impl fmt::Debug for GrammersConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GrammersConfig")
@@ -65,10 +88,29 @@ impl fmt::Debug for GrammersConfig {
     }
 }
 
-/// A live grammers client and the task driving its connections.
-struct Conn {
-    client: Client,
+/// A live grammers client and the task driving its connections; dropping it disconnects
+/// (the store's connection, and the one `login` uses).
+pub(crate) struct Conn {
+    pub(crate) client: Client,
     runner: tokio::task::JoinHandle<()>,
+}
+
+impl Conn {
+    /// Connects with `session` (new keys land in it), grammers' retries turned off and
+    /// updates not read.
+    pub(crate) fn start(session: &PortableSession, api_id: i32) -> Conn {
+        let params = ConnectionParams {
+            app_version: env!("CARGO_PKG_VERSION").to_owned(),
+            retry_policy: Box::new(NoRetries),
+            ..ConnectionParams::default()
+        };
+        let pool = SenderPool::with_configuration(Arc::new(session.shared()), api_id, params);
+        let client = Client::new(pool.handle);
+        // Nothing here reads updates: dropping the receiver stops their delivery.
+        drop(pool.updates);
+        let runner = tokio::spawn(pool.runner.run());
+        Conn { client, runner }
+    }
 }
 
 impl Drop for Conn {
@@ -312,18 +354,7 @@ impl GrammersApi {
     }
 
     fn start(&self) -> Conn {
-        let params = ConnectionParams {
-            app_version: env!("CARGO_PKG_VERSION").to_owned(),
-            retry_policy: Box::new(NoRetries),
-            ..ConnectionParams::default()
-        };
-        let pool =
-            SenderPool::with_configuration(Arc::new(self.session.shared()), self.api_id, params);
-        let client = Client::new(pool.handle);
-        // Nothing here reads updates: dropping the receiver stops their delivery.
-        drop(pool.updates);
-        let runner = tokio::spawn(pool.runner.run());
-        Conn { client, runner }
+        Conn::start(&self.session, self.api_id)
     }
 
     async fn connect_inner(&self) -> Result<(Conn, Account, Target), TgError> {

@@ -4,15 +4,13 @@
 //! `TGFERRY_TG_SESSION` secret.
 
 use std::io::{self, BufRead as _, Write as _};
-use std::sync::Arc;
 
 use grammers_client::client::PasswordToken;
-use grammers_client::sender::{ConnectionParams, NoRetries, SenderPool};
 use grammers_client::{Client, SignInError};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::api::TgError;
-use super::grammers::map_invocation;
+use super::grammers::{Conn, map_invocation};
 use super::session::PortableSession;
 
 /// Tries for the login code and for the password before giving up.
@@ -85,32 +83,6 @@ pub enum LoginError {
     Telegram(#[from] TgError),
 }
 
-/// Stops the client's connections when the login ends, however it ends.
-struct Connection {
-    client: Client,
-    runner: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.client.disconnect();
-        self.runner.abort();
-    }
-}
-
-fn connect(session: &PortableSession, api_id: i32) -> Connection {
-    let params = ConnectionParams {
-        app_version: env!("CARGO_PKG_VERSION").to_owned(),
-        retry_policy: Box::new(NoRetries),
-        ..ConnectionParams::default()
-    };
-    let pool = SenderPool::with_configuration(Arc::new(session.shared()), api_id, params);
-    let client = Client::new(pool.handle);
-    drop(pool.updates);
-    let runner = tokio::spawn(pool.runner.run());
-    Connection { client, runner }
-}
-
 /// Logs a user account in (phone, code, two-step password if the account has one; a wrong
 /// code or password may be retried a few times) and returns the session's export.
 pub async fn login(
@@ -127,7 +99,8 @@ pub async fn login(
         return Err(LoginError::Empty("phone number"));
     }
     let session = PortableSession::new();
-    let conn = connect(&session, api_id);
+    // Dropped when the login ends, however it ends: the connections stop.
+    let conn = Conn::start(&session, api_id);
     let token = conn
         .client
         .request_login_code(&phone, api_hash.expose_secret())
