@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tgferry::runner::{Budget, Event, Events, RunConfig, RunReport, Runner};
-use tgferry::source::memory::{Fault, MemorySource};
+use tgferry::source::memory::{Access, Fault, MemorySource};
 use tgferry::state::{Encryption, Job, LoadOptions, StateFile, StopReason};
 use tgferry::store::StoreError;
 use tgferry::store::memory::MemoryStore;
@@ -413,6 +413,56 @@ async fn an_interrupt_stops_the_run_promptly_with_progress_saved() {
     assert!(st.completed.len() >= 8, "{}", st.completed.len());
     assert!(st.completed.len() < 20);
     assert_eq!(st.runs.last().unwrap().stop_reason, StopReason::Interrupted);
+}
+
+/// Every file but the first `jobs` (which start at once) is hinted to the source once,
+/// before it is opened, for the part that will be read first.
+#[tokio::test(start_paused = true)]
+async fn files_next_in_line_are_prefetched_once_before_they_are_opened() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    let src = MemorySource::new().with_speed(4 << 20);
+    let sizes: Vec<usize> = (0..7).map(|i| (1 << 20) + i * 100_000).collect();
+    for (i, size) in sizes.iter().enumerate() {
+        src.put(&format!("f{i}.bin"), common::bytes(i as u64, *size));
+    }
+    let store = MemoryStore::new();
+    let cfg = RunConfig { jobs: 2, ..cfg() };
+    let ran = run(&src, &store, &state, cfg, None).await;
+    assert_eq!(ran.report.run.files_completed, 7);
+
+    let log = src.accesses();
+    let first_open = |path: &str| {
+        log.iter()
+            .position(|a| matches!(a, Access::Open { path: p, .. } if p == path))
+            .unwrap_or_else(|| panic!("{path} never opened"))
+    };
+    let mut hinted = 0;
+    for (i, size) in sizes.iter().enumerate() {
+        let path = format!("f{i}.bin");
+        let hints: Vec<(usize, u64, u64)> = log
+            .iter()
+            .enumerate()
+            .filter_map(|(at, a)| match a {
+                Access::Prefetch {
+                    path: p,
+                    offset,
+                    len,
+                } if *p == path => Some((at, *offset, *len)),
+                _ => None,
+            })
+            .collect();
+        match hints.as_slice() {
+            [] => {}
+            [(at, offset, len)] => {
+                hinted += 1;
+                assert!(*at < first_open(&path), "{path} hinted after it was opened");
+                assert_eq!((*offset, *len), (0, (*size as u64).min(1 << 20)), "{path}");
+            }
+            more => panic!("{path} hinted {} times", more.len()),
+        }
+    }
+    assert_eq!(hinted, 7 - 2, "all but the two files started first");
 }
 
 fn vault_cfg() -> RunConfig {

@@ -150,6 +150,8 @@ struct Pending {
     backoff: std::vec::IntoIter<Duration>,
     tries: u32,
     last_error: Option<(String, FailureKind)>,
+    /// The source was told this file is coming ([`Source::prefetch`]).
+    prefetched: bool,
 }
 
 impl<S: Source, T: Store> Runner<S, T> {
@@ -330,6 +332,7 @@ impl<S: Source, T: Store> Runner<S, T> {
                 backoff: cfg.retry.clone().build(),
                 tries: 0,
                 last_error: None,
+                prefetched: false,
             })
             .collect();
         let mut waiting: Vec<Waiting> = Vec::new();
@@ -369,6 +372,17 @@ impl<S: Source, T: Store> Runner<S, T> {
                         let outcome = transfer::transfer(&ctx, &p.item).await;
                         (p, outcome)
                     });
+                }
+                // The next `jobs` files in line are read ahead while these run, so a
+                // worker rarely waits for a disk to start a file.
+                for p in queue.iter_mut().take(cfg.jobs.max(1)) {
+                    if !p.prefetched {
+                        p.prefetched = true;
+                        let offset = p.item.resume.as_ref().map_or(0, |r| r.parts.len() as u64)
+                            * cfg.part_size;
+                        let len = next_part_len(&p.item, cfg.part_size);
+                        self.source.prefetch(&p.item.entry.path, offset, len);
+                    }
                 }
             }
             if running.is_empty() {

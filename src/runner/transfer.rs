@@ -708,11 +708,12 @@ impl BufferPool {
     /// Buffers kept at most (enough for 16 parts in flight).
     const MAX: usize = 16 * PIPELINE_BUFFERS;
 
-    /// A buffer with at least `cap` bytes of capacity.
+    /// A buffer with at least `cap` bytes of capacity. A kept buffer keeps its length
+    /// (and old contents), so resizing it to a segment's length zeroes nothing: zeroing a
+    /// fresh 1 MiB for every part cost 6% of a backup's CPU.
     fn take(&self, cap: usize) -> Vec<u8> {
         let mut buf = self.0.lock().unwrap().pop().unwrap_or_default();
-        buf.clear();
-        buf.reserve(cap);
+        buf.reserve(cap.saturating_sub(buf.len()));
         buf
     }
 

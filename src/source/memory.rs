@@ -35,6 +35,29 @@ struct Inner {
     files: BTreeMap<String, File>,
     faults: HashMap<String, VecDeque<Fault>>,
     opens: HashMap<String, u64>,
+    /// Opens and prefetch hints in the order they came.
+    log: Vec<Access>,
+}
+
+/// One access to a [`MemorySource`], as [`MemorySource::accesses`] lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// `open(path, offset)`.
+    Open {
+        /// The file.
+        path: String,
+        /// Where reading starts.
+        offset: u64,
+    },
+    /// `prefetch(path, offset, len)`.
+    Prefetch {
+        /// The file.
+        path: String,
+        /// Where the hinted range starts.
+        offset: u64,
+        /// The hinted range's length.
+        len: u64,
+    },
 }
 
 /// Files in memory.
@@ -98,6 +121,11 @@ impl MemorySource {
             .unwrap_or(0)
     }
 
+    /// Every open and prefetch hint so far, in order.
+    pub fn accesses(&self) -> Vec<Access> {
+        self.inner.lock().unwrap().log.clone()
+    }
+
     /// The content of a file.
     pub fn get(&self, path: &str) -> Option<Vec<u8>> {
         let inner = self.inner.lock().unwrap();
@@ -127,6 +155,10 @@ impl Source for MemorySource {
     async fn open(&self, path: &str, offset: u64) -> Result<MemoryReader, SourceError> {
         let mut inner = self.inner.lock().unwrap();
         *inner.opens.entry(path.into()).or_default() += 1;
+        inner.log.push(Access::Open {
+            path: path.into(),
+            offset,
+        });
         let fault = inner.faults.get_mut(path).and_then(|q| q.pop_front());
         let file = inner
             .files
@@ -158,6 +190,14 @@ impl Source for MemorySource {
             sleep: None,
             counter: self.bytes_read.clone(),
         })
+    }
+
+    fn prefetch(&self, path: &str, offset: u64, len: u64) {
+        self.inner.lock().unwrap().log.push(Access::Prefetch {
+            path: path.into(),
+            offset,
+            len,
+        });
     }
 
     async fn stat(&self, path: &str) -> Result<SourceEntry, SourceError> {

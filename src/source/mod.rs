@@ -104,6 +104,13 @@ pub trait Source: Send + Sync + 'static {
 
     /// Looks at one file again (size and mtime), to notice changes during a read.
     fn stat(&self, path: &str) -> impl Future<Output = Result<SourceEntry, SourceError>> + Send;
+
+    /// A hint that `len` bytes of `path` from `offset` will be read soon, so the source
+    /// can start fetching them while other files are processed. Never waits and never
+    /// fails: a wrong or useless hint costs nothing but the hint. The default ignores it.
+    fn prefetch(&self, path: &str, offset: u64, len: u64) {
+        let _ = (path, offset, len);
+    }
 }
 
 /// Reads until `buf` is full or the reader ends; returns the bytes read (short only at the
