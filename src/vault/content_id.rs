@@ -6,10 +6,14 @@
 //! cannot test it against a known file.
 //!
 //! ```text
-//! part_mac   = HMAC-SHA256(content_id_key, "tgferry v1 part" || part plaintext)
-//! content_id = HMAC-SHA256(content_id_key, "tgferry v1 content" || size (u64 BE)
-//!                          || part_size (u64 BE) || part_mac_0 || ... || part_mac_{n-1})
+//! part_mac   = BLAKE3-keyed(content_id_key, "tgferry v1 part" || part plaintext)
+//! content_id = BLAKE3-keyed(content_id_key, "tgferry v1 content" || size (u64 BE)
+//!                           || part_size (u64 BE) || part_mac_0 || ... || part_mac_{n-1})
 //! ```
+//!
+//! BLAKE3-keyed is BLAKE3's `keyed_hash` mode with a 32-byte output: a PRF like
+//! HMAC-SHA256, at two to four times its speed, which matters because the part MACs
+//! cover every plaintext byte.
 //!
 //! Part MACs are computed per part, so a run that stopped after k parts keeps
 //! their k MACs and resumes without reading those parts again.
@@ -17,8 +21,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use zeroize::Zeroizing;
 
 use super::error::VaultError;
 use super::format::{NONCE_PREFIX_LEN, ObjectParams, SALT_LEN};
@@ -32,16 +35,20 @@ const CONTENT_PREFIX: &[u8] = b"tgferry v1 content";
 /// Length of a part MAC and of a content id.
 pub const MAC_LEN: usize = 32;
 
-/// Incremental HMAC over one part's plaintext: feed it the part in chunks of
-/// any size, then [`finalize`](Self::finalize).
+/// A keyed BLAKE3 hasher, its state (which holds the key) wiped on drop.
+fn keyed(key: &ContentIdKey) -> Zeroizing<blake3::Hasher> {
+    Zeroizing::new(blake3::Hasher::new_keyed(key.expose()))
+}
+
+/// Incremental keyed BLAKE3 over one part's plaintext: feed it the part in
+/// chunks of any size, then [`finalize`](Self::finalize).
 #[derive(Clone)]
-pub struct PartMac(Hmac<Sha256>);
+pub struct PartMac(Zeroizing<blake3::Hasher>);
 
 impl PartMac {
     /// Starts the MAC of one part.
     pub fn new(key: &ContentIdKey) -> Self {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(key.expose()).expect("HMAC accepts any key length");
+        let mut mac = keyed(key);
         mac.update(PART_PREFIX);
         PartMac(mac)
     }
@@ -53,7 +60,7 @@ impl PartMac {
 
     /// The part MAC, to keep (e.g. in the state) until the content id is made.
     pub fn finalize(self) -> [u8; MAC_LEN] {
-        self.0.finalize().into_bytes().into()
+        *self.0.finalize().as_bytes()
     }
 }
 
@@ -123,15 +130,14 @@ pub fn content_id(
             part_macs.len()
         )));
     }
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(key.expose()).expect("HMAC accepts any key length");
+    let mut mac = keyed(key);
     mac.update(CONTENT_PREFIX);
     mac.update(&size.to_be_bytes());
     mac.update(&part_size.to_be_bytes());
     for m in part_macs {
         mac.update(m);
     }
-    Ok(ContentId(mac.finalize().into_bytes().into()))
+    Ok(ContentId(*mac.finalize().as_bytes()))
 }
 
 #[cfg(test)]
@@ -157,6 +163,46 @@ mod tests {
             m.update(c);
         }
         assert_eq!(m.finalize(), whole);
+    }
+
+    /// Pins the primitive apart from the vectors: BLAKE3's keyed_hash over the
+    /// prefixed message, whatever the chunking, and the official BLAKE3 test
+    /// vector for keyed_hash (input byte i = i mod 251, key
+    /// "whats the Elvish word for friend").
+    #[test]
+    fn macs_are_keyed_blake3_of_the_prefixed_message() {
+        let key = MasterKey::from_bytes([3; 32]).content_id_key();
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let direct = blake3::keyed_hash(key.expose(), &[PART_PREFIX, &data].concat());
+        assert_eq!(part_mac(&key, &data), *direct.as_bytes());
+        for chunk in [1, 15, 64, 1023, 1024, 1025, 2999] {
+            let mut m = PartMac::new(&key);
+            for c in data.chunks(chunk) {
+                m.update(c);
+            }
+            assert_eq!(m.finalize(), *direct.as_bytes(), "chunks of {chunk}");
+        }
+
+        let macs = [part_mac(&key, &data)];
+        let msg = [
+            CONTENT_PREFIX,
+            &3000u64.to_be_bytes(),
+            &MIB.to_be_bytes(),
+            &macs[0],
+        ]
+        .concat();
+        assert_eq!(
+            content_id(&key, 3000, MIB, &macs).unwrap().0,
+            *blake3::keyed_hash(key.expose(), &msg).as_bytes()
+        );
+
+        let spec_input: Vec<u8> = (0..1024u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(
+            blake3::keyed_hash(b"whats the Elvish word for friend", &spec_input)
+                .to_hex()
+                .as_str(),
+            "75c46f6f3d9eb4f55ecaaee480db732e6c2105546f1e675003687c31719c7ba4"
+        );
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl Eq for MasterKey {}
 pub struct ContentIdKey(Zeroizing<[u8; KEY_LEN]>);
 
 impl ContentIdKey {
-    /// The raw key bytes, for HMAC.
+    /// The raw key bytes, for keyed BLAKE3.
     pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
         &self.0
     }

@@ -3,21 +3,25 @@
 generator of the test vectors beside it.
 
 Written from docs/format.md alone, on Python's `cryptography` package (>= 44,
-for Argon2id), sharing no code with the Rust implementation. The Rust harness
+for Argon2id) and the `blake3` package (`pip install blake3`, for keyed BLAKE3),
+sharing no code with the Rust implementation beyond BLAKE3 itself (the `blake3`
+package binds the upstream Rust crate tgferry also uses; the BLAKE3 spec's own test
+vector pins that primitive in src/vault/content_id.rs). The Rust harness
 (tests/vault_vectors.rs) checks that its own output matches every vector this
 script wrote, so two independent implementations agree on every byte.
 
 Not run by CI. To regenerate (only ever needed when adding vectors; existing
-vectors must never change, the format is forever):
+vectors must never change, the format is forever (content ids changed once,
+before the first release, from HMAC-SHA256 to keyed BLAKE3)):
 
     python3 tests/testdata/vault/reference_impl.py
 """
 
 import hashlib
-import hmac
 import json
 import os
 
+import blake3
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
@@ -64,15 +68,19 @@ def part_blobs(master, salt, prefix, size, part_size, plaintext):
     return blobs
 
 
+def blake3_keyed(key, message):
+    """BLAKE3 in keyed_hash mode, 32-byte output."""
+    return blake3.blake3(message, key=key).digest()
+
+
 def content_id(master, size, part_size, plaintext):
     key = hkdf(None, master, b"tgferry v1 content-id")
     parts = max(1, -(-size // part_size))
     macs = b"".join(
-        hmac.new(key, b"tgferry v1 part" + plaintext[k * part_size:(k + 1) * part_size],
-                 hashlib.sha256).digest()
+        blake3_keyed(key, b"tgferry v1 part" + plaintext[k * part_size:(k + 1) * part_size])
         for k in range(parts))
     msg = b"tgferry v1 content" + size.to_bytes(8, "big") + part_size.to_bytes(8, "big") + macs
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+    return blake3_keyed(key, msg).hex()
 
 
 def seal_catalog(master, salt, prefix, plaintext):
