@@ -38,6 +38,22 @@ impl BlockingFile {
         blocking(|| self.0.write_all(buf))
     }
 
+    /// Starts writing `len` bytes from `offset` back to the disk without waiting for it,
+    /// and lets the page cache drop them once written (`posix_fadvise(DONTNEED)`, which
+    /// Linux implements as an asynchronous writeback of the range). A later
+    /// [`sync_data`](Self::sync_data) then has little left to wait for, and a backup does
+    /// not push everything else out of the page cache. A no-op where unsupported.
+    pub fn start_writeback(&self, offset: u64, len: u64) {
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+        if let Some(len) = std::num::NonZeroU64::new(len) {
+            let _ = blocking(|| {
+                rustix::fs::fadvise(&self.0, offset, Some(len), rustix::fs::Advice::DontNeed)
+            });
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+        let _ = (offset, len);
+    }
+
     /// Flushes the file's data to the disk (`fdatasync`).
     pub fn sync_data(&self) -> io::Result<()> {
         blocking(|| self.0.sync_data())
