@@ -55,6 +55,39 @@ fn entry_from(path: String, md: &std::fs::Metadata) -> SourceEntry {
     }
 }
 
+/// Opens a listed file for reading. What was a regular file when listed may have been
+/// replaced since: a FIFO would block `open` until a writer came (a CI job hung for
+/// good), a symbolic link would lead outside the root. So the open neither blocks
+/// (`O_NONBLOCK`, which regular files ignore) nor follows a final symbolic link
+/// (`O_NOFOLLOW`), and anything that is not a regular file is refused.
+fn open_regular(full: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags((OFlags::NONBLOCK | OFlags::NOFOLLOW).bits() as i32);
+    }
+    let file = options.open(full).map_err(|e| {
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            return std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "is now a symbolic link, which is not followed",
+            );
+        }
+        e
+    })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is no longer a regular file",
+        ));
+    }
+    Ok(file)
+}
+
 /// Lists `root` recursively (blocking).
 fn list_blocking(root: &Path) -> Result<Listing, SourceError> {
     let unavailable = |message: String| SourceError::Unavailable {
@@ -176,7 +209,7 @@ impl Source for LocalSource {
     async fn open(&self, path: &str, offset: u64) -> Result<Self::Reader, SourceError> {
         let full = self.full(path);
         let file = crate::blocking::blocking(|| {
-            let mut file = std::fs::File::open(&full)?;
+            let mut file = open_regular(&full)?;
             if offset > 0 {
                 std::io::Seek::seek(&mut file, SeekFrom::Start(offset))?;
             }
@@ -195,7 +228,7 @@ impl Source for LocalSource {
             let full = self.full(path);
             let len = std::num::NonZeroU64::new(len.min(PREFETCH_MAX));
             tokio::task::spawn_blocking(move || {
-                if let (Ok(file), Some(len)) = (std::fs::File::open(full), len) {
+                if let (Ok(file), Some(len)) = (open_regular(&full), len) {
                     let _ =
                         rustix::fs::fadvise(&file, offset, Some(len), rustix::fs::Advice::WillNeed);
                 }
@@ -216,5 +249,62 @@ impl Source for LocalSource {
             });
         }
         Ok(entry_from(path.to_owned(), &md))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens `full` on a thread of its own and says whether it was refused, failing the
+    /// test (rather than hanging it) if the open blocks.
+    fn refused_promptly(full: PathBuf) -> bool {
+        let (done, opened) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(open_regular(&full).is_err()));
+        opened
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the open blocked")
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    #[test]
+    fn a_fifo_or_symlink_swapped_in_after_listing_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("src");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("pipe"), b"was a file").unwrap();
+        std::fs::write(root.join("link"), b"was a file").unwrap();
+        std::fs::write(dir.path().join("secret"), b"outside the root").unwrap();
+        let source = LocalSource::new(&root);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        assert_eq!(rt.block_on(source.list()).unwrap().files.len(), 2);
+
+        std::fs::remove_file(root.join("pipe")).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(root.join("pipe"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::remove_file(root.join("link")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("link")).unwrap();
+
+        for path in ["pipe", "link"] {
+            // Reads and read-ahead hints both open through open_regular.
+            assert!(refused_promptly(root.join(path)), "{path} opened");
+            match rt.block_on(source.open(path, 0)) {
+                Err(SourceError::Unreadable { path: p, message }) => {
+                    assert_eq!(p, path);
+                    assert!(
+                        message.contains("regular file") || message.contains("symbolic link"),
+                        "{message}"
+                    );
+                }
+                other => panic!("{path}: {other:?}"),
+            }
+        }
     }
 }
