@@ -38,11 +38,12 @@ impl BlockingFile {
         blocking(|| self.0.write_all(buf))
     }
 
-    /// Starts writing `len` bytes from `offset` back to the disk without waiting for it,
-    /// and lets the page cache drop them once written (`posix_fadvise(DONTNEED)`, which
-    /// Linux implements as an asynchronous writeback of the range). A later
-    /// [`sync_data`](Self::sync_data) then has little left to wait for, and a backup does
-    /// not push everything else out of the page cache. A no-op where unsupported.
+    /// Starts writing `len` bytes from `offset` back to the disk without waiting for it
+    /// (`posix_fadvise(DONTNEED)`: Linux starts an asynchronous writeback of the range's
+    /// dirty pages, and drops only pages already clean, so the bytes just written stay
+    /// cached). A later [`sync_data`](Self::sync_data) then has little left to wait for.
+    /// Only a hint: other systems may ignore it, and where there is no such call it does
+    /// nothing.
     pub fn start_writeback(&self, offset: u64, len: u64) {
         #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
         if let Some(len) = std::num::NonZeroU64::new(len) {
