@@ -16,7 +16,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use tgferry::keyring;
 use tgferry::prune::{PruneOptions, prune};
-use tgferry::restore::{Issue, RestoreOptions, VerifyOptions, restore, verify};
+use tgferry::restore::{Issue, RestoreOptions, RestoreReport, VerifyOptions, restore, verify};
 use tgferry::runner::{Budget, Events, RunConfig, RunError, RunReport, Runner, VaultKeys};
 use tgferry::source::memory::MemorySource;
 use tgferry::state::model::StoredPart;
@@ -43,6 +43,19 @@ fn store_name() -> String {
 
 fn pass() -> SecretString {
     SecretString::from(PASS.to_owned())
+}
+
+/// Restores everything `state` records from `store` into a fresh folder.
+async fn restore_all(
+    store: &TelegramStore<TelegramDouble>,
+    state: &State,
+    master: Option<&MasterKey>,
+) -> (tempfile::TempDir, RestoreReport) {
+    let out = common::tempdir();
+    let report = restore(store, state, master, &RestoreOptions::new(out.path()))
+        .await
+        .unwrap();
+    (out, report)
 }
 
 /// One user's backup job: a source, a Telegram chat (the double) and a state file.
@@ -321,15 +334,7 @@ async fn vault_backup_over_budget_limited_runs_restores_with_the_passphrase_alon
         .await
         .unwrap()
         .expect("the catalog is in the chat");
-    let out = common::tempdir();
-    let report = restore(
-        &store,
-        &catalog,
-        Some(&master),
-        &RestoreOptions::new(out.path()),
-    )
-    .await
-    .unwrap();
+    let (out, report) = restore_all(&store, &catalog, Some(&master)).await;
     assert!(report.is_success(), "{:?}", report.failed);
     job.assert_restored(out.path(), &files);
 
@@ -372,15 +377,7 @@ async fn plain_mode_sends_files_as_themselves_split_into_numbered_pieces() {
 
     let store = job.store();
     store.prepare().await.unwrap();
-    let out = common::tempdir();
-    let report = restore(
-        &store,
-        &job.saved_state(),
-        None,
-        &RestoreOptions::new(out.path()),
-    )
-    .await
-    .unwrap();
+    let (out, report) = restore_all(&store, &job.saved_state(), None).await;
     assert!(report.is_success(), "{:?}", report.failed);
     job.assert_restored(out.path(), &files);
 }
@@ -480,15 +477,7 @@ async fn dropped_connections_while_uploading_reconnect_and_retry_the_part() {
 
     let store = job.store();
     let master = job.master(&store).await;
-    let out = common::tempdir();
-    let r = restore(
-        &store,
-        &job.saved_state(),
-        Some(&master),
-        &RestoreOptions::new(out.path()),
-    )
-    .await
-    .unwrap();
+    let (out, r) = restore_all(&store, &job.saved_state(), Some(&master)).await;
     assert!(r.is_success(), "{:?}", r.failed);
     job.assert_restored(out.path(), &files);
 }
@@ -513,15 +502,7 @@ async fn a_chunk_the_server_lost_makes_the_part_go_again() {
 
     let store = job.store();
     let master = job.master(&store).await;
-    let out = common::tempdir();
-    let r = restore(
-        &store,
-        &state,
-        Some(&master),
-        &RestoreOptions::new(out.path()),
-    )
-    .await
-    .unwrap();
+    let (out, r) = restore_all(&store, &state, Some(&master)).await;
     assert!(r.is_success(), "{:?}", r.failed);
     assert!(std::fs::read(out.path().join("f")).unwrap() == data);
 }
@@ -545,15 +526,7 @@ async fn a_download_cut_off_resumes_at_its_offset() {
         tokio::time::sleep(Duration::from_millis(2_300)).await;
         tg.drop_connection();
     });
-    let out = common::tempdir();
-    let r = restore(
-        &store,
-        &state,
-        Some(&master),
-        &RestoreOptions::new(out.path()),
-    )
-    .await
-    .unwrap();
+    let (out, r) = restore_all(&store, &state, Some(&master)).await;
     dropper.await.unwrap();
     assert!(r.is_success(), "{:?}", r.failed);
     assert!(std::fs::read(out.path().join("f")).unwrap() == data);
@@ -727,15 +700,7 @@ async fn prune_by_a_bot_deletes_old_leftovers_and_keeps_what_the_catalog_needs()
     assert!(!file.state().in_progress.contains_key("zz-abandoned"));
 
     // What the catalog knows survives: "later" and "done" restore.
-    let out = common::tempdir();
-    let r = restore(
-        &store,
-        &catalog,
-        Some(&master),
-        &RestoreOptions::new(out.path()),
-    )
-    .await
-    .unwrap();
+    let (_out, r) = restore_all(&store, &catalog, Some(&master)).await;
     assert_eq!(r.restored, ["done", "later"], "{:?}", r.failed);
 }
 
@@ -1001,11 +966,7 @@ fn prune_cmd(store: &Path, state: &Path, extra: &[&str]) -> std::process::Comman
 #[test]
 fn prune_on_a_local_vault_deletes_old_orphans_only_after_a_dry_run_shows_them() {
     let dir = common::tempdir();
-    let (src, store, state) = (
-        dir.path().join("src"),
-        dir.path().join("store"),
-        dir.path().join("state.json"),
-    );
+    let (src, store, state) = common::job_paths(dir.path());
     std::fs::create_dir_all(src.join("sub")).unwrap();
     std::fs::write(src.join("a.txt"), common::bytes(1, 300_000)).unwrap();
     std::fs::write(src.join("sub/b.bin"), common::bytes(2, 70_000)).unwrap();
@@ -1116,15 +1077,7 @@ async fn plain_captions_too_long_for_telegram_are_shortened_and_the_file_restore
     assert!(m.text.ends_with("…\n#tgferry"), "{}", m.text);
 
     let store = job.store();
-    let out = common::tempdir();
-    let r = restore(
-        &store,
-        &job.saved_state(),
-        None,
-        &RestoreOptions::new(out.path()),
-    )
-    .await
-    .unwrap();
+    let (out, r) = restore_all(&store, &job.saved_state(), None).await;
     assert!(r.is_success(), "{:?}", r.failed);
     assert!(std::fs::read(out.path().join(&deep)).unwrap() == data);
 }
@@ -1164,11 +1117,7 @@ async fn a_connection_that_stays_down_does_not_keep_the_run_past_its_budget() {
 #[test]
 fn prune_refuses_a_state_older_than_the_store() {
     let dir = common::tempdir();
-    let (src, store, state) = (
-        dir.path().join("src"),
-        dir.path().join("store"),
-        dir.path().join("state.json"),
-    );
+    let (src, store, state) = common::job_paths(dir.path());
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("a.txt"), b"first").unwrap();
     common::assert_exit(&mut common::run_cmd(&src, &store, &state, &["-q"]), 0);
@@ -1231,11 +1180,7 @@ async fn a_flood_wait_on_signing_in_is_sat_out_or_ends_the_run_rate_limited() {
 #[test]
 fn a_catalog_the_last_run_could_not_write_is_written_by_the_next_even_with_nothing_to_do() {
     let dir = common::tempdir();
-    let (src, store, state) = (
-        dir.path().join("src"),
-        dir.path().join("store"),
-        dir.path().join("state.json"),
-    );
+    let (src, store, state) = common::job_paths(dir.path());
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("a.txt"), b"kept").unwrap();
     let run = || {

@@ -353,10 +353,7 @@ impl<S: Source, T: Store> Runner<S, T> {
             if stop.is_none() && !paused {
                 while running.len() < cfg.jobs.max(1) {
                     let Some(p) = queue.pop_front() else { break };
-                    if !self
-                        .budget
-                        .can_finish(next_part_len(&p.item, cfg.part_size))
-                    {
+                    if !self.budget.can_finish(next_part(&p.item, cfg.part_size).1) {
                         deferred.push(p);
                         continue;
                     }
@@ -378,9 +375,7 @@ impl<S: Source, T: Store> Runner<S, T> {
                 for p in queue.iter_mut().take(cfg.jobs.max(1)) {
                     if !p.prefetched {
                         p.prefetched = true;
-                        let offset = p.item.resume.as_ref().map_or(0, |r| r.parts.len() as u64)
-                            * cfg.part_size;
-                        let len = next_part_len(&p.item, cfg.part_size);
+                        let (offset, len) = next_part(&p.item, cfg.part_size);
                         self.source.prefetch(&p.item.entry.path, offset, len);
                     }
                 }
@@ -425,7 +420,7 @@ impl<S: Source, T: Store> Runner<S, T> {
                         FileOutcome::Deferred => deferred.push(p),
                         FileOutcome::Failed(err) => {
                             if let Some(wait) = transfer::rate_limit(&err) {
-                                let len = next_part_len(&p.item, cfg.part_size);
+                                let len = next_part(&p.item, cfg.part_size).1;
                                 if stop.is_none() && self.budget.fits_wait(wait, len) {
                                     self.events.emit(Event::Waiting { wait });
                                     paused_until = Some(Instant::now() + wait);
@@ -647,10 +642,14 @@ impl<S: Source, T: Store> Runner<S, T> {
     }
 }
 
-fn next_part_len(item: &WorkItem, part_size: u64) -> u64 {
+/// Where the next part of a file starts, and its length.
+fn next_part(item: &WorkItem, part_size: u64) -> (u64, u64) {
     let done = item.resume.as_ref().map_or(0, |r| r.parts.len() as u64);
     let offset = done * part_size;
-    item.entry.size.saturating_sub(offset).min(part_size)
+    (
+        offset,
+        item.entry.size.saturating_sub(offset).min(part_size),
+    )
 }
 
 fn kind_of(err: &FileError) -> FailureKind {

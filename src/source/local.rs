@@ -55,21 +55,6 @@ fn entry_from(path: String, md: &std::fs::Metadata) -> SourceEntry {
     }
 }
 
-/// Why [`open_regular`] did not open a file.
-#[derive(Debug)]
-enum OpenFailure {
-    /// The OS said no.
-    Io(std::io::Error),
-    /// The path is no longer a regular file (what it is now).
-    NotRegular(&'static str),
-}
-
-impl From<std::io::Error> for OpenFailure {
-    fn from(e: std::io::Error) -> Self {
-        OpenFailure::Io(e)
-    }
-}
-
 /// Opens a listed file for reading. What was a regular file when listed may have been
 /// replaced since: a FIFO would block `open` until a writer came (a CI job hung for
 /// good), a symbolic link in its place would be followed. So on Unix the open does not
@@ -77,7 +62,11 @@ impl From<std::io::Error> for OpenFailure {
 /// anything that is not a regular file is refused, and the descriptor is then made
 /// blocking again for the reads. (A folder higher up replaced by a link is still
 /// followed; `openat2(RESOLVE_BENEATH)` would close that too.)
-fn open_regular(full: &Path) -> Result<std::fs::File, OpenFailure> {
+fn open_regular(full: &Path, path: &str) -> Result<std::fs::File, SourceError> {
+    let changed = |now: &str| SourceError::Changed {
+        path: path.into(),
+        detail: format!("is {now}"),
+    };
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -89,19 +78,20 @@ fn open_regular(full: &Path) -> Result<std::fs::File, OpenFailure> {
     let file = match options.open(full) {
         Ok(file) => file,
         #[cfg(unix)]
-        Err(e) if is_symlink_refusal(&e) => {
-            return Err(OpenFailure::NotRegular("now a symbolic link"));
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) if is_symlink_refusal(&e) => return Err(changed("now a symbolic link")),
+        Err(e) => return Err(io_error(path, e)),
     };
-    if !file.metadata()?.is_file() {
-        return Err(OpenFailure::NotRegular("no longer a regular file"));
+    match file.metadata() {
+        Ok(md) if md.is_file() => {}
+        Ok(_) => return Err(changed("no longer a regular file")),
+        Err(e) => return Err(io_error(path, e)),
     }
     #[cfg(unix)]
     {
         use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
-        let flags = fcntl_getfl(&file).map_err(std::io::Error::from)?;
-        fcntl_setfl(&file, flags - OFlags::NONBLOCK).map_err(std::io::Error::from)?;
+        fcntl_getfl(&file)
+            .and_then(|flags| fcntl_setfl(&file, flags - OFlags::NONBLOCK))
+            .map_err(|e| io_error(path, e.into()))?;
     }
     Ok(file)
 }
@@ -241,13 +231,7 @@ impl Source for LocalSource {
     async fn open(&self, path: &str, offset: u64) -> Result<Self::Reader, SourceError> {
         let full = self.full(path);
         let file = crate::blocking::blocking(|| {
-            let mut file = open_regular(&full).map_err(|f| match f {
-                OpenFailure::Io(e) => io_error(path, e),
-                OpenFailure::NotRegular(now) => SourceError::Changed {
-                    path: path.into(),
-                    detail: format!("is {now}"),
-                },
-            })?;
+            let mut file = open_regular(&full, path)?;
             if offset > 0 {
                 std::io::Seek::seek(&mut file, SeekFrom::Start(offset))
                     .map_err(|e| io_error(path, e))?;
@@ -267,9 +251,9 @@ impl Source for LocalSource {
             std::num::NonZeroU64::new(len.min(PREFETCH_MAX)),
             tokio::runtime::Handle::try_current(),
         ) {
-            let full = self.full(path);
+            let (full, path) = (self.full(path), path.to_owned());
             runtime.spawn_blocking(move || {
-                if let Ok(file) = open_regular(&full) {
+                if let Ok(file) = open_regular(&full, &path) {
                     let _ =
                         rustix::fs::fadvise(&file, offset, Some(len), rustix::fs::Advice::WillNeed);
                 }
@@ -302,7 +286,7 @@ mod tests {
     #[cfg(unix)]
     fn refused_promptly(full: PathBuf) -> bool {
         let (done, opened) = std::sync::mpsc::channel();
-        std::thread::spawn(move || done.send(open_regular(&full).is_err()));
+        std::thread::spawn(move || done.send(open_regular(&full, "file").is_err()));
         opened
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("the open blocked")

@@ -34,7 +34,6 @@ struct File {
 struct Inner {
     files: BTreeMap<String, File>,
     faults: HashMap<String, VecDeque<Fault>>,
-    opens: HashMap<String, u64>,
     /// Opens and prefetch hints in the order they came.
     log: Vec<Access>,
 }
@@ -112,13 +111,12 @@ impl MemorySource {
 
     /// How many times `path` was opened.
     pub fn opens(&self, path: &str) -> u64 {
-        self.inner
-            .lock()
-            .unwrap()
-            .opens
-            .get(path)
-            .copied()
-            .unwrap_or(0)
+        let inner = self.inner.lock().unwrap();
+        let opens = inner
+            .log
+            .iter()
+            .filter(|a| matches!(a, Access::Open { path: p, .. } if p == path));
+        opens.count() as u64
     }
 
     /// Every open and prefetch hint so far, in order.
@@ -154,7 +152,6 @@ impl Source for MemorySource {
 
     async fn open(&self, path: &str, offset: u64) -> Result<MemoryReader, SourceError> {
         let mut inner = self.inner.lock().unwrap();
-        *inner.opens.entry(path.into()).or_default() += 1;
         inner.log.push(Access::Open {
             path: path.into(),
             offset,

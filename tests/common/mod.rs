@@ -168,6 +168,12 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The source folder, store folder and state file of a job under `dir`: `src/`, `store/`
+/// and `state.json` (none is created).
+pub fn job_paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (dir.join("src"), dir.join("store"), dir.join("state.json"))
+}
+
 /// `tgferry run --source SRC --store STORE --state STATE EXTRA...`.
 pub fn run_cmd(
     src: impl AsRef<Path>,
