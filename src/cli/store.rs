@@ -37,24 +37,22 @@ pub(crate) fn open(spec: &str, plain: bool, premium: bool) -> Result<CliStore, E
 /// Opens a store that must already exist (`restore`, `verify`): a local folder is
 /// checked, never created.
 pub(crate) fn open_existing(spec: &str, plain: bool) -> Result<CliStore, Exit> {
-    if telegram_chat(spec)?.is_none() {
-        match std::fs::metadata(spec) {
-            Ok(md) if md.is_dir() => {}
-            Ok(_) => {
-                return Err(Exit {
-                    code: exit::STORE_UNAVAILABLE,
-                    message: format!("store {spec} is not a folder; check --store"),
-                });
-            }
-            Err(e) => {
-                return Err(Exit {
-                    code: exit::STORE_UNAVAILABLE,
-                    message: format!("store {spec} cannot be opened: {e}; check --store"),
-                });
-            }
-        }
+    if let Some(chat) = telegram_chat(spec)? {
+        return open_telegram(chat, plain, false);
     }
-    open(spec, plain, false)
+    let unavailable = |message: String| Exit {
+        code: exit::STORE_UNAVAILABLE,
+        message,
+    };
+    match std::fs::metadata(spec) {
+        Ok(md) if md.is_dir() => Ok(AnyStore::Local(LocalStore::new(spec))),
+        Ok(_) => Err(unavailable(format!(
+            "store {spec} is not a folder; check --store"
+        ))),
+        Err(e) => Err(unavailable(format!(
+            "store {spec} cannot be opened: {e}; check --store"
+        ))),
+    }
 }
 
 fn credentials_error(e: impl std::fmt::Display) -> Exit {

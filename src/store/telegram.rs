@@ -168,8 +168,11 @@ fn plain_caption(path: &str) -> String {
     format!("{short}…\n{PLAIN_MARKER}")
 }
 
+/// What a meta blob's document name starts with.
+const META_PREFIX: &str = "tgferry-";
+
 fn meta_document_name(name: &str) -> String {
-    format!("tgferry-{name}")
+    format!("{META_PREFIX}{name}")
 }
 
 /// The pinned index: meta name → message id.
@@ -256,14 +259,6 @@ impl<A: TelegramApi> Shared<A> {
         }
     }
 
-    /// Whether a retry after `delay` still starts before the wait deadline.
-    fn may_retry_after(&self, delay: Duration) -> bool {
-        match *self.wait_deadline.lock().unwrap() {
-            Some(deadline) => Instant::now() + delay < deadline,
-            None => true,
-        }
-    }
-
     async fn reconnect(&self, seen: u64) {
         let mut generation = self.connection.lock().await;
         if *generation == seen {
@@ -273,8 +268,18 @@ impl<A: TelegramApi> Shared<A> {
         }
     }
 
+    /// Runs one request, connecting first if this is the store's first.
+    async fn call<T, F, Fut>(&self, request: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, TgError>>,
+    {
+        self.connected().await?;
+        self.request(request).await
+    }
+
     /// Runs one request: sits out flood waits that fit, reconnects after drops.
-    async fn call<T, F, Fut>(&self, mut request: F) -> Result<T, StoreError>
+    async fn request<T, F, Fut>(&self, mut request: F) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, TgError>>,
@@ -300,7 +305,7 @@ impl<A: TelegramApi> Shared<A> {
                     *paused = Some(paused.map_or(until, |p| p.max(until)));
                 }
                 Err(TgError::Disconnected(m)) => match backoff.next() {
-                    Some(delay) if self.may_retry_after(delay) => {
+                    Some(delay) if self.may_wait(delay, Instant::now() + delay) => {
                         tracing::warn!("connection to Telegram lost ({m}); reconnecting");
                         tokio::time::sleep(delay).await;
                         self.reconnect(seen).await;
@@ -315,7 +320,7 @@ impl<A: TelegramApi> Shared<A> {
     /// Connects on first use (restore and verify never call `prepare`).
     async fn connected(&self) -> Result<&Account, StoreError> {
         self.account
-            .get_or_try_init(|| async { self.call(|| self.api.connect()).await })
+            .get_or_try_init(|| async { self.request(|| self.api.connect()).await })
             .await
     }
 
@@ -628,7 +633,6 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
             });
         }
         let id = message_id(loc)?;
-        self.shared.connected().await?;
         let size = match self.shared.lookup(id).await? {
             Some(MessageInfo {
                 document: Some(d), ..
@@ -689,7 +693,6 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
             return Ok(Some(0));
         }
         let id = message_id(loc)?;
-        self.shared.connected().await?;
         Ok(self
             .shared
             .lookup(id)
@@ -704,7 +707,6 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
         }
         let id = message_id(loc)?;
         let s = &self.shared;
-        s.connected().await?;
         s.lookups.lock().unwrap().remove(&id);
         let ids = [id];
         s.call(|| s.api.delete_messages(&ids)).await
@@ -712,7 +714,6 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
 
     async fn put_meta(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let s = &self.shared;
-        s.connected().await?;
         let id = s.send_blob(&meta_document_name(name), "", bytes).await?;
         let (index_id, mut index) = match s.index().await? {
             Some((at, index)) => (Some(at), index),
@@ -745,7 +746,6 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
 
     async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let s = &self.shared;
-        s.connected().await?;
         let Some((_, index)) = s.index().await? else {
             return Ok(None);
         };
@@ -795,7 +795,7 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
                 let Some(doc) = &m.document else { continue };
                 // A meta blob the index does not point to was left by a run stopped
                 // between sending it and updating the index.
-                let stray_meta = doc.name.starts_with("tgferry-") && !indexed.contains(&m.id);
+                let stray_meta = doc.name.starts_with(META_PREFIX) && !indexed.contains(&m.id);
                 let ours = is_vault_document(&doc.name)
                     || stray_meta
                     || (s.options.plain && m.text.ends_with(PLAIN_MARKER));

@@ -81,15 +81,19 @@ pub enum CredentialsError {
 const APP_FIX: &str = "create an app at https://my.telegram.org (API development tools) and \
                        set its api_id and api_hash as secrets (docs/telegram.md)";
 
+/// A variable's value, trimmed; unset and blank are the same.
+fn value(lookup: &dyn Fn(&str) -> Option<String>, var: &str) -> Option<String> {
+    lookup(var)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
 /// Reads the app id and hash alone (for `tgferry telegram login`).
 pub fn app_from(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(i32, SecretString), CredentialsError> {
     let get = |var: &'static str| {
-        lookup(var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-            .ok_or(CredentialsError::Missing { var, fix: APP_FIX })
+        value(lookup, var).ok_or(CredentialsError::Missing { var, fix: APP_FIX })
     };
     let id = get(API_ID_ENV)?;
     let api_id =
@@ -115,12 +119,7 @@ pub fn app_from(
 /// Reads every credential through `lookup` (the environment, or a map in tests).
 pub fn from(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Credentials, CredentialsError> {
     let (api_id, api_hash) = app_from(lookup)?;
-    let set = |var: &str| {
-        lookup(var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    let login = match (set(BOT_TOKEN_ENV), set(SESSION_ENV)) {
+    let login = match (value(lookup, BOT_TOKEN_ENV), value(lookup, SESSION_ENV)) {
         (Some(_), Some(_)) => return Err(CredentialsError::Ambiguous),
         (None, None) => return Err(CredentialsError::NoAccount),
         (Some(token), None) => {
