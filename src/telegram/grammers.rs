@@ -254,18 +254,26 @@ impl GrammersApi {
             return Ok(found.clone());
         }
         let messages = self.get_raw_messages(conn, target, &[id]).await?;
-        let found = messages
-            .iter()
-            .find(|m| belongs(m, target) && message_id(m) == Some(id))
-            .and_then(document_location)
-            .ok_or_else(|| TgError::Invalid("MESSAGE_ID_INVALID".into()))?;
+        self.remember_locations(&messages, target);
+        self.files()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| TgError::Invalid("MESSAGE_ID_INVALID".into()))
+    }
+
+    /// Keeps where the documents of fetched messages are, so downloading one later needs
+    /// no second fetch (a restore looks each part's message up before reading it).
+    fn remember_locations(&self, messages: &[tl::enums::Message], target: &Target) {
         let mut files = self.files();
         // Locations of parts already read are not needed again: keep a window, not all.
         if files.len() >= 1_000 {
             files.clear();
         }
-        files.insert(id, found.clone());
-        Ok(found)
+        for m in messages.iter().filter(|m| belongs(m, target)) {
+            if let (Some(id), Some(found)) = (message_id(m), document_location(m)) {
+                files.insert(id, found);
+            }
+        }
     }
 
     fn files(&self) -> MutexGuard<'_, HashMap<i32, FileLocation>> {
@@ -721,6 +729,7 @@ impl TelegramApi for GrammersApi {
         }
         let (conn, target, _) = self.ready()?;
         let messages = self.get_raw_messages(&conn, &target, ids).await?;
+        self.remember_locations(&messages, &target);
         Ok(arrange(&messages, &target, ids))
     }
 
