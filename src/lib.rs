@@ -23,6 +23,7 @@
 pub mod blocking;
 pub mod cli;
 pub mod github;
+pub mod job;
 pub mod keyring;
 pub mod prune;
 pub mod report;
