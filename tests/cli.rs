@@ -484,6 +484,14 @@ fn bad_flags_name_the_flag() {
     let cases: &[(&[&str], &str)] = &[
         (&["--budget", "soon"], "--budget"),
         (&["--deadline", "tomorrow"], "--deadline"),
+        // Far away: refused with the fix, never an overflow or a panic.
+        (&["--budget", "500000000000y"], "more than 100 years"),
+        (&["--budget", "101y"], "leave --budget out"),
+        (&["--deadline", "9999-12-31T00:00:00Z"], "out of range"),
+        (
+            &["--deadline", "2300-01-01T00:00:00Z"],
+            "leave --deadline out",
+        ),
         (&["--part-size", "big"], "--part-size"),
         (&["--part-size", "0"], "--part-size"),
         (&["--jobs", "0"], "--jobs"),

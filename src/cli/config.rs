@@ -63,6 +63,29 @@ fn telegram_part_size(
     )))
 }
 
+/// Budgets and deadlines further away than this are refused (a typo, and past it the
+/// clock arithmetic overflows).
+const MAX_BUDGET_YEARS: u64 = 100;
+const MAX_BUDGET: Duration = Duration::from_secs(MAX_BUDGET_YEARS * 365 * 24 * 3600);
+
+/// Parses `--deadline`: an RFC 3339 time.
+fn deadline(text: &str) -> Result<jiff::Timestamp, UsageError> {
+    text.trim().parse().map_err(|e: jiff::Error| {
+        let e = e.to_string();
+        if e.contains("overflow") || e.contains("not in the required range") {
+            UsageError(format!(
+                "--deadline {text:?} is out of range (more than {MAX_BUDGET_YEARS} years away, \
+                 or before 1970); write e.g. 2026-11-22T06:00:00Z, or leave --deadline out"
+            ))
+        } else {
+            UsageError(format!(
+                "--deadline {text:?} is not an RFC 3339 time ({e}); write e.g. \
+                 2026-11-22T06:00:00Z"
+            ))
+        }
+    })
+}
+
 pub(crate) fn duration(flag: &str, text: &str) -> Result<Duration, UsageError> {
     humantime::parse_duration(text.trim()).map_err(|e| {
         UsageError(format!(
@@ -75,18 +98,30 @@ impl RunSettings {
     /// Checks the flags; `now` is the wall clock at process start.
     pub fn from_args(a: &RunArgs, now: SystemTime) -> Result<Self, UsageError> {
         let mut budget = match &a.budget {
-            Some(b) => Some(duration("--budget", b)?),
+            Some(b) => {
+                let budget = duration("--budget", b)?;
+                if budget > MAX_BUDGET {
+                    return Err(UsageError(format!(
+                        "--budget {b:?} is more than {} years; leave --budget out for a run \
+                         without a time limit",
+                        MAX_BUDGET_YEARS
+                    )));
+                }
+                Some(budget)
+            }
             None => None,
         };
         if let Some(d) = &a.deadline {
-            let ts: jiff::Timestamp = d.trim().parse().map_err(|e| {
-                UsageError(format!(
-                    "--deadline {d:?} is not an RFC 3339 time ({e}); write e.g. 2026-11-22T06:00:00Z"
-                ))
-            })?;
+            let ts = deadline(d)?;
             let left = SystemTime::from(ts)
                 .duration_since(now)
                 .unwrap_or(Duration::ZERO);
+            if left > MAX_BUDGET {
+                return Err(UsageError(format!(
+                    "--deadline {d:?} is more than {MAX_BUDGET_YEARS} years away; leave \
+                     --deadline out for a run without a deadline"
+                )));
+            }
             budget = Some(budget.map_or(left, |b| b.min(left)));
         }
         let reserve = match &a.reserve {

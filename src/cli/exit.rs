@@ -113,7 +113,9 @@ pub fn for_job_error(e: &crate::job::JobError) -> u8 {
         J::Store(e) | J::Records(e) => for_store_error(e),
         J::Run(e) => for_run_error(e),
         J::Fetch(e) => for_fetch_error(e),
-        J::NoState { .. } | J::File { .. } | J::NoCatalog(_) => STATE_UNREADABLE,
+        J::NoState { .. } | J::File { .. } | J::NoCatalog(_) | J::BadArtifact(_) => {
+            STATE_UNREADABLE
+        }
         J::NoStateArtifact(_) => STATE_ARTIFACT_MISSING,
         J::Foreign(_) => STATE_FOREIGN,
     }

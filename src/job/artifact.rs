@@ -34,6 +34,7 @@ pub async fn fetch_state<T: Store>(
             if unseal_in_place(state)? {
                 notice(Notice::SealedStateOpened);
             }
+            check_fetched(cfg, state, artifact_id)?;
             notice(Notice::ArtifactFetched {
                 name: cfg.name.clone(),
                 artifact_id,
@@ -125,4 +126,33 @@ fn unseal_in_place(state: &Path) -> Result<bool, JobError> {
     // The sealed state has its journal folded in.
     let _ = std::fs::remove_file(crate::state::journal::journal_path(state));
     Ok(true)
+}
+
+/// Checks that what the artifact held is a state this tgferry reads (with its journal); if
+/// not, moves both aside so that no run starts from it, and says what it was.
+fn check_fetched(cfg: &FetchConfig, state: &Path, artifact_id: u64) -> Result<(), JobError> {
+    let Err(e) = crate::state::read_with_journal(state) else {
+        return Ok(());
+    };
+    let aside = |path: &Path| {
+        let mut to = path.as_os_str().to_owned();
+        to.push(format!(".fetched-{artifact_id}"));
+        let to = std::path::PathBuf::from(to);
+        std::fs::rename(path, &to).ok().map(|()| to)
+    };
+    let journal = crate::state::journal::journal_path(state);
+    let moved = aside(state);
+    if journal.exists() {
+        aside(&journal);
+    }
+    Err(JobError::BadArtifact(format!(
+        "the state artifact {:?} (id {artifact_id}) does not hold a state this tgferry reads: \
+         {e}; {}check --artifact-name, or delete the artifact so the next run starts from the \
+         store's catalog",
+        cfg.name,
+        moved.map_or_else(String::new, |to| format!(
+            "what it held was moved aside to {}; ",
+            to.display()
+        )),
+    )))
 }

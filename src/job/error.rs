@@ -43,6 +43,9 @@ pub enum JobError {
         /// What to do.
         hint: String,
     },
+    /// The state artifact holds no state this tgferry reads.
+    #[error("{0}")]
+    BadArtifact(String),
     /// `--require` and no state anywhere (artifact, catalog).
     #[error("{0}")]
     NoStateArtifact(String),
