@@ -11,8 +11,7 @@ use grammers_client::session::types::{PeerAuth, PeerId, PeerKind, PeerRef};
 use grammers_client::tl;
 
 use super::GrammersApi;
-use super::conn::{Conn, within_time};
-use super::errors::map_invocation;
+use super::conn::{Conn, answered};
 use super::messages::{arrange, belongs, message_info, messages_of};
 use crate::telegram::api::{ChatRef, MessageInfo, TgError};
 
@@ -34,6 +33,17 @@ pub(super) fn target_of(peer: PeerRef) -> Target {
         channel: (peer.id.kind() == PeerKind::Channel).then(|| (&peer).into()),
         id: peer.id,
     }
+}
+
+/// The channels with id `id` among `chats` (what Telegram answered a lookup with).
+fn channels_with_id(
+    chats: &[tl::enums::Chat],
+    id: PeerId,
+) -> impl Iterator<Item = &tl::types::Channel> {
+    chats.iter().filter_map(move |c| match c {
+        tl::enums::Chat::Channel(c) if PeerId::channel(c.id) == Some(id) => Some(c),
+        _ => None,
+    })
 }
 
 impl GrammersApi {
@@ -68,12 +78,9 @@ impl GrammersApi {
                     .await?;
                 let id = PeerId::from(&resolved.peer);
                 let auth = match id.kind() {
-                    PeerKind::Channel => resolved.chats.iter().find_map(|c| match c {
-                        tl::enums::Chat::Channel(c) if PeerId::channel(c.id) == Some(id) => {
-                            c.access_hash
-                        }
-                        _ => None,
-                    }),
+                    PeerKind::Channel => {
+                        channels_with_id(&resolved.chats, id).find_map(|c| c.access_hash)
+                    }
                     PeerKind::User => resolved.users.iter().find_map(|u| match u {
                         tl::enums::User::User(u) if PeerId::user(u.id) == Some(id) => u.access_hash,
                         _ => None,
@@ -99,10 +106,7 @@ impl GrammersApi {
                     return self.resolve_for_bot(conn, id).await;
                 }
                 let mut dialogs = conn.client.iter_dialogs();
-                while let Some(dialog) = within_time(dialogs.next())
-                    .await?
-                    .map_err(|e| map_invocation(&e))?
-                {
+                while let Some(dialog) = answered(dialogs.next()).await? {
                     if dialog.peer.id() == id {
                         let peer = dialog
                             .peer
@@ -139,12 +143,9 @@ impl GrammersApi {
             tl::enums::messages::Chats::Chats(c) => c.chats,
             tl::enums::messages::Chats::Slice(c) => c.chats,
         };
-        let auth = chats.iter().find_map(|c| match c {
-            tl::enums::Chat::Channel(c) if PeerId::channel(c.id) == Some(id) => {
-                Some(c.access_hash.unwrap_or(0))
-            }
-            _ => None,
-        });
+        let auth = channels_with_id(&chats, id)
+            .next()
+            .map(|c| c.access_hash.unwrap_or(0));
         match auth {
             Some(hash) => Ok(target_of(PeerRef {
                 id,

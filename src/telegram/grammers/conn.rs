@@ -69,6 +69,13 @@ pub(super) async fn within_time<T>(call: impl Future<Output = T>) -> Result<T, T
         })
 }
 
+/// A grammers call [`within_time`], its failure mapped by [`map_invocation`].
+pub(super) async fn answered<T>(
+    call: impl Future<Output = Result<T, InvocationError>>,
+) -> Result<T, TgError> {
+    within_time(call).await?.map_err(|e| map_invocation(&e))
+}
+
 /// [`TelegramApi::connect`](crate::telegram::api::TelegramApi::connect): once, however many
 /// tasks ask at the same time.
 pub(super) async fn connect(api: &GrammersApi) -> Result<Account, TgError> {
@@ -113,15 +120,13 @@ pub(super) async fn reconnect(api: &GrammersApi) -> Result<(), TgError> {
 }
 
 impl GrammersApi {
-    /// One request on `conn`, [`within_time`], its failure mapped by [`map_invocation`].
+    /// One request on `conn`, [`answered`].
     pub(super) async fn invoke<R: tl::RemoteCall>(
         &self,
         conn: &Conn,
         request: &R,
     ) -> Result<R::Return, TgError> {
-        within_time(conn.client.invoke(request))
-            .await?
-            .map_err(|e| map_invocation(&e))
+        answered(conn.client.invoke(request)).await
     }
 
     fn start(&self) -> Conn {
@@ -131,12 +136,11 @@ impl GrammersApi {
     async fn connect_inner(&self) -> Result<(Conn, Account, Target), TgError> {
         let conn = self.start();
         if let Some(token) = &self.bot_token {
-            within_time(
+            answered(
                 conn.client
                     .bot_sign_in(token.expose_secret(), self.api_hash.expose_secret()),
             )
-            .await?
-            .map_err(|e| map_invocation(&e))?;
+            .await?;
         }
         let users = self
             .invoke(
@@ -197,11 +201,10 @@ impl GrammersApi {
 
 #[cfg(test)]
 mod tests {
-    use secrecy::SecretString;
-
+    use super::super::fixtures::api;
     use super::*;
-    use crate::telegram::api::{ChatRef, TelegramApi as _};
-    use crate::telegram::grammers::{Credential, GrammersConfig};
+    use crate::telegram::api::TelegramApi as _;
+    use crate::telegram::grammers::Credential;
 
     #[tokio::test(start_paused = true)]
     async fn a_stalled_request_becomes_a_disconnection() {
@@ -216,12 +219,7 @@ mod tests {
         getrandom::fill(&mut key).unwrap();
         let session = PortableSession::with_key(2, key);
         let held = SessionLock::acquire(&session).unwrap();
-        let api = GrammersApi::new(GrammersConfig {
-            api_id: 1,
-            api_hash: SecretString::from("x"),
-            credential: Credential::Session(session.shared()),
-            chat: ChatRef::Me,
-        });
+        let api = api(Credential::Session(session.shared()));
         assert_eq!(api.connect().await, Err(TgError::SessionInUse));
         drop(held);
     }

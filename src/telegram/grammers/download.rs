@@ -15,11 +15,11 @@ use grammers_client::sender::{InvocationError, RpcError};
 use grammers_client::session::Session as _;
 use grammers_client::tl;
 
-use super::GrammersApi;
 use super::chats::Target;
 use super::conn::{Conn, within_time};
 use super::errors::map_invocation;
 use super::messages::{belongs, document_of, message_id};
+use super::{GrammersApi, lock};
 use crate::telegram::api::{TgError, check_download};
 
 /// Where a message's document can be downloaded from.
@@ -45,7 +45,7 @@ pub(super) async fn download(
             Ok(bytes) => return Ok(bytes),
             Err(e) if !refreshed && e.is("FILE_REFERENCE_*") => {
                 // File references expire: fetch the message again, once.
-                api.files().remove(&id);
+                api.forget_locations(&[id]);
                 refreshed = true;
             }
             Err(e) => return Err(map_invocation(&e)),
@@ -87,8 +87,17 @@ impl GrammersApi {
         }
     }
 
-    pub(super) fn files(&self) -> MutexGuard<'_, HashMap<i32, FileLocation>> {
-        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    /// Drops what is known of where the documents of messages `ids` are (deleted, or a
+    /// file reference that expired).
+    pub(super) fn forget_locations(&self, ids: &[i32]) {
+        let mut files = self.files();
+        for id in ids {
+            files.remove(id);
+        }
+    }
+
+    fn files(&self) -> MutexGuard<'_, HashMap<i32, FileLocation>> {
+        lock(&self.files)
     }
 
     /// `upload.getFile` in the file's data centre, following `FILE_MIGRATE` and importing the
@@ -115,7 +124,7 @@ impl GrammersApi {
             attempts += 1;
             let answer = within_time(conn.client.invoke_in_dc(dc, &request))
                 .await
-                .map_err(|_| InvocationError::Dropped("no answer from Telegram in time"))?;
+                .map_err(timed_out)?;
             match answer {
                 Ok(tl::enums::upload::File::File(f)) => return Ok(f.bytes),
                 Ok(tl::enums::upload::File::CdnRedirect(_)) => {
@@ -136,15 +145,18 @@ impl GrammersApi {
                 {
                     within_time(self.copy_auth(conn, dc, copied_here))
                         .await
-                        .map_err(|_| {
-                            InvocationError::Dropped("no answer from Telegram in time")
-                        })??;
+                        .map_err(timed_out)??;
                     copied_here = true;
                 }
                 Err(e) => return Err(e),
             }
         }
     }
+}
+
+/// A download step that had no answer in time, as the connection error it amounts to.
+fn timed_out(_: TgError) -> InvocationError {
+    InvocationError::Dropped("no answer from Telegram in time")
 }
 
 /// Where the document of a message is (`None` for a message without one).

@@ -1,10 +1,23 @@
 //! Test fixtures shared by the parts' unit tests: raw messages and documents as grammers
-//! decodes them, and a channel [`Target`].
+//! decodes them, a channel [`Target`], and an unconnected [`GrammersApi`].
 
 use grammers_client::session::types::{PeerAuth, PeerId, PeerRef};
 use grammers_client::tl;
+use secrecy::SecretString;
 
 use super::chats::{Target, target_of};
+use super::{Credential, GrammersApi, GrammersConfig};
+use crate::telegram::api::ChatRef;
+
+/// An API for Saved Messages signed in with `credential`, not connected.
+pub(super) fn api(credential: Credential) -> GrammersApi {
+    GrammersApi::new(GrammersConfig {
+        api_id: 1,
+        api_hash: SecretString::from("x"),
+        credential,
+        chat: ChatRef::Me,
+    })
+}
 
 /// A document named `name` (if given) of `size` bytes in data centre 4.
 pub(super) fn document(name: Option<&str>, size: i64) -> tl::enums::MessageMedia {

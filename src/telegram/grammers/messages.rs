@@ -111,16 +111,11 @@ pub(super) async fn edit_text(api: &GrammersApi, id: i32, text: &str) -> Result<
 }
 
 /// [`TelegramApi::delete_messages`](crate::telegram::api::TelegramApi::delete_messages), in
-/// batches of [`MAX_IDS_PER_CALL`].
+/// batches of [`MAX_IDS_PER_CALL`]; their documents' locations are forgotten.
 pub(super) async fn delete_messages(api: &GrammersApi, ids: &[i32]) -> Result<(), TgError> {
     let (conn, target, _) = api.ready()?;
     for batch in ids.chunks(MAX_IDS_PER_CALL) {
-        {
-            let mut files = api.files();
-            for id in batch {
-                files.remove(id);
-            }
-        }
+        api.forget_locations(batch);
         match &target.channel {
             Some(channel) => {
                 api.invoke(

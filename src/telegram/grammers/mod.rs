@@ -160,7 +160,7 @@ impl GrammersApi {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// The client and chat, or an error before [`TelegramApi::connect`].
@@ -173,6 +173,11 @@ impl GrammersApi {
             _ => Err(TgError::Other("not connected".into())),
         }
     }
+}
+
+/// Locks `mutex`, taking it over even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl TelegramApi for GrammersApi {
@@ -237,6 +242,7 @@ impl TelegramApi for GrammersApi {
 
 #[cfg(test)]
 mod tests {
+    use super::fixtures::api;
     use super::*;
 
     #[test]
@@ -261,12 +267,7 @@ mod tests {
 
     #[tokio::test]
     async fn calls_before_connect_fail_cleanly() {
-        let api = GrammersApi::new(GrammersConfig {
-            api_id: 1,
-            api_hash: SecretString::from("x"),
-            credential: Credential::Session(PortableSession::new()),
-            chat: ChatRef::Me,
-        });
+        let api = api(Credential::Session(PortableSession::new()));
         assert!(matches!(api.latest_id().await, Err(TgError::Other(_))));
         assert!(matches!(api.reconnect().await, Err(TgError::Other(_))));
         // A session without keys is refused before any network access.
