@@ -4,9 +4,8 @@
 //! with `conn.rs`'s [`GrammersApi::copy_auth`] when that data centre does not know the
 //! account), and one fresh lookup when the file reference has expired.
 //!
-//! Download offsets and lengths are checked by the API's
-//! [`check_download`](crate::telegram::api::check_download) before any request; reading the
-//! messages themselves is `messages.rs`'s.
+//! Download offsets and lengths are checked by the API's [`check_download`] before any
+//! request; reading the messages themselves is `messages.rs`'s.
 
 use std::collections::HashMap;
 use std::sync::MutexGuard;
