@@ -1,13 +1,17 @@
 //! A local directory as a store.
 //!
 //! Parts are written into `<root>/.tgferry/tmp/` and renamed into place once complete and
-//! fsynced, so a part under its final name is always whole. `.tgferry/` at the root is the
-//! store's own; source paths under it are refused.
+//! fsynced, so a part under its final name is always whole; a part that is abandoned is
+//! removed without ever being synced. `.tgferry/` at the root is the store's own; source
+//! paths under it are refused. Staged parts live in `.tgferry/staged/<name>` and are
+//! placed under their names by a hard link (a copy where links are not possible) renamed
+//! over the name, so the staged part stays whole until the caller removes it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{PartInfo, Store, StoreError, Upload};
+use super::{PartInfo, PartStat, STAGING_PREFIX, Store, StoreError, Upload, staged_name};
+use crate::time::Timestamp;
 
 /// The folder at the store root that belongs to tgferry itself.
 pub const RESERVED_DIR: &str = ".tgferry";
@@ -42,6 +46,24 @@ impl LocalStore {
 
     fn error(&self, e: std::io::Error) -> StoreError {
         classify(&self.root, e)
+    }
+
+    fn staging_dir(&self) -> PathBuf {
+        self.root.join(STAGING_PREFIX.trim_end_matches('/'))
+    }
+
+    /// The path of a stored part: a name [`resolve`](Self::resolve) accepts, or a staged
+    /// part's location.
+    fn resolve_loc(&self, loc: &str) -> Result<PathBuf, StoreError> {
+        match loc.strip_prefix(STAGING_PREFIX) {
+            Some(name) => Ok(self.staging_dir().join(self.checked(name)?)),
+            None => self.resolve(loc),
+        }
+    }
+
+    /// `name` if it is a clean relative path outside `.tgferry/`.
+    fn checked<'a>(&self, name: &'a str) -> Result<&'a str, StoreError> {
+        self.resolve(name).map(|_| name)
     }
 
     fn resolve(&self, name: &str) -> Result<PathBuf, StoreError> {
@@ -110,28 +132,41 @@ impl Upload for LocalUpload {
         Ok(())
     }
 
-    async fn finish(mut self) -> Result<String, StoreError> {
+    async fn finish(self) -> Result<String, StoreError> {
+        self.finish_timed().await.map(|(loc, _)| loc)
+    }
+
+    async fn finish_timed(mut self) -> Result<(String, Option<Timestamp>), StoreError> {
         let file = self.file.take().expect("upload finished twice");
         let root = self.root.clone();
         let result = async {
-            file.sync_data()?;
-            drop(file);
+            // On a blocking thread, not in place: a caller that gives up on this part
+            // (the run stops) drops this future while the sync runs, and the temp file is
+            // removed at once instead of after the sync.
+            let synced = tokio::task::spawn_blocking(move || file.sync_data().map(|()| file));
+            drop(synced.await.map_err(std::io::Error::other)??);
             if let Some(parent) = self.dest.parent() {
                 tokio::fs::create_dir_all(parent).await?;
             }
             tokio::fs::rename(&self.tmp, &self.dest).await?;
+            let modified = modified(&tokio::fs::metadata(&self.dest).await?);
             if let Some(parent) = self.dest.parent() {
                 let parent = parent.to_owned();
                 tokio::task::spawn_blocking(move || crate::state::sync_dir(&parent))
                     .await
                     .map_err(std::io::Error::other)??;
             }
-            Ok::<_, std::io::Error>(())
+            Ok::<_, std::io::Error>(modified)
         }
         .await;
-        result.map_err(|e| classify(&root, e))?;
-        Ok(std::mem::take(&mut self.loc))
+        let modified = result.map_err(|e| classify(&root, e))?;
+        Ok((std::mem::take(&mut self.loc), modified))
     }
+}
+
+/// A file's modification time, where the file system keeps one.
+fn modified(md: &std::fs::Metadata) -> Option<Timestamp> {
+    md.modified().ok().map(crate::time::from_system)
 }
 
 impl Drop for LocalUpload {
@@ -240,8 +275,66 @@ impl Store for LocalStore {
         Ok(upload)
     }
 
+    async fn begin_staged(&self, name: &str, _len: u64) -> Result<LocalUpload, StoreError> {
+        let loc = staged_name(self.checked(name)?);
+        let dest = self.resolve_loc(&loc)?;
+        let mut upload = self.begin_tmp(dest).await?;
+        upload.loc = loc;
+        Ok(upload)
+    }
+
+    async fn place(&self, from: &str, name: &str) -> Result<Option<Timestamp>, StoreError> {
+        if !from.starts_with(STAGING_PREFIX) {
+            return Err(StoreError::Refused {
+                name: from.into(),
+                reason: "only a staged part is placed under another name".into(),
+            });
+        }
+        let src = self.resolve_loc(from)?;
+        let dest = self.resolve(name)?;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .tmp_dir()
+            .join(format!("{}-{n}.place", std::process::id()));
+        let placed = tokio::task::spawn_blocking(move || place_blocking(&src, &tmp, &dest))
+            .await
+            .map_err(|e| StoreError::Transient {
+                message: format!("placing {name} stopped: {e}"),
+            })?;
+        placed.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::Missing { loc: from.into() }
+            } else {
+                self.error(e)
+            }
+        })
+    }
+
+    async fn staged(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.staging_dir();
+        let walk = tokio::task::spawn_blocking(move || list_staged(&dir));
+        walk.await
+            .map_err(|e| StoreError::Transient {
+                message: format!("listing stopped: {e}"),
+            })?
+            .map_err(|e| self.error(e))
+    }
+
+    async fn stat(&self, loc: &str) -> Result<Option<PartStat>, StoreError> {
+        let path = self.resolve_loc(loc)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(md) if md.is_file() => Ok(Some(PartStat {
+                len: md.len(),
+                modified: modified(&md),
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
     async fn open(&self, loc: &str) -> Result<tokio::fs::File, StoreError> {
-        let path = self.resolve(loc)?;
+        let path = self.resolve_loc(loc)?;
         tokio::fs::File::open(&path).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 StoreError::Missing { loc: loc.into() }
@@ -252,7 +345,7 @@ impl Store for LocalStore {
     }
 
     async fn len(&self, loc: &str) -> Result<Option<u64>, StoreError> {
-        let path = self.resolve(loc)?;
+        let path = self.resolve_loc(loc)?;
         match tokio::fs::metadata(&path).await {
             Ok(md) if md.is_file() => Ok(Some(md.len())),
             Ok(_) => Ok(None),
@@ -278,7 +371,7 @@ impl Store for LocalStore {
     }
 
     async fn remove(&self, loc: &str) -> Result<(), StoreError> {
-        let path = self.resolve(loc)?;
+        let path = self.resolve_loc(loc)?;
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -295,6 +388,67 @@ impl Store for LocalStore {
             })?
             .map_err(|e| self.error(e))
     }
+}
+
+/// Gives `dest` the bytes of `src` and leaves `src` as it is: a hard link (or, where the
+/// file system has none, a synced copy) made at `tmp` and renamed over `dest`, so `dest`
+/// is whole whenever it has its name. Returns `dest`'s modification time.
+fn place_blocking(src: &Path, tmp: &Path, dest: &Path) -> std::io::Result<Option<Timestamp>> {
+    let _ = std::fs::remove_file(tmp);
+    if std::fs::hard_link(src, tmp).is_err() {
+        // FAT, some network file systems: copy instead (the bytes were synced once as
+        // the staged part; the copy is synced before it takes the name).
+        let copied = std::fs::copy(src, tmp).and_then(|_| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(tmp)?
+                .sync_data()
+        });
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(tmp);
+            return Err(e);
+        }
+    }
+    let renamed = (|| {
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::rename(tmp, dest)
+    })();
+    // Gone after a rename, unless `dest` was that link already (rename then does
+    // nothing): either way nothing is left in the temp folder.
+    let _ = std::fs::remove_file(tmp);
+    renamed?;
+    let modified = modified(&std::fs::metadata(dest)?);
+    if let Some(parent) = dest.parent() {
+        crate::state::sync_dir(parent)?;
+    }
+    Ok(modified)
+}
+
+/// Every file under the staging folder, as a staged location.
+fn list_staged(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut locs = Vec::new();
+    if !dir.exists() {
+        return Ok(locs);
+    }
+    for entry in walkdir::WalkDir::new(dir).min_depth(1) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .map_err(std::io::Error::other)?;
+        // Names the store never writes (not UTF-8, not clean) are not its to remove.
+        let Some(rel) = rel.to_str() else { continue };
+        let rel = rel.replace(std::path::MAIN_SEPARATOR, "/");
+        if crate::source::is_clean_relative(&rel) {
+            locs.push(staged_name(&rel));
+        }
+    }
+    Ok(locs)
 }
 
 /// Vault parts under `data/`: `data/<2 hex>/<32 hex>`, nothing else.
