@@ -491,6 +491,99 @@ mod tests {
 
     use super::*;
 
+    async fn read(store: &LocalStore, loc: &str) -> Vec<u8> {
+        let mut back = Vec::new();
+        let mut file = store.open(loc).await.unwrap();
+        file.read_to_end(&mut back).await.unwrap();
+        back
+    }
+
+    /// A staged part lives under `.tgferry/staged/`, is listed there, and is placed under
+    /// its name without being moved: both hold the bytes until the caller removes it.
+    /// Source names cannot reach the staging folder.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_staged_part_is_placed_under_its_name_and_stays_until_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        store.prepare().await.unwrap();
+        let mut old = store.begin("d/a.bin", 3).await.unwrap();
+        old.write(b"old").await.unwrap();
+        assert_eq!(old.finish().await.unwrap(), "d/a.bin");
+
+        let mut new = store.begin_staged("d/a.bin", 3).await.unwrap();
+        new.write(b"new").await.unwrap();
+        let (loc, staged_time) = new.finish_timed().await.unwrap();
+        assert_eq!(loc, ".tgferry/staged/d/a.bin");
+        assert!(staged_time.is_some());
+        assert_eq!(
+            read(&store, "d/a.bin").await,
+            b"old",
+            "the name is untouched"
+        );
+        assert_eq!(store.staged().await.unwrap(), [loc.clone()]);
+
+        let placed = store.place(&loc, "d/a.bin").await.unwrap();
+        assert_eq!(read(&store, "d/a.bin").await, b"new");
+        assert_eq!(read(&store, &loc).await, b"new", "the staged copy stays");
+        assert_eq!(
+            store.stat("d/a.bin").await.unwrap().unwrap().modified,
+            placed
+        );
+        store.remove(&loc).await.unwrap();
+        assert!(store.staged().await.unwrap().is_empty());
+        assert_eq!(read(&store, "d/a.bin").await, b"new");
+        assert!(
+            std::fs::read_dir(store.tmp_dir()).unwrap().next().is_none(),
+            "nothing left in the temp folder"
+        );
+
+        for refused in [".tgferry/staged/x", ".tgferry/lock"] {
+            assert!(matches!(
+                store.begin(refused, 1).await,
+                Err(StoreError::Refused { .. })
+            ));
+        }
+        assert!(matches!(
+            store.place("d/a.bin", "d/b.bin").await,
+            Err(StoreError::Refused { .. })
+        ));
+        assert!(matches!(
+            store.place(".tgferry/staged/gone", "gone").await,
+            Err(StoreError::Missing { .. })
+        ));
+    }
+
+    /// An upload dropped unfinished, or while it finishes, leaves nothing behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_upload_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        store.prepare().await.unwrap();
+        let mut upload = store.begin("a.bin", 1 << 20).await.unwrap();
+        upload.write(&vec![7; 1 << 20]).await.unwrap();
+        drop(upload);
+        let mut upload = store.begin("b.bin", 1 << 20).await.unwrap();
+        upload.write(&vec![7; 1 << 20]).await.unwrap();
+        // Dropped at its first wait: while the sync runs on its blocking thread.
+        let mut finishing = Box::pin(upload.finish());
+        assert!(futures_poll_once(finishing.as_mut()).await.is_none());
+        drop(finishing);
+        assert!(std::fs::read_dir(store.tmp_dir()).unwrap().next().is_none());
+        assert_eq!(store.len("a.bin").await.unwrap(), None);
+        assert_eq!(store.len("b.bin").await.unwrap(), None);
+    }
+
+    /// Polls a future once: its output, or `None` if it is waiting.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+                std::task::Poll::Ready(out) => Some(out),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
+
     /// A part longer than several writeback steps, written in uneven pieces, reads back
     /// whole: the writeback hints never change what is written.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
