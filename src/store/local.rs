@@ -2,13 +2,16 @@
 //!
 //! Parts are written into `<root>/.tgferry/tmp/` and renamed into place once complete and
 //! fsynced, so a part under its final name is always whole; a part that is abandoned is
-//! removed without ever being synced. `.tgferry/` at the root is the store's own; source
+//! never synced, and is removed at once (a small one) or by the next [`Store::prepare`] (a
+//! large one: deleting it would hold up a stopping run). `.tgferry/` at the root is the
+//! store's own; source
 //! paths under it are refused. Staged parts live in `.tgferry/staged/<name>` and are
 //! placed under their names by a hard link (a copy where links are not possible) renamed
 //! over the name, so the staged part stays whole until the caller removes it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{PartInfo, PartStat, STAGING_PREFIX, Store, StoreError, Upload, staged_name};
 use crate::time::Timestamp;
@@ -118,7 +121,16 @@ pub struct LocalUpload {
     written: u64,
     /// Bytes whose writeback has been started.
     flushed: u64,
+    /// Set when the upload is dropped unfinished, so that a `finish` still syncing on its
+    /// blocking thread does not put the part in place after all.
+    abandoned: Arc<AtomicBool>,
 }
+
+/// An unfinished part of at least this many bytes is left in the temp folder when it is
+/// dropped, for the next [`Store::prepare`] to remove: deleting a large file that was
+/// just written waits for its writeback and frees its blocks (half a second for 512 MiB
+/// on a busy disk), and a run that is stopping must not wait for that.
+const LEAVE_BEHIND: u64 = 16 << 20;
 
 impl Upload for LocalUpload {
     async fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
@@ -138,28 +150,32 @@ impl Upload for LocalUpload {
 
     async fn finish_timed(mut self) -> Result<(String, Option<Timestamp>), StoreError> {
         let file = self.file.take().expect("upload finished twice");
-        let root = self.root.clone();
-        let result = async {
-            // On a blocking thread, not in place: a caller that gives up on this part
-            // (the run stops) drops this future while the sync runs, and the temp file is
-            // removed at once instead of after the sync.
-            let synced = tokio::task::spawn_blocking(move || file.sync_data().map(|()| file));
-            drop(synced.await.map_err(std::io::Error::other)??);
-            if let Some(parent) = self.dest.parent() {
-                tokio::fs::create_dir_all(parent).await?;
+        let (tmp, dest) = (self.tmp.clone(), self.dest.clone());
+        let abandoned = self.abandoned.clone();
+        // All of it on one blocking thread: a caller that gives up on this part (the run
+        // stops) drops this future while the sync runs, and is not held up by it; the
+        // part is then not put in place.
+        let done = tokio::task::spawn_blocking(move || {
+            file.sync_data()?;
+            drop(file);
+            if abandoned.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("the part was abandoned"));
             }
-            tokio::fs::rename(&self.tmp, &self.dest).await?;
-            let modified = modified(&tokio::fs::metadata(&self.dest).await?);
-            if let Some(parent) = self.dest.parent() {
-                let parent = parent.to_owned();
-                tokio::task::spawn_blocking(move || crate::state::sync_dir(&parent))
-                    .await
-                    .map_err(std::io::Error::other)??;
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::rename(&tmp, &dest)?;
+            let modified = modified(&std::fs::metadata(&dest)?);
+            if let Some(parent) = dest.parent() {
+                crate::state::sync_dir(parent)?;
             }
             Ok::<_, std::io::Error>(modified)
-        }
-        .await;
-        let modified = result.map_err(|e| classify(&root, e))?;
+        });
+        let modified = done
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| classify(&self.root, e))?;
         Ok((std::mem::take(&mut self.loc), modified))
     }
 }
@@ -171,10 +187,13 @@ fn modified(md: &std::fs::Metadata) -> Option<Timestamp> {
 
 impl Drop for LocalUpload {
     fn drop(&mut self) {
-        // Not finished: the temp file is all there is; remove it (a kill leaves it for
-        // the next prepare()).
+        // Not finished: the temp file is all there is, never synced. A small one is
+        // removed; a large one is left for the next prepare(), as a kill leaves it.
         if self.file.is_some() || !self.loc.is_empty() {
-            let _ = std::fs::remove_file(&self.tmp);
+            self.abandoned.store(true, Ordering::SeqCst);
+            if self.written < LEAVE_BEHIND {
+                let _ = std::fs::remove_file(&self.tmp);
+            }
         }
     }
 }
@@ -200,6 +219,7 @@ impl LocalStore {
             loc: String::from("meta"),
             written: 0,
             flushed: 0,
+            abandoned: Arc::default(),
         })
     }
 
@@ -553,12 +573,14 @@ mod tests {
         ));
     }
 
-    /// An upload dropped unfinished, or while it finishes, leaves nothing behind.
+    /// An upload dropped unfinished, or while it finishes, is never put in place; a
+    /// small one is removed at once, a large one by the next process's `prepare()`.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_abandoned_upload_leaves_nothing() {
+    async fn an_abandoned_upload_is_never_put_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path());
         store.prepare().await.unwrap();
+        let tmp_files = || std::fs::read_dir(store.tmp_dir()).unwrap().count();
         let mut upload = store.begin("a.bin", 1 << 20).await.unwrap();
         upload.write(&vec![7; 1 << 20]).await.unwrap();
         drop(upload);
@@ -568,9 +590,27 @@ mod tests {
         let mut finishing = Box::pin(upload.finish());
         assert!(futures_poll_once(finishing.as_mut()).await.is_none());
         drop(finishing);
-        assert!(std::fs::read_dir(store.tmp_dir()).unwrap().next().is_none());
-        assert_eq!(store.len("a.bin").await.unwrap(), None);
-        assert_eq!(store.len("b.bin").await.unwrap(), None);
+        assert_eq!(tmp_files(), 0, "small parts are removed at once");
+
+        let mut upload = store.begin("c.bin", LEAVE_BEHIND).await.unwrap();
+        upload.write(&vec![7; LEAVE_BEHIND as usize]).await.unwrap();
+        let mut finishing = Box::pin(upload.finish());
+        assert!(futures_poll_once(finishing.as_mut()).await.is_none());
+        drop(finishing);
+        assert_eq!(
+            tmp_files(),
+            1,
+            "a large part is left for the next prepare()"
+        );
+        // The sync it was in finishes on its own, and does not put the part in place.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        for name in ["a.bin", "b.bin", "c.bin"] {
+            assert_eq!(store.len(name).await.unwrap(), None, "{name}");
+        }
+        drop(store);
+        let next = LocalStore::new(dir.path());
+        next.prepare().await.unwrap();
+        assert_eq!(std::fs::read_dir(next.tmp_dir()).unwrap().count(), 0);
     }
 
     /// Polls a future once: its output, or `None` if it is waiting.
