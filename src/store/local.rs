@@ -540,7 +540,7 @@ mod tests {
             b"old",
             "the name is untouched"
         );
-        assert_eq!(store.staged().await.unwrap(), [loc.clone()]);
+        assert_eq!(store.staged().await.unwrap(), std::slice::from_ref(&loc));
 
         let placed = store.place(&loc, "d/a.bin").await.unwrap();
         assert_eq!(read(&store, "d/a.bin").await, b"new");

@@ -2,7 +2,7 @@
 //! simulated upload speed that waits through `tokio::time`, and an observer that sees the
 //! store before and after every change (to check what a kill at that instant would leave).
 //! Locations are names, as in a folder: writing a name replaces its part; staged parts
-//! live under [`STAGING_PREFIX`](super::STAGING_PREFIX).
+//! live under [`STAGING_PREFIX`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
