@@ -795,7 +795,9 @@ fn plain_store_round_trip_and_damage() {
     assert_eq!(common::tree(&to).len(), files.len() - 1);
     let out = assert_exit(&mut verify(true), 3);
     assert!(text(&out).contains("a/multi.bin.002"), "{}", text(&out));
-    assert_exit(&mut verify(false), 0);
+    // The flip rewrote the part, so its time changed: the fast check reads it too.
+    let out = assert_exit(&mut verify(false), 3);
+    assert!(text(&out).contains("a/multi.bin.002"), "{}", text(&out));
     std::fs::remove_file(store.join("a/b/one.txt")).unwrap();
     let out = assert_exit(&mut verify(false), 3);
     assert!(text(&out).contains("a/b/one.txt"), "{}", text(&out));

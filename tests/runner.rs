@@ -591,3 +591,145 @@ async fn an_interrupted_vault_file_resumes_at_its_next_part_reading_and_writing_
     );
     assert!(plain == data, "restored bytes differ");
 }
+
+/// A store that stops the run (cancels `stop`) at its `after`-th write, in the middle of a
+/// part, as a signal or the deadline would, and counts the parts it was asked to finish.
+struct StopsMidPart {
+    inner: MemoryStore,
+    stop: CancellationToken,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+    after: usize,
+    finished: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct StopsMidPartUpload {
+    inner: <MemoryStore as tgferry::store::Store>::Upload,
+    stop: CancellationToken,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+    after: usize,
+    finished: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tgferry::store::Upload for StopsMidPartUpload {
+    async fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.writes.fetch_add(1, Ordering::SeqCst) + 1 == self.after {
+            self.stop.cancel();
+        }
+        self.inner.write(buf).await
+    }
+    async fn finish(self) -> Result<String, StoreError> {
+        self.finished
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.finish().await
+    }
+    async fn finish_timed(self) -> Result<(String, Option<tgferry::time::Timestamp>), StoreError> {
+        self.finished
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.finish_timed().await
+    }
+}
+
+impl StopsMidPart {
+    fn wrap(&self, inner: <MemoryStore as tgferry::store::Store>::Upload) -> StopsMidPartUpload {
+        StopsMidPartUpload {
+            inner,
+            stop: self.stop.clone(),
+            writes: self.writes.clone(),
+            after: self.after,
+            finished: self.finished.clone(),
+        }
+    }
+}
+
+impl tgferry::store::Store for StopsMidPart {
+    type Upload = StopsMidPartUpload;
+    type Reader = <MemoryStore as tgferry::store::Store>::Reader;
+    async fn prepare(&self) -> Result<(), StoreError> {
+        self.inner.prepare().await
+    }
+    async fn begin(&self, name: &str, len: u64) -> Result<Self::Upload, StoreError> {
+        Ok(self.wrap(self.inner.begin(name, len).await?))
+    }
+    async fn begin_staged(&self, name: &str, len: u64) -> Result<Self::Upload, StoreError> {
+        Ok(self.wrap(self.inner.begin_staged(name, len).await?))
+    }
+    async fn open(&self, loc: &str) -> Result<Self::Reader, StoreError> {
+        self.inner.open(loc).await
+    }
+    async fn len(&self, loc: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.len(loc).await
+    }
+    async fn remove(&self, loc: &str) -> Result<(), StoreError> {
+        self.inner.remove(loc).await
+    }
+    async fn put_meta(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_meta(name, bytes).await
+    }
+    async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_meta(name).await
+    }
+    async fn list_parts(
+        &self,
+        hint: Option<&str>,
+    ) -> Result<Vec<tgferry::store::PartInfo>, StoreError> {
+        self.inner.list_parts(hint).await
+    }
+}
+
+/// A run stopped in the middle of a part (a signal, the deadline) abandons that part at
+/// once: it is never finished (so never synced), nothing of it is stored, and the run
+/// ends interrupted with the file left for the next run. Plain and vault alike; a plain
+/// part once went on to the end and its sync whatever the stop said.
+#[tokio::test(start_paused = true)]
+async fn a_part_in_flight_when_the_run_stops_is_never_finished() {
+    use std::sync::atomic::Ordering;
+    for (name, cfg) in [("plain", cfg()), ("vault", vault_cfg())] {
+        let dir = common::tempdir();
+        let state = dir.path().join("state.json");
+        let src = MemorySource::new();
+        src.put("big.bin", common::bytes(1, 8 << 20));
+        let stop = CancellationToken::new();
+        let parts = MemoryStore::new();
+        let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let store = StopsMidPart {
+            inner: parts.clone(),
+            stop: stop.clone(),
+            writes: Arc::default(),
+            after: 2, // of a part's four 1 MiB writes (plain) or five (vault)
+            finished: finished.clone(),
+        };
+        let (file, _) = StateFile::open(&state, &job(), &LoadOptions::default()).unwrap();
+        let runner = Runner::new(
+            Arc::new(src.clone()),
+            Arc::new(store),
+            RunConfig {
+                part_size: 4 << 20,
+                jobs: 1,
+                ..cfg
+            },
+            Budget::unlimited(Instant::now()),
+            Events::none(),
+            stop,
+        );
+        let (_, report) = runner.run(file).await.map_err(|(_, e)| e).unwrap();
+        assert_eq!(report.stop_reason, StopReason::Interrupted, "{name}");
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            0,
+            "{name}: a part was finished"
+        );
+        assert!(
+            parts.locations().is_empty(),
+            "{name}: {:?}",
+            parts.locations()
+        );
+        assert!(parts.bytes_written() < 4 << 20, "{name}: the part went on");
+        let st = common::load(&state);
+        assert!(
+            st.completed.is_empty() && st.in_progress.is_empty(),
+            "{name}"
+        );
+        assert_eq!(report.files_left, 1, "{name}");
+    }
+}

@@ -1,7 +1,10 @@
 //! `tgferry verify`: is everything the catalog records in the store, whole and authentic?
 //! And `verify --repair`: forget what is damaged, so the next run stores it again.
 //!
-//! The fast check asks the store for each part's length. The full check reads every byte:
+//! The fast check asks the store for each part's length and, for a plain part whose
+//! modification time in the store was recorded, that time too: a part rewritten since it
+//! was stored (as an overwrite in place leaves it, with the same length) is then read
+//! and hashed, and reported if its content differs. The full check reads every byte:
 //! plain parts against their recorded SHA-256, vault parts with every segment
 //! authenticated and each object's plaintext matched against its keyed content id, with no plaintext written
 //! anywhere. Every problem names the part and the paths (and versions) that use it.
@@ -504,14 +507,22 @@ async fn check_part<S: Store>(
         parts::check_stored_len(params, index, part)?;
     }
     if !ctx.full {
-        return match ctx.store.len(&part.loc).await {
-            Ok(Some(len)) if len == part.len => Ok(None),
-            Ok(Some(found)) => Err(Issue::WrongLength {
+        let stat = match ctx.store.stat(&part.loc).await {
+            Ok(Some(stat)) => stat,
+            Ok(None) => return Err(Issue::Missing),
+            Err(e) => return Err(Issue::Unreadable(e.to_string())),
+        };
+        if stat.len != part.len {
+            return Err(Issue::WrongLength {
                 expected: part.len,
-                found,
-            }),
-            Ok(None) => Err(Issue::Missing),
-            Err(e) => Err(Issue::Unreadable(e.to_string())),
+                found: stat.len,
+            });
+        }
+        return match (part.store_mtime, stat.modified) {
+            (Some(recorded), Some(now)) if recorded != now && params.is_none() => {
+                rewritten(ctx.store, part, recorded, now).await
+            }
+            _ => Ok(None),
         };
     }
     let (dec, mac) = match (params, ctx.master, &ctx.content_key) {
@@ -531,6 +542,29 @@ async fn check_part<S: Store>(
     };
     match parts::pump(ctx.store, part, read, &|_| {}).await {
         Ok(done) => Ok(done.mac),
+        Err(PumpError::Part(issue)) => Err(issue),
+        Err(PumpError::Write(e)) => Err(Issue::Unreadable(e.to_string())),
+    }
+}
+
+/// A plain part whose modification time in the store is no longer the one recorded:
+/// something wrote it since. Its content decides, read and hashed as `--full` would.
+async fn rewritten<S: Store>(
+    store: &S,
+    part: &StoredPart,
+    recorded: crate::time::Timestamp,
+    now: crate::time::Timestamp,
+) -> Result<Option<[u8; MAC_LEN]>, Issue> {
+    let read = PartRead {
+        dec: None,
+        mac: None,
+        out: None,
+    };
+    match parts::pump(store, part, read, &|_| {}).await {
+        Ok(_) => Ok(None),
+        Err(PumpError::Part(Issue::Damaged(why))) => Err(Issue::Damaged(format!(
+            "modified in the store at {now} (it was stored at {recorded}), and {why}"
+        ))),
         Err(PumpError::Part(issue)) => Err(issue),
         Err(PumpError::Write(e)) => Err(Issue::Unreadable(e.to_string())),
     }

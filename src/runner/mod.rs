@@ -284,6 +284,13 @@ impl<S: Source, T: Store> Runner<S, T> {
                 return report;
             }
         }
+        if cfg.vault.is_none()
+            && let Err(e) = transfer::tidy_staged(&*self.store, state, &self.interrupt).await
+        {
+            report.stop_reason = StopReason::Error;
+            report.fatal = Some(e.into());
+            return report;
+        }
         self.events.emit(Event::Planned {
             files_total: plan.files_total,
             bytes_total: plan.bytes_total,

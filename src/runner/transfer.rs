@@ -1,5 +1,14 @@
 //! Moving one file: part by part from the source into the store, checkpointing each part
 //! in the state's journal, and noticing when the file changes underneath.
+//!
+//! Plain mode never writes over a part the state points to. Where the store's locations
+//! are names ([`Store::names_are_locations`]), a part whose name the state still uses (a
+//! changed file's previous version, usually) is written *staged*
+//! ([`Store::begin_staged`]); once the new version is recorded complete, each staged part
+//! is placed under its name, the move recorded, and the staged copy removed ([`settle`]).
+//! At every instant the state, with its journal, points only at whole parts holding what
+//! it records; a run that was killed half-way is finished by the next one
+//! ([`tidy_staged`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +25,7 @@ use crate::source::{Source, SourceEntry, SourceError};
 use crate::state::{
     Completed, InProgress, Object, ObjectDraft, Record, StateError, StateFile, StoredPart, Version,
 };
-use crate::store::{Store, StoreError, Upload};
+use crate::store::{STAGING_PREFIX, Store, StoreError, Upload};
 use crate::vault::{
     ContentIdKey, MAC_LEN, MasterKey, NONCE_PREFIX_LEN, ObjectParams, PartEncryptor, PartMac,
     SALT_LEN, SEGMENT_SIZE, TAG_LEN, VaultError, content_id,
@@ -244,11 +253,19 @@ async fn transfer_inner<S: Source, T: Store>(
         if !ctx.budget.can_finish(len) {
             return Ok(FileOutcome::Deferred);
         }
+        let staged = match layout {
+            Layout::Plain => plain_target(ctx, &e.path, k, n)?,
+            Layout::Vault { .. } => false,
+        };
         let t0 = Instant::now();
-        let (part, mac) = tokio::select! {
+        let copied = tokio::select! {
             biased;
-            _ = ctx.cancel.cancelled() => return Ok(FileOutcome::Abandoned),
-            r = copy_part(ctx, e, k, n, &layout) => r?,
+            _ = ctx.cancel.cancelled() => None,
+            r = copy_part(ctx, e, k, n, &layout, staged) => r?,
+        };
+        let Some((part, mac)) = copied else {
+            // The run is stopping: the part in flight was dropped, never synced.
+            return Ok(FileOutcome::Abandoned);
         };
         ctx.budget.observe(len, t0.elapsed());
         // Change detection: the file must look exactly as listed after the read.
@@ -313,6 +330,10 @@ async fn transfer_inner<S: Source, T: Store>(
         // Parts nobody refers to any more: plain parts of the previous version under other
         // names, or a vault object that an identical file stored first.
         remove_all(&*ctx.store, garbage).await;
+        if matches!(layout, Layout::Plain) {
+            // The new version is recorded: its staged parts may take their names now.
+            settle(&*ctx.store, &ctx.state, &e.path, &ctx.cancel).await?;
+        }
     }
     ctx.events.emit(Event::FileCompleted {
         path: e.path.clone(),
@@ -357,6 +378,163 @@ fn is_referenced(state: &StateFile, path: &str, loc: &str) -> bool {
             .any(|c| c.parts.iter().any(|p| p.loc == loc))
 }
 
+/// Whether part `k` of `n` of `path` (plain mode) is to be written staged: where the
+/// store's locations are names and the state still points at what the part's name holds
+/// (the file's previous version, usually). Refused when the staged location is in use
+/// as well, which only a clash with another path's names can cause.
+fn plain_target<S, T: Store>(
+    ctx: &Context<S, T>,
+    path: &str,
+    k: u64,
+    n: u64,
+) -> Result<bool, FileError> {
+    if !ctx.store.names_are_locations() {
+        return Ok(false); // every upload gets a location of its own
+    }
+    let name = plain_part_name(path, k, n);
+    let state = ctx.state.lock().unwrap();
+    if !loc_in_use(state.state(), &name) {
+        return Ok(false);
+    }
+    let staged = crate::store::staged_name(&name);
+    if loc_in_use(state.state(), &staged) {
+        return Err(StoreError::Refused {
+            reason: format!(
+                "the state points at the part stored under this name and at {staged} as \
+                 well, so part {} of {path} has nowhere to go without replacing one (another \
+                 file's names clash with this file's); rename one of them",
+                k + 1
+            ),
+            name,
+        }
+        .into());
+    }
+    Ok(true)
+}
+
+/// Whether the state points at `loc`, for the locations plain mode writes: a path, a
+/// path with a part number (`<path>.001`), and either one staged. Only the entries that
+/// could own such a location are looked at, so this costs a few lookups whatever the
+/// size of the state.
+pub fn loc_in_use(state: &crate::state::State, loc: &str) -> bool {
+    let name = loc.strip_prefix(STAGING_PREFIX).unwrap_or(loc);
+    let numbered = name
+        .rsplit_once('.')
+        .filter(|(_, d)| d.len() >= 3 && d.bytes().all(|b| b.is_ascii_digit()))
+        .map(|(base, _)| base);
+    let uses = |parts: &[StoredPart]| parts.iter().any(|p| p.loc == loc);
+    std::iter::once(name).chain(numbered).any(|owner| {
+        state.completed.get(owner).is_some_and(|c| uses(&c.parts))
+            || state.in_progress.get(owner).is_some_and(|i| uses(&i.parts))
+    })
+}
+
+/// Moves a completed plain-mode file's staged parts under their names, one at a time:
+/// the store copies the staged part to its name ([`Store::place`]; nothing points at the
+/// name meanwhile), the move is recorded (`part_placed`), then the staged copy is removed.
+/// A kill between any two steps leaves the state pointing at a whole part holding what it
+/// records, and the next run's [`tidy_staged`] finishes the job. A part that cannot be
+/// placed stays staged, restorable, for the next run to try again; so does every part
+/// left when the run stops.
+pub async fn settle<T: Store>(
+    store: &T,
+    state: &Mutex<StateFile>,
+    path: &str,
+    cancel: &CancellationToken,
+) -> Result<(), StateError> {
+    let staged: Vec<(usize, String, String)> = {
+        let st = state.lock().unwrap();
+        let Some(c) = st.state().completed.get(path) else {
+            return Ok(());
+        };
+        let n = c.parts.len() as u64;
+        c.parts
+            .iter()
+            .enumerate()
+            .filter_map(|(k, p)| {
+                // Only where a run stages: the part's own name, under the staging prefix.
+                let name = p.loc.strip_prefix(STAGING_PREFIX)?;
+                (name == plain_part_name(path, k as u64, n))
+                    .then(|| (k, p.loc.clone(), name.to_owned()))
+            })
+            .collect()
+    };
+    for (k, from, name) in staged {
+        if cancel.is_cancelled() {
+            break;
+        }
+        if loc_in_use(state.lock().unwrap().state(), &name) {
+            tracing::warn!(
+                "{path}: part {} stays at {from}: the state points at another part under {name}",
+                k + 1
+            );
+            continue;
+        }
+        let store_mtime = match store.place(&from, &name).await {
+            Ok(t) => t,
+            Err(err) => {
+                tracing::warn!(
+                    "{path}: part {} stays at {from} (restorable from there; the next run tries \
+                     again): it could not be placed under {name}: {err}",
+                    k + 1
+                );
+                continue;
+            }
+        };
+        state.lock().unwrap().record(Record::PartPlaced {
+            path: path.to_owned(),
+            index: k as u64,
+            from: from.clone(),
+            to: name,
+            store_mtime,
+        })?;
+        remove_all(store, vec![from]).await;
+    }
+    Ok(())
+}
+
+/// Plain mode, at the start of a run: finishes the switches that a run killed half-way
+/// left (completed files with staged parts are [`settle`]d), then removes staged parts
+/// the state does not point at (a staged part finished, or placed, just before a kill).
+/// Stores whose every upload has a location of its own never stage, and are left alone.
+pub async fn tidy_staged<T: Store>(
+    store: &T,
+    state: &Mutex<StateFile>,
+    cancel: &CancellationToken,
+) -> Result<(), StateError> {
+    if !store.names_are_locations() {
+        return Ok(());
+    }
+    let unsettled: Vec<String> = state
+        .lock()
+        .unwrap()
+        .state()
+        .completed
+        .iter()
+        .filter(|(_, c)| c.parts.iter().any(|p| p.loc.starts_with(STAGING_PREFIX)))
+        .map(|(path, _)| path.clone())
+        .collect();
+    for path in unsettled {
+        settle(store, state, &path, cancel).await?;
+    }
+    let staged = match store.staged().await {
+        Ok(staged) => staged,
+        Err(err) => {
+            tracing::warn!("could not list the store's staged parts: {err}");
+            return Ok(());
+        }
+    };
+    let unused = {
+        let st = state.lock().unwrap();
+        staged
+            .into_iter()
+            .filter(|loc| !loc_in_use(st.state(), loc))
+            .collect()
+    };
+    remove_all(store, unused).await;
+    Ok(())
+}
+
 /// Removes parts nobody refers to; failures are logged, not fatal (the store keeps an
 /// unreferenced blob, which `verify` does not mind).
 pub async fn remove_all<T: Store>(store: &T, locs: Vec<String>) {
@@ -380,11 +558,21 @@ fn complete<S: Source, T: Store>(
     let old = state.state().completed.get(&e.path).cloned();
     let (record, garbage) = match layout {
         Layout::Plain => {
+            // Old parts under the names that staged new parts are about to take are
+            // replaced by `settle`, not removed first: the name always holds a whole file.
+            let n = parts.len() as u64;
+            let taken = |loc: &str| {
+                parts.iter().enumerate().any(|(k, q)| {
+                    q.loc == loc
+                        || (q.loc.starts_with(STAGING_PREFIX)
+                            && plain_part_name(&e.path, k as u64, n) == loc)
+                })
+            };
             let garbage = old
                 .map(|o| {
                     o.parts
                         .into_iter()
-                        .filter(|p| !parts.iter().any(|q| q.loc == p.loc))
+                        .filter(|p| !taken(&p.loc))
                         .map(|p| p.loc)
                         .collect()
                 })
@@ -548,14 +736,17 @@ fn change_detail(was: &SourceEntry, now: &SourceEntry) -> String {
     }
 }
 
-/// Stores part `k` of `n` of `entry`; returns the part and, for the vault, its keyed MAC.
+/// Stores part `k` of `n` of `entry` (plain mode: `staged`, or under its name); returns
+/// the part and, for the vault, its keyed MAC, or `None` if the run stopped meanwhile
+/// (the part is dropped, never synced).
 async fn copy_part<S: Source, T: Store>(
     ctx: &Context<S, T>,
     entry: &SourceEntry,
     k: u64,
     n: u64,
     layout: &Layout<'_>,
-) -> Result<(StoredPart, Option<[u8; MAC_LEN]>), FileError> {
+    staged: bool,
+) -> Result<Option<(StoredPart, Option<[u8; MAC_LEN]>)>, FileError> {
     let offset = k * ctx.part_size;
     let len = (entry.size - offset).min(ctx.part_size);
     let read_err = |err: std::io::Error| SourceError::Transient {
@@ -575,13 +766,20 @@ async fn copy_part<S: Source, T: Store>(
     match layout {
         Layout::Plain => {
             let mut hasher = Sha256::new();
-            let mut upload = ctx
-                .store
-                .begin(&plain_part_name(&entry.path, k, n), len)
-                .await?;
+            let name = plain_part_name(&entry.path, k, n);
+            let mut upload = if staged {
+                ctx.store.begin_staged(&name, len).await?
+            } else {
+                ctx.store.begin(&name, len).await?
+            };
             let mut buf = vec![0u8; CHUNK_SIZE.min(len.max(1) as usize)];
             let mut done = 0u64;
             loop {
+                // Reads and writes of a local file block in place and never yield, so the
+                // run's stop is looked for here, between chunks.
+                if ctx.cancel.is_cancelled() {
+                    return Ok(None);
+                }
                 let got = crate::source::read_full(&mut reader, &mut buf)
                     .await
                     .map_err(read_err)?;
@@ -596,17 +794,21 @@ async fn copy_part<S: Source, T: Store>(
             if done != len {
                 return Err(short(done).into());
             }
-            let loc = upload.finish().await?;
-            Ok((
+            if ctx.cancel.is_cancelled() {
+                return Ok(None); // not worth a sync any more
+            }
+            let (loc, store_mtime) = upload.finish_timed().await?;
+            Ok(Some((
                 StoredPart {
                     loc,
                     len,
                     sha256: hex::encode(hasher.finalize()),
                     salt: None,
                     nonce_prefix: None,
+                    store_mtime,
                 },
                 None,
-            ))
+            )))
         }
         Layout::Vault { params, .. } => {
             let keys = ctx.vault.clone().expect("vault layout has keys");
@@ -655,6 +857,9 @@ async fn copy_part<S: Source, T: Store>(
                 Ok(Some((mac.finalize(), empty_rx)))
             }));
             while let Some(mut buf) = full.recv().await {
+                if ctx.cancel.is_cancelled() {
+                    return Ok(None); // the reader is aborted as `reading` drops
+                }
                 let seg = buf.len() - TAG_LEN;
                 enc.encrypt_segment_in_place(&mut buf)?;
                 upload.write(&buf).await?;
@@ -679,19 +884,23 @@ async fn copy_part<S: Source, T: Store>(
                 Err(join) => std::panic::resume_unwind(join.into_panic()),
             };
             enc.finish()?;
+            if ctx.cancel.is_cancelled() {
+                return Ok(None); // not worth a sync any more
+            }
             let loc = upload.finish().await?;
             // No hash of the ciphertext: every segment carries its GCM tag, and the part
             // its keyed MAC; hashing it again would cost a fifth of the CPU.
-            Ok((
+            Ok(Some((
                 StoredPart {
                     loc,
                     len: stored_len,
                     sha256: String::new(),
                     salt: Some(hex::encode(params.salt())),
                     nonce_prefix: Some(hex::encode(params.nonce_prefix())),
+                    store_mtime: None,
                 },
                 Some(mac),
-            ))
+            )))
         }
     }
 }

@@ -70,6 +70,22 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         object: Option<(String, Object)>,
     },
+    /// A completed plain-mode file's part, stored staged while the state still pointed at
+    /// the previous version under the part's name, now has that name (the staged copy is
+    /// removed next).
+    PartPlaced {
+        /// The file's path.
+        path: String,
+        /// Index of the part.
+        index: u64,
+        /// The staged location the state pointed at.
+        from: String,
+        /// The part's own name, now holding the same bytes.
+        to: String,
+        /// The part's modification time under its name, where the store keeps one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        store_mtime: Option<Timestamp>,
+    },
     /// A file failed for this run.
     FileFailed {
         /// The file's path.
@@ -181,6 +197,25 @@ pub fn apply(state: &mut State, run: &mut Option<RunRecord>, record: &Record) {
                 r.parts_stored += fresh_parts;
                 r.bytes += fresh_bytes;
                 r.ended = entry.stored_at;
+            }
+        }
+        Record::PartPlaced {
+            path,
+            index,
+            from,
+            to,
+            store_mtime,
+        } => {
+            // Only if the state still points at the staged copy (a record that no longer
+            // matches changes nothing).
+            let part = state
+                .completed
+                .get_mut(path)
+                .and_then(|c| c.parts.get_mut(usize::try_from(*index).ok()?))
+                .filter(|p| p.loc == *from);
+            if let Some(part) = part {
+                part.loc = to.clone();
+                part.store_mtime = *store_mtime;
             }
         }
         Record::FileFailed { path, entry } => {

@@ -102,6 +102,11 @@ pub struct StoredPart {
     /// Vault mode: the part's STREAM nonce prefix (hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce_prefix: Option<String>,
+    /// Plain mode, stores that keep one (a folder): the part's modification time in the
+    /// store when it was recorded, so that `verify` notices a part rewritten since
+    /// without reading it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_mtime: Option<Timestamp>,
 }
 
 /// A stored content in the vault, shared by every path (and version) with that content.

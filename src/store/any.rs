@@ -12,10 +12,11 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::local::{LocalStore, LocalUpload};
 use super::telegram::{TelegramOptions, TelegramReader, TelegramStore, TelegramUpload};
-use super::{PartInfo, Store, StoreError, Upload};
+use super::{PartInfo, PartStat, Store, StoreError, Upload};
 use crate::telegram::api::{ChatRef, TelegramApi};
 use crate::telegram::credentials;
 use crate::telegram::grammers::{GrammersApi, GrammersConfig};
+use crate::time::Timestamp;
 
 /// The prefix of a Telegram store: `telegram:CHAT`.
 pub const TELEGRAM_PREFIX: &str = "telegram:";
@@ -173,6 +174,13 @@ impl<T: TelegramApi> Upload for AnyUpload<T> {
             AnyUpload::Telegram(u) => u.finish().await,
         }
     }
+
+    async fn finish_timed(self) -> Result<(String, Option<Timestamp>), StoreError> {
+        match self {
+            AnyUpload::Local(u) => u.finish_timed().await,
+            AnyUpload::Telegram(u) => u.finish_timed().await,
+        }
+    }
 }
 
 impl<T: TelegramApi> Store for AnyStore<T> {
@@ -197,6 +205,41 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.begin(name, len).await.map(AnyUpload::Local),
             AnyStore::Telegram(s) => s.begin(name, len).await.map(AnyUpload::Telegram),
+        }
+    }
+
+    fn names_are_locations(&self) -> bool {
+        match self {
+            AnyStore::Local(s) => s.names_are_locations(),
+            AnyStore::Telegram(s) => s.names_are_locations(),
+        }
+    }
+
+    async fn begin_staged(&self, name: &str, len: u64) -> Result<AnyUpload<T>, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.begin_staged(name, len).await.map(AnyUpload::Local),
+            AnyStore::Telegram(s) => s.begin_staged(name, len).await.map(AnyUpload::Telegram),
+        }
+    }
+
+    async fn place(&self, from: &str, name: &str) -> Result<Option<Timestamp>, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.place(from, name).await,
+            AnyStore::Telegram(s) => s.place(from, name).await,
+        }
+    }
+
+    async fn staged(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.staged().await,
+            AnyStore::Telegram(s) => s.staged().await,
+        }
+    }
+
+    async fn stat(&self, loc: &str) -> Result<Option<PartStat>, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.stat(loc).await,
+            AnyStore::Telegram(s) => s.stat(loc).await,
         }
     }
 

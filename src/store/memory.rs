@@ -1,26 +1,63 @@
-//! An in-memory store for tests: parts held in memory, with injectable faults and a
-//! simulated upload speed that waits through `tokio::time`.
+//! An in-memory store for tests: parts held in memory, with injectable faults, a
+//! simulated upload speed that waits through `tokio::time`, and an observer that sees the
+//! store before and after every change (to check what a kill at that instant would leave).
+//! Locations are names, as in a folder: writing a name replaces its part; staged parts
+//! live under [`STAGING_PREFIX`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{PartInfo, Store, StoreError, Upload};
+use super::{PartInfo, PartStat, STAGING_PREFIX, Store, StoreError, Upload, staged_name};
+use crate::time::Timestamp;
+
+/// A stored part and its modification time (a counter, so every write gets a new one).
+#[derive(Debug, Clone)]
+struct Part {
+    bytes: Vec<u8>,
+    modified: Timestamp,
+}
 
 #[derive(Debug, Default)]
 struct Inner {
-    parts: BTreeMap<String, Vec<u8>>,
+    parts: BTreeMap<String, Part>,
     meta: BTreeMap<String, Vec<u8>>,
     faults: VecDeque<StoreError>,
+    place_faults: VecDeque<StoreError>,
+    writes: i64,
 }
 
+impl Inner {
+    fn put(&mut self, loc: String, bytes: Vec<u8>) {
+        self.writes += 1;
+        let modified = Timestamp::from_second(1_000_000_000 + self.writes).expect("in range");
+        self.parts.insert(loc, Part { bytes, modified });
+    }
+}
+
+/// The parts of a store at one instant, location to bytes.
+pub type Snapshot = BTreeMap<String, Vec<u8>>;
+
+/// Called before and after every change to a [`MemoryStore`]'s parts.
+type Observer = Arc<dyn Fn(&Snapshot) + Send + Sync>;
+
 /// Parts in memory.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     bytes_written: Arc<AtomicU64>,
     speed: Option<u64>,
+    observer: Option<Observer>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("inner", &self.inner)
+            .field("speed", &self.speed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MemoryStore {
@@ -35,9 +72,52 @@ impl MemoryStore {
         self
     }
 
-    /// Makes the next `begin` calls fail with these errors, in order.
+    /// Makes the next `begin` (and `begin_staged`) calls fail with these errors, in order.
     pub fn inject(&self, faults: impl IntoIterator<Item = StoreError>) {
         self.inner.lock().unwrap().faults.extend(faults);
+    }
+
+    /// Makes the next `place` calls fail with these errors, in order.
+    pub fn inject_place(&self, faults: impl IntoIterator<Item = StoreError>) {
+        self.inner.lock().unwrap().place_faults.extend(faults);
+    }
+
+    /// Calls `f` with the store's parts before and after every change to them (a
+    /// finished upload, a placed part, a removal): every instant a kill could find.
+    pub fn observe(mut self, f: impl Fn(&Snapshot) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(f));
+        self
+    }
+
+    /// The store's parts now.
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .parts
+            .iter()
+            .map(|(loc, p)| (loc.clone(), p.bytes.clone()))
+            .collect()
+    }
+
+    /// A store holding exactly `parts` (each with a fresh modification time).
+    pub fn from_snapshot(parts: &Snapshot) -> Self {
+        let store = Self::new();
+        for (loc, bytes) in parts {
+            store.inner.lock().unwrap().put(loc.clone(), bytes.clone());
+        }
+        store
+    }
+
+    /// Applies `change` to the parts, showing the observer the parts before and after.
+    fn change<R>(&self, change: impl FnOnce(&mut Inner) -> R) -> R {
+        if let Some(observe) = &self.observer {
+            observe(&self.snapshot());
+        }
+        let r = change(&mut self.inner.lock().unwrap());
+        if let Some(observe) = &self.observer {
+            observe(&self.snapshot());
+        }
+        r
     }
 
     /// Bytes written by finished and unfinished uploads.
@@ -47,12 +127,23 @@ impl MemoryStore {
 
     /// A stored part's bytes.
     pub fn get(&self, loc: &str) -> Option<Vec<u8>> {
-        self.inner.lock().unwrap().parts.get(loc).cloned()
+        let inner = self.inner.lock().unwrap();
+        inner.parts.get(loc).map(|p| p.bytes.clone())
     }
 
-    /// Replaces a stored part's bytes (to simulate damage).
+    /// Replaces a stored part's bytes (to simulate damage); its modification time
+    /// changes, as a rewrite's would.
     pub fn set(&self, loc: &str, bytes: Vec<u8>) {
-        self.inner.lock().unwrap().parts.insert(loc.into(), bytes);
+        self.inner.lock().unwrap().put(loc.into(), bytes);
+    }
+
+    /// Replaces a stored part's bytes and keeps its modification time (damage that a
+    /// time does not show: a flipped bit on the disk).
+    pub fn set_keeping_time(&self, loc: &str, bytes: Vec<u8>) {
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(part) = inner.parts.get_mut(loc) {
+            part.bytes = bytes;
+        }
     }
 
     /// All stored locations.
@@ -82,9 +173,16 @@ impl Upload for MemoryUpload {
     }
 
     async fn finish(self) -> Result<String, StoreError> {
-        let mut inner = self.store.inner.lock().unwrap();
-        inner.parts.insert(self.name.clone(), self.buf);
-        Ok(self.name)
+        self.finish_timed().await.map(|(loc, _)| loc)
+    }
+
+    async fn finish_timed(self) -> Result<(String, Option<Timestamp>), StoreError> {
+        let MemoryUpload { store, name, buf } = self;
+        let modified = store.change(|inner| {
+            inner.put(name.clone(), buf);
+            inner.parts[&name].modified
+        });
+        Ok((name, Some(modified)))
     }
 }
 
@@ -105,6 +203,44 @@ impl Store for MemoryStore {
             name: name.into(),
             buf: Vec::new(),
         })
+    }
+
+    async fn begin_staged(&self, name: &str, len: u64) -> Result<MemoryUpload, StoreError> {
+        self.begin(&staged_name(name), len).await
+    }
+
+    async fn place(&self, from: &str, name: &str) -> Result<Option<Timestamp>, StoreError> {
+        if let Some(fault) = self.inner.lock().unwrap().place_faults.pop_front() {
+            return Err(fault);
+        }
+        self.change(|inner| {
+            let part = inner
+                .parts
+                .get(from)
+                .cloned()
+                .ok_or_else(|| StoreError::Missing { loc: from.into() })?;
+            let modified = part.modified;
+            inner.parts.insert(name.into(), part);
+            Ok(Some(modified))
+        })
+    }
+
+    async fn staged(&self) -> Result<Vec<String>, StoreError> {
+        let inner = self.inner.lock().unwrap();
+        Ok(inner
+            .parts
+            .keys()
+            .filter(|loc| loc.starts_with(STAGING_PREFIX))
+            .cloned()
+            .collect())
+    }
+
+    async fn stat(&self, loc: &str) -> Result<Option<PartStat>, StoreError> {
+        let inner = self.inner.lock().unwrap();
+        Ok(inner.parts.get(loc).map(|p| PartStat {
+            len: p.bytes.len() as u64,
+            modified: Some(p.modified),
+        }))
     }
 
     async fn open(&self, loc: &str) -> Result<Self::Reader, StoreError> {
@@ -128,7 +264,7 @@ impl Store for MemoryStore {
     }
 
     async fn remove(&self, loc: &str) -> Result<(), StoreError> {
-        self.inner.lock().unwrap().parts.remove(loc);
+        self.change(|inner| inner.parts.remove(loc));
         Ok(())
     }
 
@@ -137,9 +273,9 @@ impl Store for MemoryStore {
         Ok(inner
             .parts
             .iter()
-            .map(|(loc, b)| PartInfo {
+            .map(|(loc, p)| PartInfo {
                 loc: loc.clone(),
-                len: b.len() as u64,
+                len: p.bytes.len() as u64,
                 stored: None,
             })
             .collect())

@@ -5,7 +5,15 @@
 //!
 //! A part is written through an [`Upload`] and becomes visible only when
 //! [`Upload::finish`] returns its location; an upload dropped before that leaves nothing
-//! behind under a final name.
+//! behind under a final name, and is never synced to disk.
+//!
+//! Where a store's locations are the names parts are written under
+//! ([`Store::names_are_locations`]: a folder, a future rclone remote), writing a name
+//! replaces what is stored there. A run that must not replace a part the state still
+//! points to (a changed file's old version, in plain mode) writes the new part *staged*
+//! ([`Store::begin_staged`], under [`STAGING_PREFIX`]), and once the state points at the
+//! staged part, copies it under its name ([`Store::place`]). Stores whose every upload
+//! gets a location of its own (Telegram messages) never need that.
 
 pub mod any;
 pub mod local;
@@ -16,6 +24,27 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::io::AsyncRead;
+
+use crate::time::Timestamp;
+
+/// Where staged parts live in a store whose locations are names: under the store's own
+/// folder, which no source path can name and no other write uses.
+pub const STAGING_PREFIX: &str = ".tgferry/staged/";
+
+/// The location of a part staged for `name` (see [`Store::begin_staged`]).
+pub fn staged_name(name: &str) -> String {
+    format!("{STAGING_PREFIX}{name}")
+}
+
+/// What a store says about one stored part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartStat {
+    /// Its stored length.
+    pub len: u64,
+    /// Its modification time in the store, where the store keeps one that changes when
+    /// the part is rewritten (a folder); `None` elsewhere.
+    pub modified: Option<Timestamp>,
+}
 
 /// Errors from a store.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -98,6 +127,18 @@ pub trait Upload: Send + 'static {
     fn write(&mut self, buf: &[u8]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Makes the part durable and visible; returns its location for the state file.
     fn finish(self) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// [`finish`](Self::finish), also returning the part's modification time in the
+    /// store where the store keeps one (see [`PartStat::modified`]), so that a later
+    /// rewrite of the part can be noticed without reading it.
+    fn finish_timed(
+        self,
+    ) -> impl Future<Output = Result<(String, Option<Timestamp>), StoreError>> + Send
+    where
+        Self: Sized,
+    {
+        async move { self.finish().await.map(|loc| (loc, None)) }
+    }
 }
 
 /// A place parts are written to and read back from.
@@ -125,11 +166,80 @@ pub trait Store: Send + Sync + 'static {
         len: u64,
     ) -> impl Future<Output = Result<Self::Upload, StoreError>> + Send;
 
+    /// Whether a part's location is the name it was written under, so that writing a
+    /// name replaces the part stored there (a folder; an rclone remote). `false` where
+    /// every upload gets a location of its own and never replaces a stored part
+    /// (Telegram: a new message each time). The default, `true`, is the safe assumption:
+    /// a run then stages a part rather than replace one the state points to.
+    fn names_are_locations(&self) -> bool {
+        true
+    }
+
+    /// Starts writing a part that is to take the name `name` later, once the state no
+    /// longer points at what `name` holds: it is stored meanwhile at
+    /// [`staged_name`]`(name)`, which [`open`](Self::open), [`len`](Self::len),
+    /// [`stat`](Self::stat) and [`remove`](Self::remove) accept, and which
+    /// [`place`](Self::place) copies to `name`. Only called where
+    /// [`names_are_locations`](Self::names_are_locations); the default refuses.
+    fn begin_staged(
+        &self,
+        name: &str,
+        len: u64,
+    ) -> impl Future<Output = Result<Self::Upload, StoreError>> + Send {
+        let _ = len;
+        let refused = StoreError::Refused {
+            name: name.to_owned(),
+            reason: "this store cannot hold a staged part, so it cannot replace a stored \
+                     copy without losing it first"
+                .into(),
+        };
+        async move { Err(refused) }
+    }
+
+    /// Makes the bytes of the staged part `from` available under `name` as well,
+    /// replacing what `name` held, and returns `name`'s modification time (as
+    /// [`PartStat::modified`]). `from` is left as it is, so the state may point at either
+    /// one at every instant: the caller records the move, then removes `from`. If this is
+    /// interrupted or fails, `name` may hold anything, which is harmless because nothing
+    /// points at it; it need not be atomic. The default refuses (the part then stays
+    /// staged, still restorable).
+    fn place(
+        &self,
+        from: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send {
+        let refused = StoreError::Refused {
+            name: name.to_owned(),
+            reason: format!("this store cannot copy the staged part {from} to it"),
+        };
+        async move { Err(refused) }
+    }
+
+    /// The staged parts the store holds (locations under [`STAGING_PREFIX`]), so that a
+    /// run can remove those no state points at (left by a process that was killed). The
+    /// default: none.
+    fn staged(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
     /// Opens a stored part for reading.
     fn open(&self, loc: &str) -> impl Future<Output = Result<Self::Reader, StoreError>> + Send;
 
     /// The stored length of a part, `None` if it is missing.
     fn len(&self, loc: &str) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// The stored length and, where the store keeps one, the modification time of a
+    /// part; `None` if it is missing. The default asks [`len`](Self::len) and knows no
+    /// time.
+    fn stat(&self, loc: &str) -> impl Future<Output = Result<Option<PartStat>, StoreError>> + Send {
+        let len = self.len(loc);
+        async move {
+            Ok(len.await?.map(|len| PartStat {
+                len,
+                modified: None,
+            }))
+        }
+    }
 
     /// Removes a part (no error if it is already gone).
     fn remove(&self, loc: &str) -> impl Future<Output = Result<(), StoreError>> + Send;

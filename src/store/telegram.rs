@@ -599,6 +599,12 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
         *self.shared.wait_deadline.lock().unwrap() = deadline;
     }
 
+    /// Every part is a new message (`msg:<id>`): an upload never replaces a stored part,
+    /// so nothing is ever staged.
+    fn names_are_locations(&self) -> bool {
+        false
+    }
+
     async fn begin(&self, name: &str, len: u64) -> Result<TelegramUpload<A>, StoreError> {
         let s = &self.shared;
         let max = self.max_part(s.connected().await?);

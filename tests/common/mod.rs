@@ -129,6 +129,10 @@ impl<U: Upload> Upload for ThrottledUpload<U> {
         tokio::time::sleep(self.per_part).await;
         self.inner.finish().await
     }
+    async fn finish_timed(self) -> Result<(String, Option<tgferry::time::Timestamp>), StoreError> {
+        tokio::time::sleep(self.per_part).await;
+        self.inner.finish_timed().await
+    }
 }
 
 impl<T: Store> Store for Throttled<T> {
@@ -142,6 +146,28 @@ impl<T: Store> Store for Throttled<T> {
             inner: self.inner.begin(name, len).await?,
             per_part: self.per_part,
         })
+    }
+    fn names_are_locations(&self) -> bool {
+        self.inner.names_are_locations()
+    }
+    async fn begin_staged(&self, name: &str, len: u64) -> Result<Self::Upload, StoreError> {
+        Ok(ThrottledUpload {
+            inner: self.inner.begin_staged(name, len).await?,
+            per_part: self.per_part,
+        })
+    }
+    async fn place(
+        &self,
+        from: &str,
+        name: &str,
+    ) -> Result<Option<tgferry::time::Timestamp>, StoreError> {
+        self.inner.place(from, name).await
+    }
+    async fn staged(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.staged().await
+    }
+    async fn stat(&self, loc: &str) -> Result<Option<tgferry::store::PartStat>, StoreError> {
+        self.inner.stat(loc).await
     }
     async fn open(&self, loc: &str) -> Result<Self::Reader, StoreError> {
         self.inner.open(loc).await
