@@ -115,9 +115,13 @@ impl Status {
         } else {
             (100.0 * done as f64 / source_bytes as f64).min(100.0)
         };
-        // 100 % means nothing is left: not while a file is in progress, failed or given up
-        // (99.9 % is what rounding to one decimal may show instead).
-        let left = !in_progress.is_empty() || !state.failed.is_empty() || done < source_bytes;
+        // 100 % means nothing is left: not while a file is in progress, or failed (or given
+        // up) with no stored copy (99.9 % is what rounding to one decimal may show instead).
+        let unstored_failure = state
+            .failed
+            .keys()
+            .any(|path| !state.completed.contains_key(path));
+        let left = !in_progress.is_empty() || unstored_failure || done < source_bytes;
         let percent_done = if left { percent.min(99.9) } else { percent };
         let skip = state.runs.len().saturating_sub(RUNS_SHOWN);
         Status {
