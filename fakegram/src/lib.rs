@@ -822,6 +822,17 @@ impl Server {
         self.world().uploads.len()
     }
 
+    /// Stops the server: closes every connection and listener (their ports are free when
+    /// this returns) and writes the state directory.
+    pub async fn shutdown(mut self) {
+        self.flush();
+        self.drop_connections();
+        for t in std::mem::take(&mut self.tasks) {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
     /// Writes the state directory now (the server also does every 200 ms).
     pub fn flush(&self) {
         if let Some(dir) = &self.state_dir {
