@@ -549,7 +549,7 @@ async fn write_loop(
         for plaintext in session.seal(salt, messages) {
             let packet = crypto::encrypt_for_client(&key, plaintext);
             let mut buffer = DequeBuffer::with_capacity(packet.len() + 4, 8);
-            buffer.extend(packet);
+            buffer.extend(packet.iter());
             framing.pack(&mut buffer);
             for piece in buffer[..].chunks(16 * 1024) {
                 limiter.take(piece.len()).await;

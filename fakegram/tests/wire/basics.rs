@@ -1,11 +1,11 @@
 //! Connecting: pre-seeded keys, the service messages, sessions, what the fake refuses to
 //! do (the key exchange, transport error -404), the state directory, the binary.
 
-use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
 use fakegram::{AccountKind, Config, Server};
 use grammers_client::tl;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::common::{
     bounded, bytes, client, random_id, send_document, send_text, sent_id, upload, user_channel,
@@ -92,8 +92,7 @@ async fn a_client_without_a_key_is_closed_never_told_404() {
     let server = Server::start(Config::default()).await.unwrap();
     let addr = server.addrs()[&2];
     for key_id in [0i64, 0x1234_5678] {
-        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let mut payload = key_id.to_le_bytes().to_vec();
         payload.extend_from_slice(&[0u8; 40]);
         let mut packet = Vec::new();
@@ -116,9 +115,12 @@ async fn a_client_without_a_key_is_closed_never_told_404() {
             !crc
         };
         packet.extend_from_slice(&crc.to_le_bytes());
-        tcp.write_all(&packet).unwrap();
+        tcp.write_all(&packet).await.unwrap();
         let mut answer = Vec::new();
-        let n = tcp.read_to_end(&mut answer).unwrap_or(0);
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer))
+            .await
+            .expect("closed at once")
+            .unwrap_or(0);
         assert_eq!(n, 0, "closed without a word (not -404): {answer:?}");
     }
 }

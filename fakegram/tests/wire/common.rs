@@ -87,6 +87,18 @@ pub fn rpc_name(e: &InvocationError) -> String {
     }
 }
 
+/// `len` bytes of one random 4 KiB block over and over: cheap to make, and cheap for
+/// grammers to gzip (it compresses every request at its best level).
+pub fn repetitive(seed: u8, len: usize) -> Vec<u8> {
+    let block = bytes(seed, 4096);
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let n = (len - out.len()).min(block.len());
+        out.extend_from_slice(&block[..n]);
+    }
+    out
+}
+
 /// A random non-zero id (file ids, random ids).
 pub fn random_id() -> i64 {
     let mut b = [0u8; 8];

@@ -7,8 +7,8 @@ use fakegram::{AccountKind, Chat, Config, Server};
 use grammers_client::tl;
 
 use crate::common::{
-    bot_channel, bounded, bytes, client, document_of, get_file, random_id, rpc_name, send_document,
-    sent_id, upload, user_channel,
+    bot_channel, bounded, bytes, client, document_of, get_file, random_id, repetitive, rpc_name,
+    send_document, sent_id, upload, user_channel,
 };
 
 const PART: usize = 512 * 1024;
@@ -126,7 +126,7 @@ async fn upload_rules_refuse_what_telegram_refuses() {
         .unwrap_err();
     assert_eq!(rpc_name(&err), "FILE_PART_SIZE_INVALID");
     // A file over 10 MB sent as a small file, and parts saved as big sent as small.
-    let big = bytes(4, 10 * 1024 * 1024 + 1);
+    let big = repetitive(4, 10 * 1024 * 1024 + 1);
     let small_way = upload(&c.client, &big, PART, false).await;
     let err = send_document(&c.client, &peer, small_way, "x", random_id())
         .await
