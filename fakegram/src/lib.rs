@@ -27,7 +27,7 @@ mod clock;
 mod conn;
 mod faults;
 mod model;
-pub mod rpc;
+mod rpc;
 pub mod rules;
 mod session;
 pub mod srp;
@@ -49,6 +49,7 @@ pub use clock::Clock;
 pub use faults::{Action, Fault, Faults};
 pub use model::Stats;
 use model::{Blobs, Channel, DcInfo, Group, Persisted, User, World, random_i64, random_id_below};
+pub use rpc::RpcErr;
 pub use session::{DcEntry, SESSION_PREFIX, SessionUser, session_line};
 
 /// Which account a session is for.

@@ -484,18 +484,6 @@ impl World {
         self.p.keys.iter_mut().find(|k| k.key.id() == key_id)
     }
 
-    /// Adds a key for `dc` signed in as `user` and returns its index.
-    pub fn add_key(&mut self, dc: i32, user: Option<i64>) -> usize {
-        self.p.keys.push(KeyEntry {
-            key: AuthKey::random(),
-            dc,
-            user,
-            dead: false,
-        });
-        self.dirty = true;
-        self.p.keys.len() - 1
-    }
-
     /// An account.
     pub fn user(&self, id: i64) -> Option<&User> {
         self.p.users.get(&id)

@@ -1,6 +1,6 @@
 //! Requests: opening the wrappers a client puts around them (`invokeWithLayer`,
 //! `initConnection`), then carrying out each method the fake models against the
-//! [`World`] and answering with the TL types grammers reads. Every limit comes from
+//! model (`World`) and answering with the TL types grammers reads. Every limit comes from
 //! [`crate::rules`]; this module only applies them in the order Telegram does.
 
 use std::collections::BTreeSet;
@@ -71,8 +71,6 @@ pub struct Call {
     pub body: Vec<u8>,
     /// `initConnection`, when the request came wrapped in it.
     pub init: Option<Init>,
-    /// `invokeWithLayer`'s layer.
-    pub layer: Option<i32>,
 }
 
 /// The rest of a buffer, whatever it holds (the `query:!X` of a wrapper).
@@ -105,15 +103,14 @@ fn parse<T: Deserializable>(body: &[u8]) -> Result<T, RpcErr> {
 pub fn open_call(body: &[u8]) -> Result<Call, RpcErr> {
     let mut body = body.to_vec();
     let mut init = None;
-    let mut layer = None;
     loop {
         body = crate::wire::mtp::inflate_if_packed(body)
             .map_err(|_| RpcErr::bad("INPUT_FETCH_ERROR"))?;
         let id = constructor(&body)?;
         let fields = &body[4..];
         if id == tl::functions::InvokeWithLayer::<Rest>::CONSTRUCTOR_ID {
+            // Any layer is served as the one grammers 0.11 speaks (tl::LAYER).
             let wrapped: tl::functions::InvokeWithLayer<Rest> = parse(fields)?;
-            layer = Some(wrapped.layer);
             body = wrapped.query.0;
         } else if id == tl::functions::InitConnection::<Rest>::CONSTRUCTOR_ID {
             let wrapped: tl::functions::InitConnection<Rest> = parse(fields)?;
@@ -130,7 +127,6 @@ pub fn open_call(body: &[u8]) -> Result<Call, RpcErr> {
                 name: tl::name_for_id(id),
                 body: fields.to_vec(),
                 init,
-                layer,
             });
         }
     }
@@ -1624,24 +1620,21 @@ fn pin(
     }
     let pinned = !r.unpin;
     w.dirty = true;
-    let (pts, update): (i32, tl::enums::Update) = match peer {
+    let update: tl::enums::Update = match peer {
         Peer::Channel(c) => {
             let ch = w.p.channels.get_mut(&c).expect("checked");
             if let Some(m) = ch.messages.get_mut(&r.id) {
                 m.pinned = pinned;
             }
             ch.pts += 1;
-            (
-                ch.pts,
-                tl::types::UpdatePinnedChannelMessages {
-                    pinned,
-                    channel_id: c,
-                    messages: vec![r.id],
-                    pts: ch.pts,
-                    pts_count: 1,
-                }
-                .into(),
-            )
+            tl::types::UpdatePinnedChannelMessages {
+                pinned,
+                channel_id: c,
+                messages: vec![r.id],
+                pts: ch.pts,
+                pts_count: 1,
+            }
+            .into()
         }
         _ => {
             let b = w.box_mut(me);
@@ -1649,20 +1642,16 @@ fn pin(
                 m.pinned = pinned;
             }
             b.pts += 1;
-            (
-                b.pts,
-                tl::types::UpdatePinnedMessages {
-                    pinned,
-                    peer: tl_peer(peer),
-                    messages: vec![r.id],
-                    pts: b.pts,
-                    pts_count: 1,
-                }
-                .into(),
-            )
+            tl::types::UpdatePinnedMessages {
+                pinned,
+                peer: tl_peer(peer),
+                messages: vec![r.id],
+                pts: b.pts,
+                pts_count: 1,
+            }
+            .into()
         }
     };
-    let _ = pts;
     let mut list = vec![update];
     let mut refs = Refs::default();
     refs.peer(peer);
@@ -2054,7 +2043,6 @@ mod tests {
         let call = open_call(&wrapped.to_bytes()).unwrap();
         assert_eq!(call.name, "help.getConfig");
         assert_eq!(call.init.unwrap().api_id, 7);
-        assert_eq!(call.layer, Some(tl::LAYER));
         let packed = crate::wire::mtp::gzip(&tl::functions::updates::GetState {}.to_bytes());
         assert_eq!(open_call(&packed).unwrap().name, "updates.getState");
     }

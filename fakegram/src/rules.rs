@@ -2,14 +2,14 @@
 //! comes from. Handlers in [`crate::rpc`] call these functions and never repeat a number.
 //!
 //! Sources (quoted where the wording matters):
-//! - [FILES]: <https://core.telegram.org/api/files>, "Uploading files" and "Downloading files".
-//! - [BOTFAQ]: <https://core.telegram.org/bots/faq>, "My bot is hitting limits, how do I
+//! - FILES: <https://core.telegram.org/api/files>, "Uploading files" and "Downloading files".
+//! - BOTFAQ: <https://core.telegram.org/bots/faq>, "My bot is hitting limits, how do I
 //!   avoid this?".
-//! - [BOTAPI]: <https://core.telegram.org/bots/api#deletemessage>.
-//! - [CONFIG]: `help.getConfig` (<https://core.telegram.org/constructor/config>): the
+//! - BOTAPI: <https://core.telegram.org/bots/api#deletemessage>.
+//! - CONFIG: `help.getConfig` (<https://core.telegram.org/constructor/config>): the
 //!   server's own limits, which the fake also returns there.
-//! - [ERRORS]: the method pages' "Possible errors" (<https://core.telegram.org/method/…>).
-//! - [ISSUES]: behaviour reported by users of other clients (cited per rule); these
+//! - ERRORS: the method pages' "Possible errors" (<https://core.telegram.org/method/…>).
+//! - ISSUES: behaviour reported by users of other clients (cited per rule); these
 //!   numbers are estimates and say so.
 
 use std::time::Duration;
@@ -18,13 +18,13 @@ use crate::rpc::RpcErr;
 
 /// Largest upload part, and the part size that reaches the file size limit.
 ///
-/// [FILES]: "All parts must have the same size (part_size) and the following conditions
+/// FILES: "All parts must have the same size (part_size) and the following conditions
 /// must be met: `part_size % 1024 = 0` (divisible by 1KB); `524288 % part_size = 0` (512KB
 /// must be evenly divisible by part_size). The last part does not have to satisfy these
 /// conditions, provided its size is less than part_size."
 pub const MAX_PART: usize = 512 * 1024;
 
-/// Most parts in one upload: [FILES] "file_part, with a value ranging from 0 to the value
+/// Most parts in one upload: FILES "file_part, with a value ranging from 0 to the value
 /// of the appropriate config parameter minus 1" — `upload_max_fileparts_default` (4000)
 /// and `upload_max_fileparts_premium` (8000) in the client configuration
 /// (<https://core.telegram.org/api/config#upload-max-fileparts-default>).
@@ -32,18 +32,18 @@ pub fn max_parts(premium: bool) -> i32 {
     if premium { 8000 } else { 4000 }
 }
 
-/// [FILES]: "Use upload.saveBigFilePart in case the full size of the file is more than
+/// FILES: "Use upload.saveBigFilePart in case the full size of the file is more than
 /// 10 MB and upload.saveFilePart for smaller files."
 pub const BIG_FILE_THRESHOLD: u64 = 10 * 1024 * 1024;
 
-/// How long uploaded parts wait for the message that uses them. [FILES]: "The storage
+/// How long uploaded parts wait for the message that uses them. FILES: "The storage
 /// life of each portion of data is between several minutes and several hours (depending
 /// on how busy the storage area is). After this time, the file part will become
 /// unavailable." The fake keeps them for the configured time ([`crate::Config`]).
 pub const DEFAULT_PART_LIFETIME: Duration = Duration::from_secs(60 * 60);
 
 /// A part as `upload.saveFilePart`/`saveBigFilePart` receive it: index in range, not
-/// empty, not over [`MAX_PART`] ([ERRORS] of upload.saveBigFilePart: FILE_PART_INVALID,
+/// empty, not over [`MAX_PART`] (ERRORS of upload.saveBigFilePart: FILE_PART_INVALID,
 /// FILE_PART_EMPTY, FILE_PART_TOO_BIG).
 pub fn check_part(index: i32, len: usize, premium: bool) -> Result<(), RpcErr> {
     if index < 0 || index >= max_parts(premium) {
@@ -58,7 +58,7 @@ pub fn check_part(index: i32, len: usize, premium: bool) -> Result<(), RpcErr> {
     Ok(())
 }
 
-/// `file_total_parts` of upload.saveBigFilePart: 1 to the account's maximum ([ERRORS]:
+/// `file_total_parts` of upload.saveBigFilePart: 1 to the account's maximum (ERRORS:
 /// FILE_PARTS_INVALID "The number of file parts is invalid").
 pub fn check_total_parts(total: i32, premium: bool) -> Result<(), RpcErr> {
     if total < 1 || total > max_parts(premium) {
@@ -69,7 +69,7 @@ pub fn check_total_parts(total: i32, premium: bool) -> Result<(), RpcErr> {
 
 /// The uploaded parts `sizes[0..n]` as one file, checked when a message uses them:
 /// every part present (FILE_PART_X_MISSING, X the first missing), all but the last of one
-/// size that divides 512 KiB in whole KiB and the last no longer ([FILES]), and the right
+/// size that divides 512 KiB in whole KiB and the last no longer (FILES), and the right
 /// method for the total size ([`BIG_FILE_THRESHOLD`]; FILE_PARTS_INVALID otherwise).
 /// Returns the total size.
 pub fn check_assembled(sizes: &[Option<usize>], big: bool) -> Result<u64, RpcErr> {
@@ -82,7 +82,7 @@ pub fn check_assembled(sizes: &[Option<usize>], big: bool) -> Result<u64, RpcErr
     let sizes: Vec<usize> = sizes.iter().map(|s| s.unwrap_or(0)).collect();
     let part = sizes[0];
     if sizes.len() > 1 {
-        if part % 1024 != 0 || MAX_PART % part != 0 {
+        if !part.is_multiple_of(1024) || !MAX_PART.is_multiple_of(part) {
             return Err(RpcErr::bad("FILE_PART_SIZE_INVALID"));
         }
         if sizes[..sizes.len() - 1].iter().any(|&s| s != part) {
@@ -99,7 +99,7 @@ pub fn check_assembled(sizes: &[Option<usize>], big: bool) -> Result<u64, RpcErr
     Ok(total)
 }
 
-/// One `upload.getFile` request. [FILES], "Downloading files": "offset must be divisible
+/// One `upload.getFile` request. FILES, "Downloading files": "offset must be divisible
 /// by 4 KB; limit must be divisible by 4 KB; 1048576 (1 MB) must be divisible by limit;
 /// offset / (1024 * 1024) == (offset + limit - 1) / (1024 * 1024) (file parts that are
 /// being downloaded must always be inside the same megabyte-sized fragment)". With
@@ -135,17 +135,17 @@ pub fn check_download(offset: i64, limit: i32, precise: bool) -> Result<(), RpcE
 /// so the fake uses an hour unless configured otherwise ([`crate::Config`]).
 pub const DEFAULT_FILE_REFERENCE_LIFETIME: Duration = Duration::from_secs(60 * 60);
 
-/// Longest text, in UTF-16 code units: [CONFIG] `message_length_max` (4096).
+/// Longest text, in UTF-16 code units: CONFIG `message_length_max` (4096).
 pub const MESSAGE_LENGTH_MAX: usize = 4096;
 
-/// Longest caption, in UTF-16 code units: [CONFIG] `caption_length_max` (1024) and the
+/// Longest caption, in UTF-16 code units: CONFIG `caption_length_max` (1024) and the
 /// client configuration's `caption_length_limit_premium` (4096).
 pub fn caption_length_max(premium: bool) -> usize {
     if premium { 4096 } else { 1024 }
 }
 
 /// The text Telegram keeps: surrounding white space trimmed, not empty (MESSAGE_EMPTY),
-/// at most [`MESSAGE_LENGTH_MAX`] (MESSAGE_TOO_LONG) — [ERRORS] of messages.sendMessage.
+/// at most [`MESSAGE_LENGTH_MAX`] (MESSAGE_TOO_LONG) — ERRORS of messages.sendMessage.
 pub fn message_text(text: &str) -> Result<String, RpcErr> {
     let text = text.trim();
     if text.is_empty() {
@@ -158,7 +158,7 @@ pub fn message_text(text: &str) -> Result<String, RpcErr> {
 }
 
 /// A document's caption: trimmed, at most [`caption_length_max`] (MEDIA_CAPTION_TOO_LONG,
-/// [ERRORS] of messages.sendMedia).
+/// ERRORS of messages.sendMedia).
 pub fn caption(text: &str, premium: bool) -> Result<String, RpcErr> {
     let text = text.trim();
     if text.encode_utf16().count() > caption_length_max(premium) {
@@ -167,8 +167,8 @@ pub fn caption(text: &str, premium: bool) -> Result<String, RpcErr> {
     Ok(text.to_owned())
 }
 
-/// How long after sending a message outside a channel can still be edited: [CONFIG]
-/// `edit_time_limit`, 172800 s (48 hours). Past it: MESSAGE_EDIT_TIME_EXPIRED ([ERRORS] of
+/// How long after sending a message outside a channel can still be edited: CONFIG
+/// `edit_time_limit`, 172800 s (48 hours). Past it: MESSAGE_EDIT_TIME_EXPIRED (ERRORS of
 /// messages.editMessage). Channel posts and Saved Messages have no limit.
 pub const EDIT_TIME_LIMIT: i64 = 48 * 60 * 60;
 
@@ -180,7 +180,7 @@ pub fn check_edit_time(date: i64, now: i64) -> Result<(), RpcErr> {
     Ok(())
 }
 
-/// Bots cannot delete messages older than 48 hours, even as administrators: [BOTAPI]
+/// Bots cannot delete messages older than 48 hours, even as administrators: BOTAPI
 /// deleteMessage, "A message can only be deleted if it was sent less than 48 hours ago";
 /// over MTProto the refusal is `MESSAGE_DELETE_FORBIDDEN` (403).
 pub const BOT_DELETE_LIMIT: i64 = 48 * 60 * 60;
@@ -194,7 +194,7 @@ pub fn check_bot_delete(date: i64, now: i64) -> Result<(), RpcErr> {
 }
 
 /// Bots cannot read history: messages.getHistory, messages.search and messages.getDialogs
-/// answer `BOT_METHOD_INVALID` ("This method can't be used by a bot", [ERRORS]; the method
+/// answer `BOT_METHOD_INVALID` ("This method can't be used by a bot", ERRORS; the method
 /// pages say "Only users can use this method"). Fetching messages by id is allowed.
 pub fn users_only(bot: bool) -> Result<(), RpcErr> {
     if bot {
@@ -203,22 +203,22 @@ pub fn users_only(bot: bool) -> Result<(), RpcErr> {
     Ok(())
 }
 
-/// [BOTFAQ]: "your bot will not be able to send more than 20 messages per minute to the
+/// BOTFAQ: "your bot will not be able to send more than 20 messages per minute to the
 /// same group." The fake applies it to bots in groups and channels alike.
 pub const BOT_GROUP_MESSAGES_PER_MINUTE: usize = 20;
 
-/// [BOTFAQ]: "When sending messages inside a particular chat, avoid sending more than one
+/// BOTFAQ: "When sending messages inside a particular chat, avoid sending more than one
 /// message per second. We may allow short bursts that go over this limit, but eventually
 /// you'll begin receiving 429 errors." The fake lets any account send a burst of this
 /// many messages into one chat, then one a second (an estimate: the burst is not
 /// published).
 pub const CHAT_BURST: u32 = 20;
 
-/// The per-chat refill: one message a second ([BOTFAQ], above).
+/// The per-chat refill: one message a second (BOTFAQ, above).
 pub const CHAT_MESSAGES_PER_SECOND: f64 = 1.0;
 
 /// Bot sign-ins (`auth.importBotAuthorization`) allowed per bot in
-/// [`BOT_SIGNIN_WINDOW`]; beyond, FLOOD_WAIT until the oldest leaves the window. [ISSUES]:
+/// [`BOT_SIGNIN_WINDOW`]; beyond, FLOOD_WAIT until the oldest leaves the window. ISSUES:
 /// bots that sign in on every start draw waits of 1057 s (gram-js/gramjs#530), 2838 s
 /// (EverythingSuckz/TG-FileStreamBot#87), 3135 s (hemantapkh/TorrentHunt#38); the count
 /// and the window are estimates.
@@ -227,7 +227,7 @@ pub const BOT_SIGNINS_PER_WINDOW: usize = 5;
 /// The window of [`BOT_SIGNINS_PER_WINDOW`].
 pub const BOT_SIGNIN_WINDOW: i64 = 60 * 60;
 
-/// A FLOOD_WAIT of `seconds` (420), as Telegram names it ([ERRORS]: "FLOOD_WAIT_%d Please
+/// A FLOOD_WAIT of `seconds` (420), as Telegram names it (ERRORS: "FLOOD_WAIT_%d Please
 /// wait %d seconds before repeating the action").
 pub fn flood_wait(seconds: i64) -> RpcErr {
     RpcErr::new(420, format!("FLOOD_WAIT_{}", seconds.max(1)))
