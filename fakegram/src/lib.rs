@@ -441,7 +441,7 @@ impl Server {
             let shared = Arc::clone(&shared);
             tasks.push(tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     save(&shared, &dir);
                 }
             }));
@@ -834,7 +834,7 @@ impl Server {
         }
     }
 
-    /// Writes the state directory now (the server also does every 200 ms).
+    /// Writes the state directory now (the server also does every second it changed).
     pub fn flush(&self) {
         if let Some(dir) = &self.state_dir {
             save(&self.shared, dir);

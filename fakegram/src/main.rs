@@ -3,7 +3,9 @@
 //! `TGFERRY_TG_SESSION`, `TGFERRY_TG_CHAT`), then serves until it is killed.
 //!
 //! ```sh
-//! eval "$(cargo run -q -p fakegram -- --listen 127.0.0.1 | head -1)"   # or read the line
+//! fakegram --listen 127.0.0.1 > fakegram.env &
+//! until [ -s fakegram.env ]; do sleep 0.2; done
+//! eval "$(head -1 fakegram.env)"
 //! ```
 
 use std::io::Write as _;
