@@ -1,0 +1,134 @@
+//! `fakegram`: the loopback Telegram as a program. Prints, on the first line of standard
+//! output, the shell assignments tgferry reads (`TGFERRY_TG_API_ID`, `TGFERRY_TG_API_HASH`,
+//! `TGFERRY_TG_SESSION`, `TGFERRY_TG_CHAT`), then serves until it is killed.
+//!
+//! ```sh
+//! fakegram --listen 127.0.0.1 > fakegram.env &
+//! until [ -s fakegram.env ]; do sleep 0.2; done
+//! eval "$(head -1 fakegram.env)"
+//! ```
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// A Telegram on 127.0.0.1 for trying tgferry's Telegram store without Telegram.
+#[derive(Debug, Parser)]
+#[command(name = "fakegram", version)]
+struct Args {
+    /// Address to listen on, optionally with the first data centre's port (the others
+    /// follow it): 127.0.0.1 or 127.0.0.1:7001.
+    #[arg(long, default_value = "127.0.0.1")]
+    listen: String,
+    /// Print a bot's session (the bot administers the channel) instead of the user's.
+    #[arg(long)]
+    bot: bool,
+    /// Per-connection bandwidth cap, each way (4.6MiB: one connection's speed in a
+    /// published benchmark). Off by default.
+    #[arg(long, value_parser = parse_rate)]
+    conn_rate: Option<u64>,
+    /// Keep the chats (and document bytes) in this directory across restarts.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// The user's two-step verification password (for trying `tgferry telegram login`).
+    #[arg(long)]
+    password: Option<String>,
+    /// Turn off the message-rate rules (20 a minute from a bot into a group or channel,
+    /// about one a second per chat).
+    #[arg(long)]
+    no_rate_limits: bool,
+}
+
+fn parse_rate(text: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(text.trim_end_matches("/s"))
+        .map_err(|e| format!("`{text}` is not a rate such as 4.6MiB: {e}"))
+}
+
+fn parse_listen(text: &str) -> Result<(IpAddr, Option<u16>), String> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    text.parse::<std::net::SocketAddr>()
+        .map(|a| (a.ip(), Some(a.port())))
+        .map_err(|_| format!("`{text}` is not an address such as 127.0.0.1 or 127.0.0.1:7001"))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FAKEGRAM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("fakegram=info")),
+        )
+        .init();
+    let args = Args::parse();
+    let (listen, port) = match parse_listen(&args.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("fakegram: --listen: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let config = fakegram::Config {
+        listen,
+        port,
+        conn_rate: args.conn_rate,
+        state_dir: args.state,
+        password: args.password,
+        rate_limits: !args.no_rate_limits,
+        ..fakegram::Config::default()
+    };
+    let server = match fakegram::Server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fakegram: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let kind = if args.bot {
+        fakegram::AccountKind::Bot
+    } else {
+        fakegram::AccountKind::User
+    };
+    let creds = server.credentials(kind);
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", creds.shell_line());
+        let _ = out.flush();
+    }
+    eprintln!(
+        "fakegram: serving data centres {} ({} session, chat {}); phone {} for logins; stop with Ctrl-C",
+        server
+            .addrs()
+            .iter()
+            .map(|(dc, a)| format!("{dc}={a}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        if args.bot { "bot" } else { "user" },
+        creds.chat,
+        server.phone(),
+    );
+    let stop = async {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("a SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    stop.await;
+    server.flush();
+    drop(server);
+    std::process::ExitCode::SUCCESS
+}
