@@ -898,3 +898,104 @@ async fn the_library_restores_and_verifies_any_store() {
     assert_eq!(fixed.objects.len(), 1);
     assert!(!state.completed.contains_key("big.bin"));
 }
+
+/// A vault state and store (in memory) holding `files`, stored by the library.
+async fn memory_vault(
+    dir: &Path,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> (
+    tgferry::store::memory::MemoryStore,
+    State,
+    tgferry::vault::MasterKey,
+) {
+    use tgferry::runner::{Budget, Events, RunConfig, Runner, VaultKeys};
+    use tgferry::source::memory::MemorySource;
+    use tgferry::state::{Encryption, Job, LoadOptions, StateFile};
+    use tgferry::store::memory::MemoryStore;
+    use tgferry::vault::MasterKey;
+
+    let src = MemorySource::new();
+    for (path, data) in files {
+        src.put(path, data.clone());
+    }
+    let store = MemoryStore::new();
+    let job = Job {
+        source: "mem:src".into(),
+        store: "mem:store".into(),
+        encryption: Encryption::Vault,
+        vault_id: None,
+    };
+    let (file, _) = StateFile::open(&dir.join("st.json"), &job, &LoadOptions::default()).unwrap();
+    let runner = Runner::new(
+        Arc::new(src),
+        Arc::new(store.clone()),
+        RunConfig {
+            part_size: MIB as u64,
+            vault: Some(Arc::new(VaultKeys::new(MasterKey::from_bytes([7; 32])))),
+            ..RunConfig::default()
+        },
+        Budget::unlimited(tokio::time::Instant::now()),
+        Events::none(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let (file, report) = runner.run(file).await.map_err(|(_, e)| e).unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    (store, file.state().clone(), MasterKey::from_bytes([7; 32]))
+}
+
+/// Issue 18 item 3: a folder of `--to` swapped for a link to the outside again and again
+/// while restores write into it. Nothing may land outside, and no temp file may stay
+/// behind, in the target, the folder moved aside or the outside.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_folder_swapped_for_a_link_during_restores_never_leads_outside() {
+    let dir = common::tempdir();
+    let mut files = BTreeMap::new();
+    for i in 0..16 {
+        files.insert(format!("d/f{i:02}"), common::bytes(i, 3000 + i as usize));
+    }
+    files.insert("d/big".into(), common::bytes(99, 2 * MIB + 5));
+    let (store, state, master) = memory_vault(dir.path(), &files).await;
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let (mut escaped, mut left) = (Vec::new(), Vec::new());
+    for round in 0..30 {
+        let to = dir.path().join(format!("to{round}"));
+        std::fs::create_dir_all(to.join("d")).unwrap();
+        let swapper = common::Swapper::start(to.join("d"), outside.clone());
+        let mut opts = RestoreOptions::new(&to);
+        opts.jobs = 4;
+        let report = tgferry::restore::restore(&store, &state, Some(&master), &opts)
+            .await
+            .unwrap();
+        assert!(swapper.stop() > 0, "the swapper never swapped");
+        let out = common::files_under(&outside);
+        if !out.is_empty() {
+            escaped.push((round, out.clone()));
+            for f in out {
+                std::fs::remove_file(outside.join(f)).unwrap();
+            }
+        }
+        let mut temps = temp_leftovers(&to);
+        temps.extend(temp_leftovers(&to.join("d.aside")));
+        if !temps.is_empty() {
+            left.push((round, temps));
+        }
+        // Whatever was restored is whole, wherever inside `to` it landed.
+        for path in &report.restored {
+            let there = [to.join(path), to.join(path.replace("d/", "d.aside/"))];
+            let got = there.iter().find_map(|p| std::fs::read(p).ok());
+            assert!(got.as_ref() == Some(&files[path]), "{path}: not whole");
+        }
+    }
+    assert!(
+        escaped.is_empty(),
+        "restored files landed outside the target in {} of 30 restores: {escaped:?}",
+        escaped.len()
+    );
+    assert!(
+        left.is_empty(),
+        "temp files left behind in {} of 30 restores: {left:?}",
+        left.len()
+    );
+}

@@ -94,7 +94,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            eprintln!("error: {}", crate::report::shown(&e.message));
             ExitCode::from(e.code)
         }
     }
