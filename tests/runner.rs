@@ -634,8 +634,15 @@ async fn a_source_folder_swapped_for_a_link_never_leads_a_run_outside_its_root()
         }
         let st = file.state();
         let names = st.completed.keys().chain(st.failed.keys());
-        listed.extend(names.filter(|k| k.ends_with("shadow")).map(|k| (round, k.clone())));
+        listed.extend(
+            names
+                .filter(|k| k.ends_with("shadow"))
+                .map(|k| (round, k.clone())),
+        );
     }
-    assert!(leaked.is_empty(), "stored from outside the root: {leaked:?}");
+    assert!(
+        leaked.is_empty(),
+        "stored from outside the root: {leaked:?}"
+    );
     assert!(listed.is_empty(), "listed outside the root: {listed:?}");
 }

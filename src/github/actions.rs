@@ -479,7 +479,10 @@ mod tests {
             .lines()
             .find(|l| l.starts_with("| a"))
             .expect("the given-up row");
-        assert_eq!(row, "| a\\|b\\\\x0a\\| c\\\\x1b\\[31m | 3 | oops\\\\x0a## heading |");
+        assert_eq!(
+            row,
+            "| a\\|b\\\\x0a\\| c\\\\x1b\\[31m | 3 | oops\\\\x0a## heading |"
+        );
         let failed = text.lines().find(|l| l.starts_with("| f\\")).unwrap();
         assert_eq!(failed, "| f\\\\x0a::error::x | e\\\\x1b\\[0m |");
     }

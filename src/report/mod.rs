@@ -101,7 +101,10 @@ mod tests {
             ("::error::pwned", "\\x3a:error::pwned"),
             ("  ::warning title=x::y", "  \\x3a:warning title=x::y"),
             ("\u{3000}::add-mask::s", "\u{3000}\\x3a:add-mask::s"),
-            ("a\n::set-output name=done::true", "a\\x0a::set-output name=done::true"),
+            (
+                "a\n::set-output name=done::true",
+                "a\\x0a::set-output name=done::true",
+            ),
             ("x ##[warning]y", "x ##\\x5bwarning]y"),
             ("##[stop-commands]tok", "##\\x5bstop-commands]tok"),
         ];

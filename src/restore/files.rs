@@ -815,7 +815,10 @@ fn sweep(place: &Place, swept: &Mutex<Sweep>) {
 /// Whether a process with this id runs (on doubt, yes).
 #[cfg(unix)]
 fn alive(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
     !matches!(

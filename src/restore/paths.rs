@@ -236,7 +236,15 @@ mod tests {
         let root = dir.path().join("to");
         std::fs::create_dir(&root).unwrap();
         let handle = beneath::open_root(&root).unwrap();
-        for bad in ["../escape", "/abs", "a/../../b", "", "a//b", "a\\..\\b", "\\x41"] {
+        for bad in [
+            "../escape",
+            "/abs",
+            "a/../../b",
+            "",
+            "a//b",
+            "a\\..\\b",
+            "\\x41",
+        ] {
             let e = target(&handle, bad, true).err().unwrap();
             assert!(e.contains("refused"), "{bad}: {e}");
         }

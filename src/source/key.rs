@@ -104,9 +104,11 @@ fn hex_digit(d: u8) -> Option<u8> {
 /// would be a separator) can be, and the error says so.
 pub fn components(key: &str) -> Result<Vec<std::ffi::OsString>, String> {
     if !super::is_clean_relative(key) {
-        return Err("not a clean relative path (absolute, or an empty, `.` or `..` component, \
+        return Err(
+            "not a clean relative path (absolute, or an empty, `.` or `..` component, \
              a NUL, or a backslash that is not `\\\\` or `\\xHH`)"
-            .into());
+                .into(),
+        );
     }
     let bytes = decode(key).expect("a clean key decodes");
     bytes.split(|&b| b == b'/').map(os_name).collect()
@@ -122,9 +124,11 @@ fn os_name(bytes: &[u8]) -> Result<std::ffi::OsString, String> {
 fn os_name(bytes: &[u8]) -> Result<std::ffi::OsString, String> {
     match std::str::from_utf8(bytes) {
         Ok(text) if !text.contains('\\') => Ok(text.into()),
-        _ => Err("the name holds bytes that are not UTF-8 or a backslash, which this \
+        _ => Err(
+            "the name holds bytes that are not UTF-8 or a backslash, which this \
                   platform cannot give a file name; restore it on Unix"
-            .into()),
+                .into(),
+        ),
     }
 }
 
@@ -134,7 +138,14 @@ mod tests {
 
     #[test]
     fn text_names_without_a_backslash_are_their_own_key() {
-        for name in ["a", "photos 2024/ünï €.jpg", "a..b", "x%y:z", "tab\there", "::x"] {
+        for name in [
+            "a",
+            "photos 2024/ünï €.jpg",
+            "a..b",
+            "x%y:z",
+            "tab\there",
+            "::x",
+        ] {
             assert_eq!(encode(name.as_bytes()), name);
             assert_eq!(decode(name).unwrap(), name.as_bytes());
             assert_eq!(from_text(name), name);
@@ -165,13 +176,13 @@ mod tests {
     #[test]
     fn text_that_is_not_the_key_of_its_own_name_is_refused() {
         for bad in [
-            "a\\b",    // unknown escape
-            "a\\",     // cut short
-            "\\x4",    // one digit
-            "\\x41",   // "A" is UTF-8: its key is "A"
-            "\\xE9",   // uppercase hex
-            "\\x2f",   // "/" is UTF-8
-            "\\x00",   // so is NUL
+            "a\\b",       // unknown escape
+            "a\\",        // cut short
+            "\\x4",       // one digit
+            "\\x41",      // "A" is UTF-8: its key is "A"
+            "\\xE9",      // uppercase hex
+            "\\x2f",      // "/" is UTF-8
+            "\\x00",      // so is NUL
             "\\xc3\\xa9", // "é" in UTF-8: its key is "é"
         ] {
             assert_eq!(decode(bad), None, "{bad}");

@@ -49,12 +49,13 @@ impl LocalSource {
         if let Some(d) = &*dir {
             return Ok(d.clone());
         }
-        let opened = Arc::new(beneath::open_root(&self.root).map_err(|e| {
-            SourceError::Unavailable {
-                root: self.root.display().to_string(),
-                message: format!("cannot be opened: {e}"),
-            }
-        })?);
+        let opened =
+            Arc::new(
+                beneath::open_root(&self.root).map_err(|e| SourceError::Unavailable {
+                    root: self.root.display().to_string(),
+                    message: format!("cannot be opened: {e}"),
+                })?,
+            );
         *dir = Some(opened.clone());
         Ok(opened)
     }
@@ -126,10 +127,7 @@ fn open_regular(dir: &Dir, name: &OsStr, path: &str) -> Result<std::fs::File, So
         detail: format!("is {now}"),
     };
     let mut options = cap_std::fs::OpenOptions::new();
-    options
-        .read(true)
-        .follow(FollowSymlinks::No)
-        .nonblock(true);
+    options.read(true).follow(FollowSymlinks::No).nonblock(true);
     let file = match dir.open_with(name, &options) {
         Ok(file) => file.into_std(),
         Err(e) => {
@@ -196,7 +194,8 @@ fn list_blocking(root: &Path) -> Result<(Listing, Dir), SourceError> {
         }
         Err(e) => return Err(unavailable(format!("cannot be read: {e}"))),
     }
-    let root_dir = beneath::open_root(root).map_err(|e| unavailable(format!("cannot be read: {e}")))?;
+    let root_dir =
+        beneath::open_root(root).map_err(|e| unavailable(format!("cannot be read: {e}")))?;
     let mut listing = Listing::default();
     let unreadable = |key: &str, e: std::io::Error| {
         (
@@ -237,7 +236,10 @@ fn list_blocking(root: &Path) -> Result<(Listing, Dir), SourceError> {
                 },
             },
         };
-        let mut entries = match dir.entries().and_then(|it| it.collect::<Result<Vec<_>, _>>()) {
+        let mut entries = match dir
+            .entries()
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        {
             Ok(entries) => entries,
             Err(e) if prefix.is_empty() => return Err(unavailable(format!("cannot be read: {e}"))),
             Err(e) => {

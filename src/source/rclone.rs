@@ -1191,7 +1191,10 @@ mod tests {
         assert_eq!(t("nas:photos/"), "nas:photos/a/b.txt");
         assert_eq!(t(":sftp,host=h:"), ":sftp,host=h:a/b.txt");
         let back = RcloneSource::new("nas:").rc.target("a\\\\b.txt");
-        assert_eq!(back, "nas:a\\b.txt", "a key's escaped backslash is one in the name");
+        assert_eq!(
+            back, "nas:a\\b.txt",
+            "a key's escaped backslash is one in the name"
+        );
         assert_eq!(RcloneSource::new("my-nas:x").rc.remote_name(), "my-nas");
         let f = || Failure {
             class: Class::NotConfigured,

@@ -58,11 +58,9 @@ impl LocalStore {
             });
         }
         // A plain part is named after its file's key: stored under the exact name.
-        let names = crate::source::key::components(name).map_err(|reason| {
-            StoreError::Refused {
-                name: name.into(),
-                reason,
-            }
+        let names = crate::source::key::components(name).map_err(|reason| StoreError::Refused {
+            name: name.into(),
+            reason,
         })?;
         Ok(names.iter().fold(self.root.clone(), |path, n| path.join(n)))
     }
