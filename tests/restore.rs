@@ -951,7 +951,7 @@ async fn memory_vault(
 async fn a_target_folder_swapped_for_a_link_during_restores_never_leads_outside() {
     let dir = common::tempdir();
     let mut files = BTreeMap::new();
-    for i in 0..16 {
+    for i in 0..10 {
         files.insert(format!("d/f{i:02}"), common::bytes(i, 3000 + i as usize));
     }
     files.insert("d/big".into(), common::bytes(99, 2 * MIB + 5));
@@ -959,7 +959,8 @@ async fn a_target_folder_swapped_for_a_link_during_restores_never_leads_outside(
     let outside = dir.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
     let (mut escaped, mut left) = (Vec::new(), Vec::new());
-    for round in 0..30 {
+    const ROUNDS: usize = 20;
+    for round in 0..ROUNDS {
         let to = dir.path().join(format!("to{round}"));
         std::fs::create_dir_all(to.join("d")).unwrap();
         let swapper = common::Swapper::start(to.join("d"), outside.clone());
@@ -990,12 +991,12 @@ async fn a_target_folder_swapped_for_a_link_during_restores_never_leads_outside(
     }
     assert!(
         escaped.is_empty(),
-        "restored files landed outside the target in {} of 30 restores: {escaped:?}",
+        "restored files landed outside the target in {} of {ROUNDS} restores: {escaped:?}",
         escaped.len()
     );
     assert!(
         left.is_empty(),
-        "temp files left behind in {} of 30 restores: {left:?}",
+        "temp files left behind in {} of {ROUNDS} restores: {left:?}",
         left.len()
     );
 }

@@ -16,7 +16,7 @@ use crate::time::Timestamp;
 /// A regular file in a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceEntry {
-    /// The path relative to the source root as a [key](key): `/`-separated, no `.` or
+    /// The path relative to the source root as a [key]: `/`-separated, no `.` or
     /// `..`, a backslash written `\\` and bytes that are not UTF-8 as `\xHH`.
     pub path: String,
     /// Size in bytes.
@@ -131,7 +131,7 @@ pub async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> std::
     Ok(filled)
 }
 
-/// Checks that a relative path is a clean [key](key): `/`-separated, no empty, `.` or `..`
+/// Checks that a relative path is a clean [key]: `/`-separated, no empty, `.` or `..`
 /// part, not absolute, no NUL, and a backslash only in the escapes `\\` and `\xHH` (so
 /// it decodes to exactly one name). `/`, `.` and NUL are never escaped, so checking the
 /// key's text checks the name's bytes.
