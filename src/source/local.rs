@@ -63,15 +63,53 @@ impl LocalSource {
     /// The folder a file is in, opened beneath the root, and the file's name there
     /// (blocking).
     fn locate(&self, path: &str) -> Result<(Dir, OsString), SourceError> {
-        let mut names = key::components(path).map_err(|message| SourceError::Unreadable {
-            path: path.into(),
-            message,
-        })?;
+        let mut names = components(path)?;
         let name = names.pop().expect("a clean key has a component");
         let root = self.root_dir()?;
         let dir = beneath::open_dir(&root, &names, false).map_err(|b| blocked(path, b))?;
         Ok((dir, name))
     }
+
+    /// Opens a listed file for reading (blocking): in one call where the system has it,
+    /// else (or to say what is wrong) by walking its folders.
+    fn open_file(&self, path: &str) -> Result<std::fs::File, SourceError> {
+        let root = self.root_dir()?;
+        if let Some(file) = beneath::open_fast(&root, &components(path)?, beneath::Fast::Read) {
+            return checked_regular(file, path);
+        }
+        let (dir, name) = self.locate(path)?;
+        open_regular(&dir, &name, path)
+    }
+
+    /// Looks at a listed file again (blocking), never through a link.
+    fn look(&self, path: &str) -> Result<SourceEntry, SourceError> {
+        let root = self.root_dir()?;
+        let found = beneath::open_fast(&root, &components(path)?, beneath::Fast::Look)
+            .and_then(|file| file.metadata().ok());
+        let (is_file, entry) = match found {
+            Some(md) => (md.is_file(), entry_from_std(path, &md)),
+            None => {
+                let (dir, name) = self.locate(path)?;
+                let md = dir.symlink_metadata(&name).map_err(|e| io_error(path, e))?;
+                (md.is_file(), entry_from(path.to_owned(), &md))
+            }
+        };
+        if !is_file {
+            return Err(SourceError::Changed {
+                path: path.into(),
+                detail: "is no longer a regular file".into(),
+            });
+        }
+        Ok(entry)
+    }
+}
+
+/// A key's components, or the error that refuses it.
+fn components(path: &str) -> Result<Vec<OsString>, SourceError> {
+    key::components(path).map_err(|message| SourceError::Unreadable {
+        path: path.into(),
+        message,
+    })
 }
 
 fn io_error(path: &str, e: std::io::Error) -> SourceError {
@@ -100,6 +138,14 @@ fn blocked(path: &str, b: Blocked) -> SourceError {
         Blocked::NotDir(_) => changed("a folder on its path is no longer a folder"),
         Blocked::Missing(_) => SourceError::Vanished { path: path.into() },
         Blocked::Io(_, e) => io_error(path, e),
+    }
+}
+
+fn entry_from_std(path: &str, md: &std::fs::Metadata) -> SourceEntry {
+    SourceEntry {
+        path: path.to_owned(),
+        size: md.len(),
+        mtime: crate::time::from_system(md.modified().unwrap_or(std::time::UNIX_EPOCH)),
     }
 }
 
@@ -136,6 +182,15 @@ fn open_regular(dir: &Dir, name: &OsStr, path: &str) -> Result<std::fs::File, So
                 _ => io_error(path, e),
             });
         }
+    };
+    checked_regular(file, path)
+}
+
+/// Refuses an opened file that is not a regular file, and makes it blocking again.
+fn checked_regular(file: std::fs::File, path: &str) -> Result<std::fs::File, SourceError> {
+    let changed = |now: &str| SourceError::Changed {
+        path: path.into(),
+        detail: format!("is {now}"),
     };
     match file.metadata() {
         Ok(md) if md.is_file() => {}
@@ -344,8 +399,7 @@ impl Source for LocalSource {
 
     async fn open(&self, path: &str, offset: u64) -> Result<Self::Reader, SourceError> {
         let file = crate::blocking::blocking(|| {
-            let (dir, name) = self.locate(path)?;
-            let mut file = open_regular(&dir, &name, path)?;
+            let mut file = self.open_file(path)?;
             if offset > 0 {
                 std::io::Seek::seek(&mut file, SeekFrom::Start(offset))
                     .map_err(|e| io_error(path, e))?;
@@ -367,10 +421,7 @@ impl Source for LocalSource {
         ) {
             let (source, path) = (self.clone(), path.to_owned());
             runtime.spawn_blocking(move || {
-                let file = source
-                    .locate(&path)
-                    .and_then(|(dir, name)| open_regular(&dir, &name, &path));
-                if let Ok(file) = file {
+                if let Ok(file) = source.open_file(&path) {
                     let _ =
                         rustix::fs::fadvise(&file, offset, Some(len), rustix::fs::Advice::WillNeed);
                 }
@@ -381,17 +432,15 @@ impl Source for LocalSource {
     }
 
     async fn stat(&self, path: &str) -> Result<SourceEntry, SourceError> {
-        crate::blocking::blocking(|| {
-            let (dir, name) = self.locate(path)?;
-            let md = dir.symlink_metadata(&name).map_err(|e| io_error(path, e))?;
-            if !md.is_file() {
-                return Err(SourceError::Changed {
+        let (source, key) = (self.clone(), path.to_owned());
+        tokio::task::spawn_blocking(move || source.look(&key))
+            .await
+            .unwrap_or_else(|e| {
+                Err(SourceError::Transient {
                     path: path.into(),
-                    detail: "is no longer a regular file".into(),
-                });
-            }
-            Ok(entry_from(path.to_owned(), &md))
-        })
+                    message: e.to_string(),
+                })
+            })
     }
 }
 
