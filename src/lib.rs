@@ -25,6 +25,7 @@ pub mod beneath;
 pub mod blocking;
 pub mod cli;
 pub mod github;
+pub mod job;
 pub mod keyring;
 pub mod prune;
 pub mod report;

@@ -8,8 +8,8 @@
 //! with a downloaded state) may be storing parts that no saved state knows yet. What is
 //! "referenced" is the union of the state and the store's own catalog (the newest run's
 //! state), so a stale state file cannot make prune delete what a newer run stored; and
-//! every run that changed the store records its run count there ([`record_run`]), so that
-//! prune refuses a state older than the store (plain stores have no catalog to fall back on).
+//! the store's run record ([`crate::job::run_record`]) lets the job refuse a state older
+//! than the store before prune starts (plain stores have no catalog to fall back on).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -18,37 +18,6 @@ use crate::state::StateFile;
 use crate::state::model::State;
 use crate::store::{PartInfo, Store, StoreError};
 use crate::time::Timestamp;
-
-/// The store's meta blob naming the newest run that changed it.
-pub const META_LAST_RUN: &str = "last-run";
-
-/// The newest run that changed a store, as recorded in it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LastRun {
-    /// The state's run count after that run (`stats.runs`).
-    pub runs: u64,
-    /// When it ended.
-    pub ended: Timestamp,
-}
-
-/// Records in the store that the run which produced `state` changed it.
-pub async fn record_run<S: Store>(store: &S, state: &State) -> Result<(), StoreError> {
-    let last = LastRun {
-        runs: state.stats.runs,
-        ended: crate::time::now(),
-    };
-    let json = serde_json::to_vec(&last).expect("serializes");
-    store.put_meta(META_LAST_RUN, &json).await
-}
-
-/// The newest run recorded in the store; `None` for stores no run has recorded itself in
-/// (or a record that cannot be read, which only costs the check).
-pub async fn last_run<S: Store>(store: &S) -> Result<Option<LastRun>, StoreError> {
-    Ok(store
-        .get_meta(META_LAST_RUN)
-        .await?
-        .and_then(|b| serde_json::from_slice(&b).ok()))
-}
 
 /// What prune should do.
 #[derive(Debug, Clone)]

@@ -183,6 +183,32 @@ fn assert_state_consistent(state: &Path, store: &Path) {
     }
 }
 
+/// The journal beside `state` as it is now: its header line (naming the generation it
+/// extends), if it exists.
+fn journal_identity(state: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(tgferry::state::journal::journal_path(state)).ok()?;
+    text.lines().next().map(str::to_owned)
+}
+
+/// Waits (at most 10 s) until the run `child` has written `n` checkpoints to a journal that
+/// is not the one it found (`before`: a killed run's journal is replayed, saved whole and
+/// begun anew for the next generation), or has ended.
+fn wait_for_checkpoints(state: &Path, before: &Option<String>, child: &mut Child, n: usize) {
+    let journal = tgferry::state::journal::journal_path(state);
+    let waited = Instant::now();
+    while child.try_wait().unwrap().is_none() && waited.elapsed() < Duration::from_secs(10) {
+        if let Ok(text) = std::fs::read_to_string(&journal) {
+            let mut lines = text.lines();
+            let fresh = lines.next().map(str::to_owned) != *before;
+            // A run_started line comes before the first checkpoint.
+            if fresh && lines.count() > n {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[test]
 fn sigkill_at_many_points_loses_nothing() {
     let dir = common::tempdir();
@@ -200,7 +226,14 @@ fn sigkill_at_many_points_loses_nothing() {
         if kills >= 24 {
             break;
         }
+        let before = journal_identity(&state);
         let mut child = spawn_run(&src, &store, &state, &["--part-size", "64KiB", "--quiet"]);
+        // Odd rounds kill at a time counted from the spawn (often while starting up); even
+        // rounds first wait for the run to begin (its first checkpoint), so that enough
+        // kills land mid-run even on a loaded machine where starting up takes longer.
+        if round % 2 == 0 {
+            wait_for_checkpoints(&state, &before, &mut child, 1);
+        }
         std::thread::sleep(Duration::from_millis(3 + (round * 7) % 40));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -249,7 +282,8 @@ fn signal_stops_within_two_seconds(signal: &str) {
     );
     many_files(&src, 0, 3000);
     let mut child = spawn_run(&src, &store, &state, &[]);
-    std::thread::sleep(Duration::from_millis(300));
+    // Well into the run (however long starting up takes on a loaded machine).
+    wait_for_checkpoints(&state, &None, &mut child, 20);
     assert!(
         child.try_wait().unwrap().is_none(),
         "the run ended before the signal"
@@ -450,6 +484,14 @@ fn bad_flags_name_the_flag() {
     let cases: &[(&[&str], &str)] = &[
         (&["--budget", "soon"], "--budget"),
         (&["--deadline", "tomorrow"], "--deadline"),
+        // Far away: refused with the fix, never an overflow or a panic.
+        (&["--budget", "500000000000y"], "more than 100 years"),
+        (&["--budget", "101y"], "leave --budget out"),
+        (&["--deadline", "9999-12-31T00:00:00Z"], "out of range"),
+        (
+            &["--deadline", "2300-01-01T00:00:00Z"],
+            "leave --deadline out",
+        ),
         (&["--part-size", "big"], "--part-size"),
         (&["--part-size", "0"], "--part-size"),
         (&["--jobs", "0"], "--jobs"),

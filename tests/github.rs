@@ -742,3 +742,44 @@ fn an_encrypted_state_needs_the_passphrase_and_comes_back_through_fetch() {
     // --encrypt-state without the vault is refused.
     assert_exit(&mut run_cmd(&src, &store, &state, &["--encrypt-state"]), 2);
 }
+
+#[test]
+fn an_artifact_that_holds_no_state_is_refused_and_moved_aside() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    let mut blobs = HashMap::new();
+    blobs.insert(5, b"<html>not a state</html>".to_vec());
+    let server = Server::start(Api {
+        artifacts: vec![artifact(5, "tgferry-state", false, "main", REPO_ID)],
+        blobs,
+        ..Api::default()
+    });
+    let out = assert_exit(
+        &mut gh(&server, &["state", "fetch", "--state", s(&state)]),
+        4,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not hold a state"), "{err}");
+    assert!(!state.exists(), "a run would start from it");
+    assert!(dir.path().join("state.json.fetched-5").exists());
+    // A run fetching it stops the same way, before touching the store.
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    let mut run = gh(
+        &server,
+        &[
+            "run",
+            "--source",
+            s(&dir.path().join("src")),
+            "--store",
+            s(&store),
+            "--state",
+            s(&state),
+            "--state-from",
+            "artifact",
+        ],
+    );
+    assert_exit(&mut run, 4);
+    assert!(!state.exists());
+    assert!(!store.exists());
+}

@@ -1237,3 +1237,98 @@ async fn one_large_file_downloads_several_requests_at_a_time() {
     let took = start.elapsed();
     assert!(took < Duration::from_secs(4), "{took:?}");
 }
+
+/// A job over the double opened as `tgferry run` opens it ([`OpenJob`]), with the state at
+/// `state`, run to the end.
+async fn job_run(j: &Job1, fresh_state: bool) -> (State, Vec<String>) {
+    use tgferry::job::{JobSpec, Notice, OpenJob, Opening, StateOrigin};
+    use tgferry::source::any::SourceSpec;
+    use tgferry::store::any::StoreSpec;
+    let spec = JobSpec {
+        source: SourceSpec::Local("mem:src".into()),
+        store: StoreSpec::Telegram(chat()),
+        store_name: store_name(),
+        state: j.state.clone(),
+        identity: j.job(),
+        load: LoadOptions::default(),
+        origin: StateOrigin::Local,
+        fresh_state,
+        encrypt_state: false,
+        premium: false,
+        passphrase: Some(pass()),
+    };
+    let mut notices = Vec::new();
+    let opening = OpenJob::open_with(
+        j.src.clone(),
+        Arc::new(j.store()),
+        &spec,
+        None,
+        &mut |n: Notice| notices.push(n.to_string()),
+    )
+    .await
+    .unwrap();
+    let Opening::Ready(job) = opening else {
+        panic!("rate limited at start")
+    };
+    let config = RunConfig {
+        part_size: j.part_size,
+        jobs: 2,
+        ..RunConfig::default()
+    };
+    let start = Instant::now();
+    let finished = job
+        .run(
+            config,
+            Budget::unlimited(start),
+            Duration::from_secs(60),
+            Events::none(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(finished.report.failed.is_empty());
+    (finished.state.state().clone(), notices)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_state_starts_from_the_chats_catalog_and_sends_nothing_again() {
+    let j = Job1::new(TelegramDouble::user(), false);
+    let files = corpus(&j.src);
+    j.init_vault().await;
+    let (first, notices) = job_run(&j, false).await;
+    assert_eq!(first.completed.len(), files.len());
+    assert!(notices.iter().any(|n| n.contains("starting a new one")));
+    // Documents that are parts (meta blobs are `tgferry-…` documents).
+    let parts = |tg: &TelegramDouble| {
+        tg.messages()
+            .iter()
+            .filter(|m| m.name.as_ref().is_some_and(|n| !n.starts_with("tgferry-")))
+            .count()
+    };
+    let sent = parts(&j.tg);
+
+    std::fs::remove_file(&j.state).unwrap();
+    let (second, notices) = job_run(&j, false).await;
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("starting from the catalog")),
+        "{notices:?}"
+    );
+    assert_eq!(parts(&j.tg), sent, "parts were sent again");
+    assert_eq!(
+        second.completed.keys().collect::<Vec<_>>(),
+        first.completed.keys().collect::<Vec<_>>()
+    );
+    let store = j.store();
+    let master = j.master(&store).await;
+    let (out, report) = restore_all(&store, &second, Some(&master)).await;
+    assert!(report.failed.is_empty());
+    j.assert_restored(out.path(), &files);
+
+    // --fresh-state: a new state, and every part goes again.
+    std::fs::remove_file(&j.state).unwrap();
+    let (_, notices) = job_run(&j, true).await;
+    assert!(notices.iter().any(|n| n.contains("starting a new one")));
+    assert!(parts(&j.tg) > sent);
+}

@@ -184,6 +184,10 @@ pub struct RunArgs {
     /// No progress output (warnings and the summary still print).
     #[arg(short, long, env = "TGFERRY_QUIET")]
     pub quiet: bool,
+    /// Without a state file, start a new state even when the store holds a catalog (by
+    /// default the run starts from the catalog, so nothing stored is stored again).
+    #[arg(long, env = "TGFERRY_FRESH_STATE")]
+    pub fresh_state: bool,
     /// Where the state comes from: the local file, or the previous run's GitHub artifact
     /// (fetched when no local state file exists; see `tgferry state fetch`).
     #[arg(long, env = "TGFERRY_STATE_FROM", value_enum, default_value = "local")]

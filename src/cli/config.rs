@@ -2,27 +2,27 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::args::{OrderArg, RunArgs};
+use super::args::{OrderArg, RunArgs, StateFromArg};
+use crate::job::identity::job_name;
+use crate::job::{JobSpec, StateOrigin};
 use crate::runner::{Filter, Order, RetryPolicy, RunConfig};
+use crate::source::any::SourceSpec;
 use crate::state::{Encryption, Job, LoadOptions, OnCorrupt};
+use crate::store::any::StoreSpec;
 
 /// Everything `tgferry run` needs, checked.
 #[derive(Debug)]
 pub struct RunSettings {
-    /// The job identity recorded in the state.
-    pub job: Job,
+    /// The job: source, store, state, how to open it.
+    pub job: JobSpec,
     /// Runner behaviour.
     pub run: RunConfig,
     /// Budget from process start (the earlier of --budget and --deadline).
     pub budget: Option<Duration>,
     /// Reserve for saving state.
     pub reserve: Duration,
-    /// How to load the state.
-    pub load: LoadOptions,
     /// Progress line interval.
     pub progress_interval: Duration,
-    /// `--telegram-premium`.
-    pub telegram_premium: bool,
 }
 
 /// A flag with a bad value: the message names the flag and the fix.
@@ -63,6 +63,29 @@ fn telegram_part_size(
     )))
 }
 
+/// Budgets and deadlines further away than this are refused (a typo, and past it the
+/// clock arithmetic overflows).
+const MAX_BUDGET_YEARS: u64 = 100;
+const MAX_BUDGET: Duration = Duration::from_secs(MAX_BUDGET_YEARS * 365 * 24 * 3600);
+
+/// Parses `--deadline`: an RFC 3339 time.
+fn deadline(text: &str) -> Result<jiff::Timestamp, UsageError> {
+    text.trim().parse().map_err(|e: jiff::Error| {
+        let e = e.to_string();
+        if e.contains("overflow") || e.contains("not in the required range") {
+            UsageError(format!(
+                "--deadline {text:?} is out of range (more than {MAX_BUDGET_YEARS} years away, \
+                 or before 1970); write e.g. 2026-11-22T06:00:00Z, or leave --deadline out"
+            ))
+        } else {
+            UsageError(format!(
+                "--deadline {text:?} is not an RFC 3339 time ({e}); write e.g. \
+                 2026-11-22T06:00:00Z"
+            ))
+        }
+    })
+}
+
 pub(crate) fn duration(flag: &str, text: &str) -> Result<Duration, UsageError> {
     humantime::parse_duration(text.trim()).map_err(|e| {
         UsageError(format!(
@@ -71,66 +94,34 @@ pub(crate) fn duration(flag: &str, text: &str) -> Result<Duration, UsageError> {
     })
 }
 
-/// Normalises a source or store as recorded in the state: trailing slashes dropped.
-pub(crate) fn job_name(s: &str) -> String {
-    let t = s.trim_end_matches('/');
-    let t = if t.is_empty() { s } else { t };
-    if t.starts_with("rclone:") {
-        mask_secrets(t)
-    } else {
-        t.to_owned()
-    }
-}
-
-/// Masks inline secrets of rclone connection strings (`:sftp,user=u,pass=XYZ:dir`), so the
-/// job identity (kept in the state, the catalog and error messages) holds no password and
-/// does not change when a password is obscured anew.
-pub fn mask_secrets(s: &str) -> String {
-    const SECRET_KEYS: [&str; 7] = [
-        "pass",
-        "password",
-        "token",
-        "key",
-        "secret_access_key",
-        "client_secret",
-        "key_pem",
-    ];
-    let mut out = String::with_capacity(s.len());
-    for (i, piece) in s.split(',').enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        match piece.split_once('=') {
-            Some((k, v)) if SECRET_KEYS.contains(&k.trim()) => {
-                // The value runs to the next ',' or, for the last option, to the ':' that
-                // starts the path.
-                let tail = v.find(':').map(|at| &v[at..]).unwrap_or("");
-                out.push_str(k);
-                out.push_str("=***");
-                out.push_str(tail);
-            }
-            _ => out.push_str(piece),
-        }
-    }
-    out
-}
-
 impl RunSettings {
     /// Checks the flags; `now` is the wall clock at process start.
     pub fn from_args(a: &RunArgs, now: SystemTime) -> Result<Self, UsageError> {
         let mut budget = match &a.budget {
-            Some(b) => Some(duration("--budget", b)?),
+            Some(b) => {
+                let budget = duration("--budget", b)?;
+                if budget > MAX_BUDGET {
+                    return Err(UsageError(format!(
+                        "--budget {b:?} is more than {} years; leave --budget out for a run \
+                         without a time limit",
+                        MAX_BUDGET_YEARS
+                    )));
+                }
+                Some(budget)
+            }
             None => None,
         };
         if let Some(d) = &a.deadline {
-            let ts: jiff::Timestamp = d.trim().parse().map_err(|e| {
-                UsageError(format!(
-                    "--deadline {d:?} is not an RFC 3339 time ({e}); write e.g. 2026-11-22T06:00:00Z"
-                ))
-            })?;
+            let ts = deadline(d)?;
             let left = SystemTime::from(ts)
                 .duration_since(now)
                 .unwrap_or(Duration::ZERO);
+            if left > MAX_BUDGET {
+                return Err(UsageError(format!(
+                    "--deadline {d:?} is more than {MAX_BUDGET_YEARS} years away; leave \
+                     --deadline out for a run without a deadline"
+                )));
+            }
             budget = Some(budget.map_or(left, |b| b.min(left)));
         }
         let reserve = match &a.reserve {
@@ -185,18 +176,47 @@ impl RunSettings {
             OrderArg::SmallFirst => Order::SmallFirst,
             OrderArg::LargeFirst => Order::LargeFirst,
         };
-        if a.source.trim().is_empty() || a.store.trim().is_empty() {
-            return Err(UsageError("--source and --store must not be empty".into()));
+        let source = SourceSpec::parse(&a.source).map_err(UsageError)?;
+        let store = StoreSpec::parse(&a.store).map_err(|e| UsageError(e.to_string()))?;
+        let encryption = match a.encryption {
+            super::args::EncryptionArg::None => Encryption::None,
+            super::args::EncryptionArg::Vault => Encryption::Vault,
+        };
+        if a.encrypt_state && encryption != Encryption::Vault {
+            return Err(UsageError(
+                "--encrypt-state seals the state under the vault's key: it needs --encryption \
+                 vault"
+                    .into(),
+            ));
         }
+        let origin = match a.state_from {
+            StateFromArg::Local => StateOrigin::Local,
+            StateFromArg::Artifact => StateOrigin::Artifact(fetch_config(&a.artifact, &a.state)?),
+        };
         Ok(RunSettings {
-            job: Job {
-                source: job_name(&a.source),
-                store: job_name(&a.store),
-                encryption: match a.encryption {
-                    super::args::EncryptionArg::None => Encryption::None,
-                    super::args::EncryptionArg::Vault => Encryption::Vault,
+            job: JobSpec {
+                source,
+                store,
+                store_name: a.store.clone(),
+                state: a.state.clone(),
+                identity: Job {
+                    source: job_name(&a.source),
+                    store: job_name(&a.store),
+                    encryption,
+                    vault_id: None,
                 },
-                vault_id: None,
+                load: LoadOptions {
+                    force: a.force,
+                    on_corrupt: match a.on_corrupt_state {
+                        super::args::OnCorruptArg::Fail => OnCorrupt::Fail,
+                        super::args::OnCorruptArg::Fresh => OnCorrupt::Fresh,
+                    },
+                },
+                origin,
+                fresh_state: a.fresh_state,
+                encrypt_state: a.encrypt_state,
+                premium: a.telegram_premium,
+                passphrase: None,
             },
             run: RunConfig {
                 jobs: a.jobs,
@@ -209,15 +229,7 @@ impl RunSettings {
             },
             budget,
             reserve,
-            load: LoadOptions {
-                force: a.force,
-                on_corrupt: match a.on_corrupt_state {
-                    super::args::OnCorruptArg::Fail => OnCorrupt::Fail,
-                    super::args::OnCorruptArg::Fresh => OnCorrupt::Fresh,
-                },
-            },
             progress_interval: duration("--progress-interval", &a.progress_interval)?,
-            telegram_premium: a.telegram_premium,
         })
     }
 }
@@ -266,23 +278,4 @@ pub fn fetch_config(
         max_size,
         retry,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mask_secrets;
-
-    #[test]
-    fn inline_secrets_are_masked() {
-        assert_eq!(
-            mask_secrets("rclone::sftp,host=127.0.0.1,user=u,pass=AbC123:photos"),
-            "rclone::sftp,host=127.0.0.1,user=u,pass=***:photos"
-        );
-        assert_eq!(
-            mask_secrets("rclone::webdav,url=http,pass=x,vendor=other:d"),
-            "rclone::webdav,url=http,pass=***,vendor=other:d"
-        );
-        assert_eq!(mask_secrets("rclone:nas:photos"), "rclone:nas:photos");
-        assert_eq!(mask_secrets("/data/a=b,c"), "/data/a=b,c");
-    }
 }

@@ -98,3 +98,34 @@ pub fn for_store_error(e: &crate::store::StoreError) -> u8 {
         _ => STORE_UNAVAILABLE,
     }
 }
+
+/// The exit code for an error of a job's life.
+pub fn for_job_error(e: &crate::job::JobError) -> u8 {
+    use crate::job::JobError as J;
+    use crate::store::any::StoreOpenError as O;
+    match e {
+        // A store without a vault, read without --state: a plain store needs its state.
+        J::Usage(_) | J::StoreOpen(O::Spec(_)) | J::NoVault(_) => USAGE,
+        J::StoreOpen(O::Credentials(_)) => STORE_DENIED,
+        J::StoreOpen(O::Missing(_)) => STORE_UNAVAILABLE,
+        J::State(e) => for_state_error(e),
+        J::Keyring(e) => for_keyring_error(e),
+        J::Store(e) | J::Records(e) => for_store_error(e),
+        J::Run(e) => for_run_error(e),
+        J::Fetch(e) => for_fetch_error(e),
+        J::NoState { .. } | J::File { .. } | J::NoCatalog(_) | J::BadArtifact(_) => {
+            STATE_UNREADABLE
+        }
+        J::NoStateArtifact(_) => STATE_ARTIFACT_MISSING,
+        J::Foreign(_) => STATE_FOREIGN,
+    }
+}
+
+impl From<crate::job::JobError> for Exit {
+    fn from(e: crate::job::JobError) -> Self {
+        Exit {
+            code: for_job_error(&e),
+            message: e.to_string(),
+        }
+    }
+}

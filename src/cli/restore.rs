@@ -3,7 +3,6 @@
 //! printing what [`crate::restore`] did. The work itself is the library's.
 
 use std::io::IsTerminal;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,21 +12,15 @@ use super::args::{RestoreArgs, VerifyArgs};
 use super::config::UsageError;
 use super::exit::{self, Exit};
 use super::store::{CliStore, open_existing as open_store};
+use crate::job::open;
 use crate::keyring;
 use crate::report::shown;
 use crate::restore::{
     Event, RestoreError, RestoreOptions, Selection, SkipReason, VerifyOptions, VerifyReport,
 };
-use crate::state::{Encryption, State, StateFile};
-use crate::store::{META_KEY_FILE, Store};
+use crate::state::State;
 use crate::time::{human_bytes, human_duration};
 use crate::vault::MasterKey;
-
-/// A catalog and, for a vault, the key to read what it describes.
-pub(super) struct Catalog {
-    pub(super) state: State,
-    pub(super) master: Option<MasterKey>,
-}
 
 fn usage(message: String) -> Exit {
     Exit::usage(UsageError(message))
@@ -51,83 +44,6 @@ fn check_jobs(jobs: usize) -> Result<(), Exit> {
         return Err(library_error(RestoreError::Jobs(jobs)));
     }
     Ok(())
-}
-
-/// Unlocks the store's vault (never creating one) and checks that `state` belongs to it.
-pub(super) async fn unlock(store: &CliStore, name: &str, state: &State) -> Result<MasterKey, Exit> {
-    let pass = keyring::passphrase_from_env().map_err(Exit::keyring)?;
-    let (key_file, master, _) = keyring::unlock(store, name, &pass, false)
-        .await
-        .map_err(Exit::keyring)?;
-    let found = key_file.vault_id_hex();
-    if let Some(id) = state.job.vault_id.as_ref().filter(|id| **id != found) {
-        return Err(Exit {
-            code: exit::STATE_FOREIGN,
-            message: format!(
-                "the state belongs to vault {id}, but store {name} holds vault {found}; check \
-                 --store and --state"
-            ),
-        });
-    }
-    Ok(master)
-}
-
-/// The catalog from `--state`, else from the store; the vault is unlocked when
-/// `need_key`, or always when the catalog comes from the store. Nothing is written.
-pub(super) async fn open_catalog(
-    store: &CliStore,
-    name: &str,
-    state: Option<&Path>,
-    need_key: bool,
-) -> Result<Catalog, Exit> {
-    if let Some(path) = state {
-        let Some((state, _)) = crate::state::read_with_journal(path).map_err(Exit::state)? else {
-            return Err(Exit {
-                code: exit::STATE_UNREADABLE,
-                message: format!(
-                    "no state file at {}; check --state, or leave it out to use the catalog \
-                     saved in the store",
-                    path.display()
-                ),
-            });
-        };
-        let master = if state.job.encryption == Encryption::Vault && need_key {
-            Some(unlock(store, name, &state).await?)
-        } else {
-            None
-        };
-        return Ok(Catalog { state, master });
-    }
-    let has_vault = store.get_meta(META_KEY_FILE).await.map_err(|e| Exit {
-        code: exit::for_store_error(&e),
-        message: e.to_string(),
-    })?;
-    if has_vault.is_none() {
-        return Err(usage(format!(
-            "store {name} has no vault (no key file {META_KEY_FILE}), so it has no catalog: \
-             a plain store (--encryption none) is read through its state file; pass --state FILE"
-        )));
-    }
-    let pass = keyring::passphrase_from_env().map_err(Exit::keyring)?;
-    let (_, master, _) = keyring::unlock(store, name, &pass, false)
-        .await
-        .map_err(Exit::keyring)?;
-    match keyring::load_catalog(store, &master)
-        .await
-        .map_err(Exit::keyring)?
-    {
-        Some(state) => Ok(Catalog {
-            state,
-            master: Some(master),
-        }),
-        None => Err(Exit {
-            code: exit::STATE_UNREADABLE,
-            message: format!(
-                "store {name} has a vault but no catalog yet (no run with it has finished); \
-                 pass --state FILE"
-            ),
-        }),
-    }
 }
 
 /// A byte progress bar on a terminal, unless quiet.
@@ -168,9 +84,16 @@ pub(super) async fn restore(a: RestoreArgs) -> Result<u8, Exit> {
             a.to.display()
         )));
     }
+    if let Some(root) = crate::store::any::StoreSpec::parse(&a.store)
+        .ok()
+        .as_ref()
+        .and_then(|s| s.local_root())
+    {
+        crate::job::overlap::check_restore_target(root, &a.to).map_err(usage)?;
+    }
     let store = open_store(&a.store, false)?;
     // Everything that can fail without writing fails here, before --to is created.
-    let catalog = open_catalog(&store, &a.store, a.state.as_deref(), true).await?;
+    let catalog = open::open_catalog(&store, &a.store, a.state.as_deref(), true).await?;
     let bar = progress_bar(a.quiet);
     let sink_bar = bar.clone();
     let quiet = a.quiet;
@@ -263,7 +186,6 @@ pub(super) async fn restore(a: RestoreArgs) -> Result<u8, Exit> {
 pub(super) async fn verify(a: VerifyArgs) -> Result<u8, Exit> {
     let started = Instant::now();
     check_jobs(a.jobs)?;
-    let store = open_store(&a.store, false)?;
     let bar = progress_bar(a.quiet);
     let sink_bar = bar.clone();
     let opts = VerifyOptions {
@@ -280,19 +202,16 @@ pub(super) async fn verify(a: VerifyArgs) -> Result<u8, Exit> {
             .state
             .as_deref()
             .expect("clap requires --state with --repair");
-        let Some((mut file, _)) = StateFile::open_existing(path).map_err(Exit::state)? else {
-            return Err(Exit {
-                code: exit::STATE_UNREADABLE,
-                message: format!("no state file at {}", path.display()),
-            });
-        };
         // Repair rewrites the state and the catalog: one process per store, like a run.
-        store.prepare().await.map_err(|e| Exit::run(e.into()))?;
-        let master = if file.state().job.encryption == Encryption::Vault {
-            Some(unlock(&store, &a.store, file.state()).await?)
-        } else {
-            None
-        };
+        let open::ExistingJob {
+            state: mut file,
+            store,
+            master,
+            ..
+        } = open::open_existing(&a.store, path, open::ExistingOptions::default(), |_| {
+            open_store(&a.store, false)
+        })
+        .await?;
         let report = check(&store, file.state(), master.as_ref(), &opts, bar.as_ref()).await?;
         let fixed = crate::restore::repair(file.state_mut(), &report);
         if fixed.changed() {
@@ -338,8 +257,9 @@ pub(super) async fn verify(a: VerifyArgs) -> Result<u8, Exit> {
         }
         report
     } else {
+        let store = open_store(&a.store, false)?;
         let need_key = a.full || a.state.is_none();
-        let catalog = open_catalog(&store, &a.store, a.state.as_deref(), need_key).await?;
+        let catalog = open::open_catalog(&store, &a.store, a.state.as_deref(), need_key).await?;
         let master = catalog.master.as_ref();
         let report = check(&store, &catalog.state, master, &opts, bar.as_ref()).await?;
         if !report.is_clean() {

@@ -99,8 +99,15 @@ impl Status {
             .rev()
             .find(|r| r.bytes_total > 0 || r.files_total > 0);
         let (source_files, source_bytes) = last.map_or((0, 0), |r| (r.files_total, r.bytes_total));
-        let done = completed_bytes + in_progress.iter().map(|i| i.bytes_done).sum::<u64>();
-        let percent_done = if source_bytes == 0 {
+        // A changed file being stored again counts with its new parts only.
+        let done = state
+            .completed
+            .iter()
+            .filter(|(path, _)| !state.in_progress.contains_key(*path))
+            .map(|(_, c)| c.size)
+            .sum::<u64>()
+            + in_progress.iter().map(|i| i.bytes_done).sum::<u64>();
+        let percent = if source_bytes == 0 {
             if source_files == 0 || state.completed.len() as u64 >= source_files {
                 100.0
             } else {
@@ -109,6 +116,10 @@ impl Status {
         } else {
             (100.0 * done as f64 / source_bytes as f64).min(100.0)
         };
+        // 100 % means nothing is left: not while a file is in progress, failed or given up
+        // (99.9 % is what rounding to one decimal may show instead).
+        let left = !in_progress.is_empty() || !state.failed.is_empty() || done < source_bytes;
+        let percent_done = if left { percent.min(99.9) } else { percent };
         let skip = state.runs.len().saturating_sub(RUNS_SHOWN);
         Status {
             source: state.job.source.clone(),
@@ -239,5 +250,94 @@ pub fn stop_word(r: StopReason) -> &'static str {
         StopReason::Interrupted => "interrupted",
         StopReason::Error => "error",
         StopReason::Killed => "killed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Completed, Encryption, InProgress, Job};
+
+    fn ts(s: i64) -> crate::time::Timestamp {
+        crate::time::Timestamp::from_second(s).unwrap()
+    }
+
+    fn state_of(sizes: &[(&str, u64)], listed_bytes: u64) -> State {
+        let mut st = State::new(Job {
+            source: "s".into(),
+            store: "t".into(),
+            encryption: Encryption::None,
+            vault_id: None,
+        });
+        for (path, size) in sizes {
+            st.completed.insert(
+                (*path).into(),
+                Completed {
+                    size: *size,
+                    mtime: ts(1),
+                    stored_at: ts(2),
+                    parts: Vec::new(),
+                    object: None,
+                    versions: Vec::new(),
+                },
+            );
+        }
+        st.runs.push(RunRecord {
+            started: ts(1),
+            ended: ts(2),
+            stop_reason: StopReason::BudgetSpent,
+            files_completed: 0,
+            files_failed: 0,
+            parts_stored: 0,
+            bytes: 0,
+            resume_after: None,
+            detail: None,
+            tool_version: String::new(),
+            files_total: sizes.len() as u64,
+            bytes_total: listed_bytes,
+        });
+        st
+    }
+
+    #[test]
+    fn everything_stored_is_100_percent() {
+        let st = state_of(&[("a", 100), ("b", 100)], 200);
+        assert_eq!(Status::of(&st).percent_done, 100.0);
+    }
+
+    #[test]
+    fn a_file_in_progress_is_never_100_percent() {
+        // `b` changed and is being stored again: its old copy does not count as done.
+        let mut st = state_of(&[("a", 100), ("b", 100)], 200);
+        st.in_progress.insert(
+            "b".into(),
+            InProgress {
+                size: 100,
+                mtime: ts(3),
+                part_size: 64,
+                parts_total: 2,
+                started: ts(4),
+                parts: Vec::new(),
+                vault: None,
+            },
+        );
+        assert_eq!(Status::of(&st).percent_done, 50.0);
+        // Nearly done still does not round up to 100.0.
+        let mut st = state_of(&[("a", 19_999)], 20_000);
+        st.in_progress.insert(
+            "b".into(),
+            InProgress {
+                size: 1,
+                mtime: ts(3),
+                part_size: 64,
+                parts_total: 1,
+                started: ts(4),
+                parts: Vec::new(),
+                vault: None,
+            },
+        );
+        let status = Status::of(&st);
+        assert!(status.percent_done < 100.0);
+        assert!(!status.render("s.json").contains("100.0%"));
     }
 }

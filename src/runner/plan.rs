@@ -13,6 +13,9 @@ use crate::state::{InProgress, State};
 pub struct Filter {
     include: Option<GlobSet>,
     exclude: Option<GlobSet>,
+    /// Folders (relative paths) left out with everything under them, whatever the globs
+    /// say: a store that lies inside its own source.
+    subtrees: Vec<String>,
 }
 
 impl Filter {
@@ -36,12 +39,24 @@ impl Filter {
         Ok(Filter {
             include: build(include, "--include")?,
             exclude: build(exclude, "--exclude")?,
+            subtrees: Vec::new(),
         })
+    }
+
+    /// Also leaves out the folder `dir` (relative to the source) and everything under it.
+    pub fn without_subtree(mut self, dir: &str) -> Self {
+        self.subtrees.push(dir.trim_end_matches('/').to_owned());
+        self
     }
 
     /// Whether `path` takes part in the run.
     pub fn matches(&self, path: &str) -> bool {
-        self.include.as_ref().is_none_or(|g| g.is_match(path))
+        let in_subtree = self.subtrees.iter().any(|dir| {
+            path.strip_prefix(dir.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        });
+        !in_subtree
+            && self.include.as_ref().is_none_or(|g| g.is_match(path))
             && !self.exclude.as_ref().is_some_and(|g| g.is_match(path))
     }
 }
@@ -217,6 +232,23 @@ mod tests {
             encryption: Encryption::None,
             vault_id: None,
         })
+    }
+
+    #[test]
+    fn a_subtree_left_out_takes_everything_under_it_and_nothing_beside_it() {
+        let f = Filter::new(&[], &[])
+            .unwrap()
+            .without_subtree("backup/store/");
+        for out in [
+            "backup/store",
+            "backup/store/a",
+            "backup/store/.tgferry/lock",
+        ] {
+            assert!(!f.matches(out), "{out}");
+        }
+        for kept in ["backup/storex", "backup/a", "store/a", "backup"] {
+            assert!(f.matches(kept), "{kept}");
+        }
     }
 
     #[test]

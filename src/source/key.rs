@@ -41,6 +41,20 @@ pub fn encode(bytes: &[u8]) -> String {
     key
 }
 
+/// The key of a name of this platform (one component, or a relative path with `/`
+/// separators); `None` where it cannot be kept: off Unix, a name that is not Unicode.
+pub fn from_os(name: &std::ffi::OsStr) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Some(encode(name.as_bytes()))
+    }
+    #[cfg(not(unix))]
+    {
+        name.to_str().map(|n| from_text(n).into_owned())
+    }
+}
+
 /// The key of a name that is text (a UTF-8 name from a remote): only backslashes are
 /// escaped.
 pub fn from_text(name: &str) -> Cow<'_, str> {

@@ -207,19 +207,6 @@ fn checked_regular(file: std::fs::File, path: &str) -> Result<std::fs::File, Sou
     Ok(file)
 }
 
-/// The key of one name in a folder; `None` where this platform's name cannot be kept.
-#[cfg(unix)]
-fn name_key(name: &OsStr) -> Option<String> {
-    use std::os::unix::ffi::OsStrExt;
-    Some(key::encode(name.as_bytes()))
-}
-
-/// The key of one name in a folder; `None` where this platform's name cannot be kept.
-#[cfg(not(unix))]
-fn name_key(name: &OsStr) -> Option<String> {
-    name.to_str().map(|n| key::from_text(n).into_owned())
-}
-
 /// A folder still to be listed: its name in its parent (whose handle is kept only while
 /// some of its folders wait), and its key.
 struct Pending {
@@ -309,7 +296,7 @@ fn list_blocking(root: &Path) -> Result<(Listing, Dir), SourceError> {
             if name == "." || name == ".." {
                 continue;
             }
-            let Some(component) = name_key(&name) else {
+            let Some(component) = key::from_os(&name) else {
                 let shown = format!("{prefix}{}", name.to_string_lossy());
                 listing.refused.push((
                     shown,

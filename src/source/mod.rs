@@ -2,6 +2,7 @@
 //! directory ([`local::LocalSource`]), an rclone remote ([`rclone::RcloneSource`]) and an
 //! in-memory double for tests ([`memory::MemorySource`]) implement it.
 
+pub mod any;
 pub mod key;
 pub mod local;
 pub mod memory;

@@ -423,6 +423,34 @@ impl StateFile {
         }
     }
 
+    /// Replaces a state that had no file with the store's catalog (the state the store's
+    /// last run sealed into it), checked against `job` like a state file: another format
+    /// or vault is refused, another source or store only without `force`. The next
+    /// [`StateFile::begin_run`] saves it whole.
+    pub fn adopt_catalog(
+        &mut self,
+        mut catalog: State,
+        job: &Job,
+        force: bool,
+    ) -> Result<(), StateError> {
+        let found = &catalog.job;
+        let format_ok = found.encryption == job.encryption
+            && (job.vault_id.is_none() || job.vault_id == found.vault_id);
+        let place_ok = found.source == job.source && found.store == job.store;
+        if !format_ok || (!place_ok && !force) {
+            return Err(StateError::Foreign {
+                path: self.path.clone(),
+                found: Box::new(found.clone()),
+                wanted: Box::new(job.clone()),
+            });
+        }
+        catalog.job.source = job.source.clone();
+        catalog.job.store = job.store.clone();
+        self.state = catalog;
+        self.dirty = true;
+        Ok(())
+    }
+
     /// The state as it stands, journal included.
     pub fn state(&self) -> &State {
         &self.state

@@ -1,16 +1,126 @@
 //! [`AnyStore`]: whichever store `--store` names (a local folder or `telegram:CHAT`), as one
-//! type, so that the command line drives one runner, restore and verify for both.
+//! type, and [`StoreSpec`], that name parsed. With [`crate::source::any::AnySource`] this is
+//! the only place that knows every store backend: the job, restore and verify drive one
+//! type for all of them, and adding a store touches its own module and this file.
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::local::{LocalStore, LocalUpload};
-use super::telegram::{TelegramReader, TelegramStore, TelegramUpload};
+use super::telegram::{TelegramOptions, TelegramReader, TelegramStore, TelegramUpload};
 use super::{PartInfo, Store, StoreError, Upload};
-use crate::telegram::api::TelegramApi;
+use crate::telegram::api::{ChatRef, TelegramApi};
+use crate::telegram::credentials;
+use crate::telegram::grammers::{GrammersApi, GrammersConfig};
+
+/// The prefix of a Telegram store: `telegram:CHAT`.
+pub const TELEGRAM_PREFIX: &str = "telegram:";
+
+/// A `--store` value, parsed (no I/O, no credentials read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// A folder on a local file system.
+    Local(PathBuf),
+    /// A Telegram chat.
+    Telegram(ChatRef),
+}
+
+/// Errors opening the store a `--store` value names, before any I/O with it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreOpenError {
+    /// The value cannot be a store (a malformed chat, nothing given).
+    #[error("{0}")]
+    Spec(String),
+    /// The store's credentials are missing or malformed (`TGFERRY_TG_*`).
+    #[error("{0} (nothing was written)")]
+    Credentials(String),
+    /// A store that must exist does not, or is not a folder.
+    #[error("{0}")]
+    Missing(String),
+}
+
+impl StoreSpec {
+    /// Parses a `--store` value: `telegram:CHAT`, else a local folder.
+    pub fn parse(text: &str) -> Result<Self, StoreOpenError> {
+        if text.trim().is_empty() {
+            return Err(StoreOpenError::Spec("--store must not be empty".into()));
+        }
+        match text.trim().strip_prefix(TELEGRAM_PREFIX) {
+            Some(chat) => ChatRef::parse(chat)
+                .map(StoreSpec::Telegram)
+                .map_err(|e| StoreOpenError::Spec(format!("--store telegram:{chat}: {e}"))),
+            None => Ok(StoreSpec::Local(PathBuf::from(text))),
+        }
+    }
+
+    /// The local folder, for a local store.
+    pub fn local_root(&self) -> Option<&Path> {
+        match self {
+            StoreSpec::Local(root) => Some(root),
+            StoreSpec::Telegram(_) => None,
+        }
+    }
+}
+
+/// How a store is used, beyond where it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreOptions {
+    /// Plain mode (`--encryption none`): parts are the files themselves.
+    pub plain: bool,
+    /// The Telegram account has Premium (larger files).
+    pub premium: bool,
+}
+
+impl AnyStore<GrammersApi> {
+    /// Opens the store for writing (`run`, `init`, `prune`, `verify --repair`): a local
+    /// folder is created by [`Store::prepare`] if missing; a Telegram chat's credentials are
+    /// read from `TGFERRY_TG_*` and checked for shape, and nothing connects yet.
+    pub fn open(spec: &StoreSpec, options: StoreOptions) -> Result<Self, StoreOpenError> {
+        match spec {
+            StoreSpec::Local(root) => Ok(AnyStore::Local(LocalStore::new(root))),
+            StoreSpec::Telegram(chat) => open_telegram(chat, options),
+        }
+    }
+
+    /// Opens a store that must already exist (`restore`, `verify`): a local folder is
+    /// checked, never created.
+    pub fn open_existing(spec: &StoreSpec, options: StoreOptions) -> Result<Self, StoreOpenError> {
+        let StoreSpec::Local(root) = spec else {
+            return Self::open(spec, options);
+        };
+        let shown = root.display();
+        match std::fs::metadata(root) {
+            Ok(md) if md.is_dir() => Ok(AnyStore::Local(LocalStore::new(root))),
+            Ok(_) => Err(StoreOpenError::Missing(format!(
+                "store {shown} is not a folder; check --store"
+            ))),
+            Err(e) => Err(StoreOpenError::Missing(format!(
+                "store {shown} cannot be opened: {e}; check --store"
+            ))),
+        }
+    }
+}
+
+fn open_telegram(
+    chat: &ChatRef,
+    options: StoreOptions,
+) -> Result<AnyStore<GrammersApi>, StoreOpenError> {
+    let creds = credentials::from_env().map_err(|e| StoreOpenError::Credentials(e.to_string()))?;
+    let config = GrammersConfig::from_credentials(creds, chat.clone())
+        .map_err(|e| StoreOpenError::Credentials(e.to_string()))?;
+    Ok(AnyStore::Telegram(TelegramStore::new(
+        GrammersApi::new(config),
+        chat.clone(),
+        TelegramOptions {
+            plain: options.plain,
+            premium: options.premium,
+        },
+    )))
+}
 
 /// A local folder or a Telegram chat reached through `T`.
 pub enum AnyStore<T: TelegramApi> {
@@ -130,5 +240,27 @@ impl<T: TelegramApi> Store for AnyStore<T> {
             AnyStore::Local(s) => s.list_parts(hint).await,
             AnyStore::Telegram(s) => s.list_parts(hint).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs() {
+        assert_eq!(
+            StoreSpec::parse("/srv/backup").unwrap(),
+            StoreSpec::Local("/srv/backup".into())
+        );
+        assert_eq!(
+            StoreSpec::parse("telegram:me").unwrap(),
+            StoreSpec::Telegram(ChatRef::Me)
+        );
+        assert!(matches!(
+            StoreSpec::parse("telegram:x"),
+            Err(StoreOpenError::Spec(_))
+        ));
+        assert!(matches!(StoreSpec::parse(""), Err(StoreOpenError::Spec(_))));
     }
 }
