@@ -136,4 +136,19 @@ mod tests {
             Some(Overlap::Same)
         );
     }
+
+    /// The store's place inside the source is a key, as the listing's paths are.
+    #[cfg(unix)]
+    #[test]
+    fn a_store_inside_is_named_by_its_key() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b"back\\up \xe9");
+        assert_eq!(
+            overlap(&src, &src.join(odd).join("store")),
+            Some(Overlap::Contains("back\\\\up \\xe9/store".into()))
+        );
+    }
 }
