@@ -7,6 +7,7 @@
 //! - [`source`]: where files come from ([`source::Source`]: local directory, in-memory double).
 //! - [`store`]: where parts go ([`store::Store`]: Telegram, local directory, in-memory double).
 //! - [`blocking`]: plain file reads and writes on the hot path, without tokio's extra copy.
+//! - [`beneath`]: folders and files under a root reached without following a link.
 //! - [`state`]: the state file model, its schema, atomic saves and the append-only journal.
 //! - [`vault`]: the encrypted format (docs/format.md): keys, parts, content ids, catalog.
 //! - [`keyring`]: a store's vault: passphrase, key file, encrypted catalog.
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod beneath;
 pub mod blocking;
 pub mod cli;
 pub mod github;

@@ -900,3 +900,536 @@ async fn the_library_restores_and_verifies_any_store() {
     assert_eq!(fixed.objects.len(), 1);
     assert!(!state.completed.contains_key("big.bin"));
 }
+
+/// A vault state and store (in memory) holding `files`, stored by the library.
+async fn memory_vault(
+    dir: &Path,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> (
+    tgferry::store::memory::MemoryStore,
+    State,
+    tgferry::vault::MasterKey,
+) {
+    use tgferry::runner::{Budget, Events, RunConfig, Runner, VaultKeys};
+    use tgferry::source::memory::MemorySource;
+    use tgferry::state::{Encryption, Job, LoadOptions, StateFile};
+    use tgferry::store::memory::MemoryStore;
+    use tgferry::vault::MasterKey;
+
+    let src = MemorySource::new();
+    for (path, data) in files {
+        src.put(path, data.clone());
+    }
+    let store = MemoryStore::new();
+    let job = Job {
+        source: "mem:src".into(),
+        store: "mem:store".into(),
+        encryption: Encryption::Vault,
+        vault_id: None,
+    };
+    let (file, _) = StateFile::open(&dir.join("st.json"), &job, &LoadOptions::default()).unwrap();
+    let runner = Runner::new(
+        Arc::new(src),
+        Arc::new(store.clone()),
+        RunConfig {
+            part_size: MIB as u64,
+            vault: Some(Arc::new(VaultKeys::new(MasterKey::from_bytes([7; 32])))),
+            ..RunConfig::default()
+        },
+        Budget::unlimited(tokio::time::Instant::now()),
+        Events::none(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let (file, report) = runner.run(file).await.map_err(|(_, e)| e).unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    (store, file.state().clone(), MasterKey::from_bytes([7; 32]))
+}
+
+/// Issue 18 item 3: a folder of `--to` swapped for a link to the outside again and again
+/// while restores write into it. Nothing may land outside, and no temp file may stay
+/// behind, in the target, the folder moved aside or the outside.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_folder_swapped_for_a_link_during_restores_never_leads_outside() {
+    let dir = common::tempdir();
+    let mut files = BTreeMap::new();
+    for i in 0..10 {
+        files.insert(format!("d/f{i:02}"), common::bytes(i, 3000 + i as usize));
+    }
+    files.insert("d/big".into(), common::bytes(99, 2 * MIB + 5));
+    let (store, state, master) = memory_vault(dir.path(), &files).await;
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let (mut escaped, mut left) = (Vec::new(), Vec::new());
+    const ROUNDS: usize = 20;
+    for round in 0..ROUNDS {
+        let to = dir.path().join(format!("to{round}"));
+        std::fs::create_dir_all(to.join("d")).unwrap();
+        let swapper = common::Swapper::start(to.join("d"), outside.clone());
+        let mut opts = RestoreOptions::new(&to);
+        opts.jobs = 4;
+        let report = tgferry::restore::restore(&store, &state, Some(&master), &opts)
+            .await
+            .unwrap();
+        assert!(swapper.stop() > 0, "the swapper never swapped");
+        let out = common::files_under(&outside);
+        if !out.is_empty() {
+            escaped.push((round, out.clone()));
+            for f in out {
+                std::fs::remove_file(outside.join(f)).unwrap();
+            }
+        }
+        let mut temps = temp_leftovers(&to);
+        temps.extend(temp_leftovers(&to.join("d.aside")));
+        if !temps.is_empty() {
+            left.push((round, temps));
+        }
+        // Whatever was restored is whole, wherever inside `to` it landed.
+        for path in &report.restored {
+            let there = [to.join(path), to.join(path.replace("d/", "d.aside/"))];
+            let got = there.iter().find_map(|p| std::fs::read(p).ok());
+            assert!(got.as_ref() == Some(&files[path]), "{path}: not whole");
+        }
+    }
+    assert!(
+        escaped.is_empty(),
+        "restored files landed outside the target in {} of {ROUNDS} restores: {escaped:?}",
+        escaped.len()
+    );
+    assert!(
+        left.is_empty(),
+        "temp files left behind in {} of {ROUNDS} restores: {left:?}",
+        left.len()
+    );
+}
+
+/// A store whose reads of one part never come back (a stalled download).
+struct Stalling {
+    inner: tgferry::store::memory::MemoryStore,
+    stall: String,
+}
+
+impl tgferry::store::Store for Stalling {
+    type Upload = <tgferry::store::memory::MemoryStore as tgferry::store::Store>::Upload;
+    type Reader = <tgferry::store::memory::MemoryStore as tgferry::store::Store>::Reader;
+    async fn prepare(&self) -> Result<(), tgferry::store::StoreError> {
+        self.inner.prepare().await
+    }
+    async fn begin(
+        &self,
+        name: &str,
+        len: u64,
+    ) -> Result<Self::Upload, tgferry::store::StoreError> {
+        self.inner.begin(name, len).await
+    }
+    async fn open(&self, loc: &str) -> Result<Self::Reader, tgferry::store::StoreError> {
+        if loc == self.stall {
+            std::future::pending::<()>().await;
+        }
+        self.inner.open(loc).await
+    }
+    async fn len(&self, loc: &str) -> Result<Option<u64>, tgferry::store::StoreError> {
+        self.inner.len(loc).await
+    }
+    async fn remove(&self, loc: &str) -> Result<(), tgferry::store::StoreError> {
+        self.inner.remove(loc).await
+    }
+    async fn put_meta(&self, name: &str, bytes: &[u8]) -> Result<(), tgferry::store::StoreError> {
+        self.inner.put_meta(name, bytes).await
+    }
+    async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, tgferry::store::StoreError> {
+        self.inner.get_meta(name).await
+    }
+    async fn list_parts(
+        &self,
+        hint: Option<&str>,
+    ) -> Result<Vec<tgferry::store::PartInfo>, tgferry::store::StoreError> {
+        self.inner.list_parts(hint).await
+    }
+}
+
+/// Cancelling a restore (what a signal does) while a file is being written removes that
+/// file's temp file and starts nothing more; the report says it was interrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_restore_leaves_no_temp_file() {
+    let dir = common::tempdir();
+    let mut files = BTreeMap::new();
+    files.insert("a/one".to_string(), b"one".to_vec());
+    files.insert("b/stall".to_string(), common::bytes(3, 2 * MIB + 1));
+    let (store, state, master) = memory_vault(dir.path(), &files).await;
+    // The second part of b/stall never arrives: its temp file is open, half written.
+    let stall = object_of(&state, "b/stall").parts[1].loc.clone();
+    let store = Stalling {
+        inner: store,
+        stall,
+    };
+    let to = dir.path().join("to");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut opts = RestoreOptions::new(&to);
+    opts.cancel = Some(cancel.clone());
+    let restore = async { tgferry::restore::restore(&store, &state, Some(&master), &opts).await };
+    let watch = async {
+        let started = std::time::Instant::now();
+        while temp_leftovers(&to.join("b")).is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no temp file appeared"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        cancel.cancel();
+    };
+    let (report, ()) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(restore, watch)
+    })
+    .await
+    .expect("the restore stopped when cancelled");
+    let report = report.unwrap();
+    assert!(report.interrupted && !report.is_success(), "{report:?}");
+    assert_eq!(report.restored, ["a/one"]);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(temp_leftovers(&to), Vec::<PathBuf>::new());
+    assert!(!to.join("b/stall").exists());
+}
+
+/// Temp files that a killed restore left behind are removed by the next restore into
+/// that folder: those of a process that is gone, or of this process's pid from before (a
+/// reused pid); a live process's are left alone.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temp_files_of_a_killed_restore_are_removed_by_the_next_one() {
+    let dir = common::tempdir();
+    let mut files = BTreeMap::new();
+    files.insert("d/f".to_string(), b"content".to_vec());
+    files.insert("top".to_string(), b"top".to_vec());
+    let (store, state, master) = memory_vault(dir.path(), &files).await;
+    let to = dir.path().join("to");
+    std::fs::create_dir_all(to.join("d")).unwrap();
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let planted = [
+        format!(".tgferry-restore-{gone_pid}-0a1b2c3d-7"), // its process is gone
+        format!(".tgferry-restore-{}-0a1b2c3d-1", std::process::id()), // this pid, earlier
+        format!(".tgferry-restore-{gone_pid}-3"),          // the older form
+    ];
+    for name in &planted {
+        std::fs::write(to.join("d").join(name), b"half a file").unwrap();
+    }
+    // A restore still running (pid 1 always runs) and a file that only looks like one.
+    let live = to.join("d/.tgferry-restore-1-00000000-5");
+    std::fs::write(&live, b"in use").unwrap();
+    std::fs::write(to.join("d/.tgferry-restore-notes"), b"mine").unwrap();
+    let report =
+        tgferry::restore::restore(&store, &state, Some(&master), &RestoreOptions::new(&to))
+            .await
+            .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let mut removed = report.stale_temps.clone();
+    removed.sort();
+    let mut want: Vec<String> = planted.iter().map(|n| format!("d/{n}")).collect();
+    want.sort();
+    assert_eq!(removed, want);
+    for name in &planted {
+        assert!(!to.join("d").join(name).exists(), "{name}");
+    }
+    assert!(live.exists());
+    assert!(to.join("d/.tgferry-restore-notes").exists());
+    assert_eq!(std::fs::read(to.join("d/f")).unwrap(), b"content");
+}
+
+/// Every file under `root` by its exact name bytes (links and the store's own folder
+/// left out).
+#[cfg(unix)]
+fn tree_bytes(root: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = BTreeMap::new();
+    for rel in common::files_under(root) {
+        let full = root.join(&rel);
+        let bytes = rel.as_os_str().as_bytes().to_vec();
+        if bytes.starts_with(b".tgferry") || full.symlink_metadata().unwrap().is_symlink() {
+            continue;
+        }
+        out.insert(bytes, std::fs::read(full).unwrap());
+    }
+    out
+}
+
+/// Issue 18 item 7: names holding a backslash or bytes that are not UTF-8 are stored
+/// under exact keys (a name that looks like an escape does not collide with the escape),
+/// shown as 100% done, and restored byte for byte, in both formats; names that could
+/// drive a terminal or a GitHub log are printed escaped.
+#[cfg(unix)]
+#[test]
+fn odd_names_are_stored_and_restored_exactly_and_printed_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = common::tempdir();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let wanted: &[&[u8]] = &[
+        b"a\\b.txt",
+        b"caf\xe9.txt",
+        b"caf\\xe9.txt",
+        b"\xff\xfe",
+        b"dir\xe9/inner \\ name",
+        b"line\nbreak::error::x",
+        b"esc\x1b[31mred",
+        b"##[warning]legacy",
+        b"  ::notice::lead",
+        b"plain.txt",
+    ];
+    let mut names = Vec::new();
+    for &name in wanted {
+        let full = src.join(std::ffi::OsStr::from_bytes(name));
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        // Some file systems (APFS) take only UTF-8 names: leave those cases out there.
+        match std::fs::write(&full, [name, b" content"].concat()) {
+            Ok(()) => names.push(name),
+            Err(e) => eprintln!("{}: {e}: not tested here", String::from_utf8_lossy(name)),
+        }
+    }
+    let link = b"link\n::error::pwned\x1b[2J";
+    std::os::unix::fs::symlink("plain.txt", src.join(std::ffi::OsStr::from_bytes(link))).unwrap();
+    let expected = tree_bytes(&src);
+    assert_eq!(expected.len(), names.len());
+
+    let hostile = |text: &str| {
+        for line in text.lines() {
+            assert!(!line.trim_start().starts_with("::"), "a command: {line:?}");
+            assert!(!line.contains("##["), "a legacy command: {line:?}");
+            assert!(!line.contains('\x1b'), "a terminal escape: {line:?}");
+        }
+    };
+    for mode in ["vault", "none"] {
+        let (store, state, to) = (
+            dir.path().join(format!("store-{mode}")),
+            dir.path().join(format!("{mode}.json")),
+            dir.path().join(format!("to-{mode}")),
+        );
+        let out = assert_exit(
+            &mut with_pass(&[
+                "run",
+                "--source",
+                s(&src),
+                "--store",
+                s(&store),
+                "--state",
+                s(&state),
+                "--encryption",
+                mode,
+            ]),
+            0,
+        );
+        let printed = text(&out);
+        hostile(&printed);
+        assert!(
+            printed.contains("skipped: link\\x0a::error::pwned\\x1b[2J"),
+            "{printed}"
+        );
+        let st = common::load(&state);
+        let keys: Vec<&str> = st.completed.keys().map(String::as_str).collect();
+        let mut want: Vec<String> = names
+            .iter()
+            .map(|n| tgferry::source::key::encode(n))
+            .collect();
+        want.sort();
+        assert_eq!(keys, want, "{mode}");
+        assert!(st.failed.is_empty(), "{:?}", st.failed);
+        // The state stays JSON that jq reads, the keys text that says what they stand for.
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+        assert!(
+            json["completed"].get("caf\\xe9.txt").is_some()
+                || !names.contains(&&b"caf\xe9.txt"[..])
+        );
+        assert!(json["completed"].get("a\\\\b.txt").is_some());
+
+        let out = assert_exit(&mut tgferry(&["status", s(&state)]), 0);
+        let shown = text(&out);
+        hostile(&shown);
+        assert!(shown.contains("progress: 100.0%"), "{shown}");
+        assert!(
+            shown.contains(&format!("completed    {:>8} files", names.len())),
+            "{shown}"
+        );
+
+        if mode == "none" {
+            // A plain store keeps readable copies under the exact names.
+            assert_eq!(tree_bytes(&store), expected);
+        }
+        let out = assert_exit(
+            &mut with_pass(&[
+                "restore",
+                "--store",
+                s(&store),
+                "--state",
+                s(&state),
+                "--to",
+                s(&to),
+            ]),
+            0,
+        );
+        hostile(&text(&out));
+        assert_eq!(
+            tree_bytes(&to),
+            expected,
+            "{mode}: restored names and bytes"
+        );
+    }
+
+    // Failures with such names are printed escaped by status too.
+    let state = dir.path().join("none.json");
+    let mut st = common::load(&state);
+    let failed = tgferry::state::Failed {
+        attempts: 3,
+        tries: 3,
+        last_error: "line\nbreak::error::x: cannot be read\n::error::again".into(),
+        kind: tgferry::state::FailureKind::Permanent,
+        first_failed: st.last_updated,
+        last_failed: st.last_updated,
+        given_up: true,
+    };
+    st.failed
+        .insert("##[warning]legacy\n::error::x".into(), failed);
+    std::fs::write(&state, serde_json::to_vec_pretty(&st).unwrap()).unwrap();
+    let out = assert_exit(&mut tgferry(&["status", s(&state)]), 0);
+    let shown = text(&out);
+    hostile(&shown);
+    assert!(
+        shown.contains("##\\x5bwarning]legacy\\x0a::error::x [given up]"),
+        "{shown}"
+    );
+}
+
+/// A plain store and a state of `n` files that all point at one stored part, so a restore
+/// has many files to write, cheaply; returns the store and the state.
+fn many_files_state(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
+    let (src, store, state) = common::job_paths(dir);
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("one.bin"), common::bytes(5, 64 << 10)).unwrap();
+    assert_exit(&mut run_cmd(&src, &store, &state, &["-q"]), 0);
+    let mut st = common::load(&state);
+    let one = st.completed.remove("one.bin").unwrap();
+    for i in 0..n {
+        st.completed.insert(format!("many/f{i:04}"), one.clone());
+    }
+    let many = dir.join("many.json");
+    std::fs::write(&many, serde_json::to_vec_pretty(&st).unwrap()).unwrap();
+    (store, many)
+}
+
+/// Waits (bounded) until `found` says yes.
+fn wait_for(what: &str, mut found: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !found() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} never happened"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// SIGINT and SIGTERM stop a restore within 2 s, exit 130, and leave no temp file.
+#[cfg(unix)]
+#[test]
+fn a_signal_stops_a_restore_promptly_without_temp_files() {
+    use std::process::Stdio;
+    let dir = common::tempdir();
+    let (store, state) = many_files_state(dir.path(), 2000);
+    for signal in ["-INT", "-TERM"] {
+        let to = dir.path().join(format!("to{signal}"));
+        let mut child = tgferry(&[
+            "restore",
+            "--store",
+            s(&store),
+            "--state",
+            s(&state),
+            "--to",
+            s(&to),
+            "--jobs",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        wait_for("a restored file", || to.join("many/f0000").exists());
+        let sent = std::time::Instant::now();
+        let killed = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        wait_for("the exit", || child.try_wait().unwrap().is_some());
+        assert!(
+            sent.elapsed() < Duration::from_secs(2),
+            "{signal}: slow to stop"
+        );
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "{signal}: {}", text(&out));
+        assert!(text(&out).contains("interrupted"), "{}", text(&out));
+        assert_eq!(temp_leftovers(&to), Vec::<PathBuf>::new(), "{signal}");
+        let restored = common::files_under(&to.join("many")).len();
+        assert!(
+            restored < 2000,
+            "{signal}: the restore finished before the signal"
+        );
+    }
+}
+
+/// A restore killed outright (SIGKILL) cannot clean up; the next restore into the same
+/// folder removes its temp files and says so.
+#[cfg(unix)]
+#[test]
+fn the_next_restore_removes_what_a_killed_one_left() {
+    use std::process::Stdio;
+    let dir = common::tempdir();
+    let (store, state) = many_files_state(dir.path(), 2000);
+    let to = dir.path().join("to");
+    let mut left = Vec::new();
+    for _ in 0..20 {
+        let mut child = tgferry(&[
+            "restore",
+            "--store",
+            s(&store),
+            "--state",
+            s(&state),
+            "--to",
+            s(&to),
+            "--overwrite",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        wait_for("a temp file", || !temp_leftovers(&to).is_empty());
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        left = temp_leftovers(&to);
+        if !left.is_empty() {
+            break;
+        }
+    }
+    assert!(!left.is_empty(), "no kill landed while a temp file existed");
+    let out = assert_exit(
+        &mut tgferry(&[
+            "restore",
+            "--store",
+            s(&store),
+            "--state",
+            s(&state),
+            "--to",
+            s(&to),
+            "--overwrite",
+            "many/f000*",
+        ]),
+        0,
+    );
+    assert_eq!(temp_leftovers(&to), Vec::<PathBuf>::new());
+    let said = text(&out);
+    assert!(
+        said.contains("temp file(s) that a restore killed earlier left behind"),
+        "{said}"
+    );
+}

@@ -732,4 +732,58 @@ async fn a_part_in_flight_when_the_run_stops_is_never_finished() {
         );
         assert_eq!(report.files_left, 1, "{name}");
     }
+
+/// Issue 18 item 3: a folder of a local source swapped for a link to a folder outside
+/// the root (think `/etc`), again and again while runs list and read. No run may store a
+/// byte of the outside, nor list a name that only the outside has.
+#[cfg(unix)]
+#[tokio::test(start_paused = true)]
+async fn a_source_folder_swapped_for_a_link_never_leads_a_run_outside_its_root() {
+    use tgferry::source::local::LocalSource;
+    const SECRET: &[u8] = b"root:SECRET-HASH:19000:0:99999:7:::";
+    let dir = common::tempdir();
+    let root = dir.path().join("src");
+    std::fs::create_dir_all(root.join("d")).unwrap();
+    let outside = dir.path().join("etc");
+    std::fs::create_dir(&outside).unwrap();
+    for i in 0..12 {
+        std::fs::write(root.join(format!("d/f{i:02}")), format!("inside {i}")).unwrap();
+        std::fs::write(outside.join(format!("f{i:02}")), SECRET).unwrap();
+    }
+    std::fs::write(outside.join("shadow"), SECRET).unwrap();
+    let (mut leaked, mut listed) = (Vec::new(), Vec::new());
+    for round in 0..30 {
+        let swapper = common::Swapper::start(root.join("d"), outside.clone());
+        let state = dir.path().join(format!("state{round}.json"));
+        let (file, _) = StateFile::open(&state, &job(), &LoadOptions::default()).unwrap();
+        let store = MemoryStore::new();
+        let runner = Runner::new(
+            Arc::new(LocalSource::new(&root)),
+            Arc::new(store.clone()),
+            RunConfig { jobs: 2, ..cfg() },
+            Budget::unlimited(Instant::now()),
+            Events::none(),
+            CancellationToken::new(),
+        );
+        let (file, _) = runner.run(file).await.map_err(|(_, e)| e).unwrap();
+        assert!(swapper.stop() > 0, "the swapper never swapped");
+        for loc in store.locations() {
+            let part = store.get(&loc).unwrap();
+            if part.windows(SECRET.len()).any(|w| w == SECRET) {
+                leaked.push((round, loc));
+            }
+        }
+        let st = file.state();
+        let names = st.completed.keys().chain(st.failed.keys());
+        listed.extend(
+            names
+                .filter(|k| k.ends_with("shadow"))
+                .map(|k| (round, k.clone())),
+        );
+    }
+    assert!(
+        leaked.is_empty(),
+        "stored from outside the root: {leaked:?}"
+    );
+    assert!(listed.is_empty(), "listed outside the root: {listed:?}");
 }

@@ -90,7 +90,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            eprintln!("error: {}", crate::report::shown(&e.message));
             ExitCode::from(e.code)
         }
     }
@@ -154,7 +154,7 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         Some(b) => Budget::until(started, started + b, settings.reserve),
         None => Budget::unlimited(started),
     };
-    let print = &mut |n: Notice| eprintln!("{n}");
+    let print = &mut |n: Notice| eprintln!("{}", crate::report::shown(&n.to_string()));
     let opening = OpenJob::open(
         &settings.job,
         settings.run.part_size,
@@ -203,7 +203,7 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
     let report = &finished.report;
     print!("{}", summary::render(report));
     for n in &finished.notices {
-        eprintln!("{n}");
+        eprintln!("{}", crate::report::shown(&n.to_string()));
     }
     if let Some(gha) = &gha {
         gha.finish(report, &Status::of(finished.state.state()));

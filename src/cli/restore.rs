@@ -14,6 +14,7 @@ use super::exit::{self, Exit};
 use super::store::{CliStore, open_existing as open_store};
 use crate::job::open;
 use crate::keyring;
+use crate::report::shown;
 use crate::restore::{
     Event, RestoreError, RestoreOptions, Selection, SkipReason, VerifyOptions, VerifyReport,
 };
@@ -61,8 +62,9 @@ fn progress_bar(quiet: bool) -> Option<ProgressBar> {
     Some(bar)
 }
 
-/// Prints a line on stderr without tearing the bar.
+/// Prints a line on stderr without tearing the bar (names in it made safe to print).
 fn say(bar: Option<&ProgressBar>, line: &str) {
+    let line = shown(line);
     match bar {
         Some(bar) => bar.suspend(|| eprintln!("{line}")),
         None => eprintln!("{line}"),
@@ -95,6 +97,9 @@ pub(super) async fn restore(a: RestoreArgs) -> Result<u8, Exit> {
     let bar = progress_bar(a.quiet);
     let sink_bar = bar.clone();
     let quiet = a.quiet;
+    // A signal stops the restore with its temp files removed (a second one exits at once).
+    let cancel = tokio_util::sync::CancellationToken::new();
+    super::watch_signals(cancel.clone());
     let opts = RestoreOptions {
         to: a.to.clone(),
         patterns: a.patterns.clone(),
@@ -120,6 +125,7 @@ pub(super) async fn restore(a: RestoreArgs) -> Result<u8, Exit> {
             }
             Event::Failed(f) => say(sink_bar.as_ref(), &format!("error: {f}")),
         })),
+        cancel: Some(cancel),
     };
     let result =
         crate::restore::restore(&store, &catalog.state, catalog.master.as_ref(), &opts).await;
@@ -129,8 +135,9 @@ pub(super) async fn restore(a: RestoreArgs) -> Result<u8, Exit> {
     let report = result.map_err(library_error)?;
     for p in &report.unmatched {
         eprintln!(
-            "error: no stored file matches {p:?} (`tgferry status` and the state list what \
-             is stored)"
+            "error: no stored file matches {} (`tgferry status` and the state list what \
+             is stored)",
+            shown(&format!("{p:?}"))
         );
     }
     let already = report
@@ -162,8 +169,13 @@ pub(super) async fn restore(a: RestoreArgs) -> Result<u8, Exit> {
              damaged part)"
         );
     }
+    if report.interrupted {
+        line += "; interrupted by a signal before the rest (restore again to finish)";
+    }
     println!("{line}");
-    Ok(if report.is_success() {
+    Ok(if report.interrupted {
+        exit::INTERRUPTED
+    } else if report.is_success() {
         exit::OK
     } else {
         exit::FILES_FAILED
@@ -206,16 +218,19 @@ pub(super) async fn verify(a: VerifyArgs) -> Result<u8, Exit> {
             file.commit().map_err(Exit::state)?;
         }
         for path in &fixed.files {
-            println!("marked for storing again: {path}");
+            println!("marked for storing again: {}", shown(path));
         }
         for user in &fixed.versions {
-            println!("forgot the damaged {user}");
+            println!("forgot the damaged {}", shown(&user.to_string()));
         }
         for user in &fixed.orphaned_versions {
-            println!("no longer listed (its file was marked): {user}");
+            println!(
+                "no longer listed (its file was marked): {}",
+                shown(&user.to_string())
+            );
         }
         for path in &fixed.in_progress {
-            println!("will start over: {path} (was in progress)");
+            println!("will start over: {} (was in progress)", shown(path));
         }
         if let Some(master) = &master
             && !report.is_clean()
@@ -313,7 +328,7 @@ async fn check(
     }
     let report = result.map_err(library_error)?;
     for p in &report.problems {
-        eprintln!("error: {p}");
+        eprintln!("error: {}", shown(&p.to_string()));
     }
     Ok(report)
 }

@@ -3,11 +3,17 @@
 //! heredoc form), warning annotations for files given up (at most 10, GitHub's limit per
 //! step) and log groups. Used only when `GITHUB_ACTIONS=true`; all rendering is pure so it
 //! can be tested without a runner.
+//!
+//! File names and errors are untrusted text: in a workflow command they are escaped by
+//! GitHub's rules ([`escape_data`], [`escape_property`]) after [`shown`] has written out
+//! their control characters, so a name can neither end the command nor start another; in
+//! the summary they are markdown-escaped the same way.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 
+use crate::report::shown;
 use crate::report::status::{Status, stop_word};
 use crate::runner::RunReport;
 use crate::state::StopReason;
@@ -74,7 +80,7 @@ impl Actions {
         if let Some(path) = &self.summary {
             append(
                 path,
-                &format!("## tgferry\n\n**The run failed:** {}\n", md_escape(message)),
+                &format!("## tgferry\n\n**The run failed:** {}\n", md(message)),
             );
         }
     }
@@ -82,7 +88,7 @@ impl Actions {
 
 /// Starts a collapsible log group (on stderr, in order with the progress lines).
 pub fn group(title: &str) {
-    eprintln!("::group::{}", escape_data(title));
+    eprintln!("::group::{}", escape_data(&shown(title)));
 }
 
 /// Ends the log group.
@@ -166,13 +172,14 @@ fn delimiter(value: &str) -> String {
 /// `::warning::` lines for files given up: at most [`MAX_ANNOTATIONS`], then a count.
 pub fn annotations(given_up: &[String], status: &Status) -> Vec<String> {
     let mut lines = Vec::new();
-    for path in given_up.iter().take(MAX_ANNOTATIONS) {
+    for raw in given_up.iter().take(MAX_ANNOTATIONS) {
         let why = status
             .given_up
             .iter()
-            .find(|f| &f.path == path)
-            .map(|f| f.failure.last_error.as_str())
-            .unwrap_or("failed in too many runs");
+            .find(|f| &f.path == raw)
+            .map(|f| shown(&f.failure.last_error))
+            .unwrap_or("failed in too many runs".into());
+        let path = shown(raw);
         lines.push(format!(
             "::warning title={}::{}",
             escape_property(&format!("tgferry gave up on {path}")),
@@ -193,16 +200,24 @@ pub fn annotations(given_up: &[String], status: &Status) -> Vec<String> {
     lines
 }
 
-/// Escapes a workflow command's message.
+/// Escapes a workflow command's message (its data, after the second `::`) by GitHub's
+/// rules: `%`, CR and LF.
 pub fn escape_data(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
-/// Escapes a workflow command's property value.
+/// Escapes a workflow command's property value (`title=...`) by GitHub's rules: as data,
+/// and `:` and `,`, which would end the value.
 pub fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// Untrusted text for the markdown summary: control characters written out, markdown
+/// escaped.
+fn md(s: &str) -> String {
+    md_escape(&shown(s))
 }
 
 fn md_escape(s: &str) -> String {
@@ -247,7 +262,7 @@ pub fn summary(r: &RunReport, st: &Status) -> String {
         let _ = writeln!(s, "| come back after | {t} |");
     }
     if let Some(e) = &r.fatal {
-        let _ = writeln!(s, "| error | {} |", md_escape(&e.to_string()));
+        let _ = writeln!(s, "| error | {} |", md(&e.to_string()));
     }
     let _ = writeln!(s, "\n### Totals\n");
     let _ = writeln!(s, "| | files | bytes |\n| --- | ---: | ---: |");
@@ -285,9 +300,9 @@ pub fn summary(r: &RunReport, st: &Status) -> String {
             st.given_up.iter().map(|f| {
                 format!(
                     "| {} | {} | {} |",
-                    md_escape(&f.path),
+                    md(&f.path),
                     f.failure.attempts,
-                    md_escape(&f.failure.last_error)
+                    md(&f.failure.last_error)
                 )
             }),
         );
@@ -302,7 +317,7 @@ pub fn summary(r: &RunReport, st: &Status) -> String {
             budget,
             r.failed
                 .iter()
-                .map(|(p, e)| format!("| {} | {} |", md_escape(p), md_escape(e))),
+                .map(|(p, e)| format!("| {} | {} |", md(p), md(e))),
         );
     }
     if !st.in_progress.is_empty() {
@@ -316,7 +331,7 @@ pub fn summary(r: &RunReport, st: &Status) -> String {
             st.in_progress.iter().map(|p| {
                 format!(
                     "| {} | {} of {} | {} of {} |",
-                    md_escape(&p.path),
+                    md(&p.path),
                     p.parts_done,
                     p.parts_total,
                     human_bytes(p.bytes_done),
@@ -364,7 +379,111 @@ mod tests {
 
     #[test]
     fn command_values_are_escaped() {
-        assert_eq!(escape_data("a%b\nc"), "a%25b%0Ac");
-        assert_eq!(escape_property("a:b,c"), "a%3Ab%2Cc");
+        assert_eq!(escape_data("a%b\nc\rd"), "a%25b%0Ac%0Dd");
+        assert_eq!(escape_property("a:b,c%\n"), "a%3Ab%2Cc%25%0A");
+    }
+
+    /// A status in which `name` was given up with `error`.
+    fn given_up(name: &str, error: &str) -> Status {
+        let mut state = crate::state::State::new(crate::state::Job {
+            source: "src".into(),
+            store: "store".into(),
+            encryption: crate::state::Encryption::None,
+            vault_id: None,
+        });
+        let now = crate::time::now();
+        state.failed.insert(
+            name.into(),
+            crate::state::Failed {
+                attempts: 3,
+                tries: 3,
+                last_error: error.into(),
+                kind: crate::state::FailureKind::Permanent,
+                first_failed: now,
+                last_failed: now,
+                given_up: true,
+            },
+        );
+        Status::of(&state)
+    }
+
+    /// The commands a GitHub runner would find in `lines`: `::name ...::` after leading
+    /// white space, or `##[name` anywhere (its legacy form).
+    fn commands(lines: &[String]) -> Vec<String> {
+        let mut found = Vec::new();
+        for text in lines {
+            for line in text.split('\n') {
+                let t = line.trim_start();
+                if let Some(rest) = t.strip_prefix("::") {
+                    found.push(rest.split("::").next().unwrap_or("").to_owned());
+                }
+                if let Some(i) = line.find("##[") {
+                    found.push(line[i..].to_owned());
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_name_cannot_inject_workflow_commands_into_annotations() {
+        for name in [
+            "a\n::error::injected",
+            "x::set-output name=done::true",
+            "p%0A::error::pre-escaped",
+            "##[add-mask]secret",
+            "t,itle=x:y\r\n::stop-commands::tok",
+            "\x1b]8;;http://evil\x07link",
+        ] {
+            let status = given_up(name, &format!("{name}: cannot be read\n::error::e"));
+            let lines = annotations(&[name.to_owned()], &status);
+            assert_eq!(lines.len(), 1);
+            // One command, ours: a warning with a title property, nothing else.
+            let found = commands(&lines);
+            assert_eq!(found.len(), 1, "{name:?}: {found:?}");
+            assert!(found[0].starts_with("warning title="), "{found:?}");
+            let line = &lines[0];
+            assert!(!line.contains('\n') && !line.contains('\r') && !line.contains('\x1b'));
+            // The title property holds no bare `:` or `,` that would end it early.
+            let title = line
+                .strip_prefix("::warning title=")
+                .and_then(|rest| rest.split_once("::"))
+                .map(|(title, _)| title)
+                .unwrap();
+            assert!(!title.contains(',') && !title.contains(':'), "{title}");
+            // `%` in the name is escaped, so `%0A` in it stays text for the runner.
+            if name.contains('%') {
+                assert!(line.contains("%250A"), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_in_the_summary_stay_in_their_table_cell() {
+        let status = given_up("a|b\n| c\x1b[31m", "oops\n## heading");
+        let report = RunReport {
+            stop_reason: StopReason::Complete,
+            run: crate::state::RunRecord::started(crate::time::now()),
+            fatal: None,
+            files_left: 0,
+            bytes_left: 0,
+            failed: vec![("f\n::error::x".into(), "e\x1b[0m".into())],
+            given_up: Vec::new(),
+            files_total: 1,
+            bytes_total: 0,
+            rate_limit_wait: None,
+            elapsed: std::time::Duration::from_secs(1),
+        };
+        let text = summary(&report, &status);
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("| a"))
+            .expect("the given-up row");
+        assert_eq!(
+            row,
+            "| a\\|b\\\\x0a\\| c\\\\x1b\\[31m | 3 | oops\\\\x0a## heading |"
+        );
+        let failed = text.lines().find(|l| l.starts_with("| f\\")).unwrap();
+        assert_eq!(failed, "| f\\\\x0a::error::x | e\\\\x1b\\[0m |");
     }
 }

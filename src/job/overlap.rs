@@ -74,9 +74,13 @@ pub fn overlap(a: &Path, b: &Path) -> Option<Overlap> {
         return Some(Overlap::Inside);
     }
     let rest = b.strip_prefix(&a).ok()?;
+    // As a key (docs/state.md, "Path keys"), to be matched against the listing's keys.
     let parts: Vec<String> = rest
         .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .map(|c| {
+            crate::source::key::from_os(c.as_os_str())
+                .unwrap_or_else(|| c.as_os_str().to_string_lossy().into_owned())
+        })
         .collect();
     Some(Overlap::Contains(parts.join("/")))
 }
@@ -130,6 +134,21 @@ mod tests {
         assert_eq!(
             overlap(&dir.path().join("new/../src"), &src),
             Some(Overlap::Same)
+        );
+    }
+
+    /// The store's place inside the source is a key, as the listing's paths are.
+    #[cfg(unix)]
+    #[test]
+    fn a_store_inside_is_named_by_its_key() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b"back\\up \xe9");
+        assert_eq!(
+            overlap(&src, &src.join(odd).join("store")),
+            Some(Overlap::Contains("back\\\\up \\xe9/store".into()))
         );
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::shown;
 use crate::runner::Event;
 use crate::time::{human_bytes, human_duration};
 
@@ -168,16 +169,17 @@ fn apply(t: &mut Totals, ev: &Event, bar: Option<&ProgressBar>, mode: ProgressMo
             parts_total,
             ..
         } => {
+            let path = shown(path);
             t.current = Some(if *first_part > 0 {
                 format!(
                     "{path} (resuming at part {} of {parts_total})",
                     first_part + 1
                 )
             } else {
-                path.clone()
+                path.to_string()
             });
             if let Some(b) = bar {
-                b.set_message(path.clone());
+                b.set_message(path.into_owned());
             }
         }
         Event::Bytes(n) => {
@@ -194,8 +196,10 @@ fn apply(t: &mut Totals, ev: &Event, bar: Option<&ProgressBar>, mode: ProgressMo
             retry_in,
         } => {
             say(format!(
-                "retry in {}: {path}: {error}",
-                human_duration(*retry_in)
+                "retry in {}: {}: {}",
+                human_duration(*retry_in),
+                shown(path),
+                shown(error)
             ));
         }
         Event::FileFailed {
@@ -208,9 +212,11 @@ fn apply(t: &mut Totals, ev: &Event, bar: Option<&ProgressBar>, mode: ProgressMo
             } else {
                 ""
             };
-            say(format!("failed: {path}: {error}{tail}"));
+            say(format!("failed: {}: {}{tail}", shown(path), shown(error)));
         }
-        Event::Skipped { path, reason } => say(format!("skipped: {path}: {reason}")),
+        Event::Skipped { path, reason } => {
+            say(format!("skipped: {}: {}", shown(path), shown(reason)))
+        }
         Event::Waiting { wait } => say(format!(
             "store asks to wait {}; waiting",
             human_duration(*wait)
@@ -264,5 +270,25 @@ mod tests {
             line.starts_with("progress: 50.0% (500 B of 1000 B), 5 of 10 files, 100 B/s, ETA 5s"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn names_in_progress_lines_are_escaped() {
+        let mut t = Totals::default();
+        let path = "evil\n::error::x\x1b[2J".to_string();
+        apply(
+            &mut t,
+            &Event::FileStarted {
+                path: path.clone(),
+                size: 1,
+                first_part: 0,
+                parts_total: 1,
+            },
+            None,
+            ProgressMode::Quiet,
+        );
+        let line = t.line(Duration::from_secs(1));
+        assert!(line.ends_with("now: evil\\x0a::error::x\\x1b[2J"), "{line}");
+        assert!(!line.contains('\n') && !line.contains('\x1b'));
     }
 }

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::shown;
 use crate::state::{Failed, RunRecord, State, StopReason};
 use crate::time::{Timestamp, human_bytes};
 
@@ -143,16 +144,24 @@ impl Status {
         }
     }
 
-    /// The text for people.
+    /// The text for people. Everything taken from the state (a file that may come from
+    /// anywhere) is made safe to print ([`shown`]).
     pub fn render(&self, state_path: &str) -> String {
         use std::fmt::Write;
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "state:    {state_path} (format {}, written {})",
-            self.version, self.last_updated
+            "state:    {} (format {}, written {})",
+            shown(state_path),
+            self.version,
+            self.last_updated
         );
-        let _ = writeln!(s, "job:      {} -> {}", self.source, self.store);
+        let _ = writeln!(
+            s,
+            "job:      {} -> {}",
+            shown(&self.source),
+            shown(&self.store)
+        );
         let _ = writeln!(
             s,
             "progress: {:.1}% of {} ({} files at the last listing)",
@@ -171,7 +180,7 @@ impl Status {
             let _ = writeln!(
                 s,
                 "    {}: {} of {} parts ({} of {})",
-                ip.path,
+                shown(&ip.path),
                 ip.parts_done,
                 ip.parts_total,
                 human_bytes(ip.bytes_done),
@@ -207,7 +216,7 @@ impl Status {
                         .unwrap_or_default()
                         + &r.detail
                             .as_deref()
-                            .map(|d| format!(": {d}"))
+                            .map(|d| format!(": {}", shown(d)))
                             .unwrap_or_default()
                 );
             }
@@ -219,7 +228,7 @@ impl Status {
                 let _ = writeln!(
                     s,
                     "  {}{}: failed in {} run(s), last {}: {}",
-                    f.path,
+                    shown(&f.path),
                     if f.failure.given_up {
                         " [given up]"
                     } else {
@@ -227,7 +236,7 @@ impl Status {
                     },
                     f.failure.attempts,
                     f.failure.last_failed,
-                    f.failure.last_error
+                    shown(&f.failure.last_error)
                 );
             }
         }

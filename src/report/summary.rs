@@ -1,5 +1,6 @@
 //! The few lines a run prints when it stops: what it did, why it stopped, what is left.
 
+use super::shown;
 use crate::runner::RunReport;
 use crate::state::StopReason;
 use crate::time::{human_bytes, human_duration};
@@ -52,7 +53,7 @@ pub fn render(r: &RunReport) -> String {
         StopReason::Interrupted => format!("stopped: interrupted by a signal; state saved; {left}"),
         StopReason::Error => format!(
             "stopped by an error: {}; state saved",
-            r.fatal.as_ref().map(|e| e.to_string()).unwrap_or_default()
+            shown(&r.fatal.as_ref().map(|e| e.to_string()).unwrap_or_default())
         ),
         StopReason::Killed => "killed".to_string(),
     };
@@ -60,7 +61,7 @@ pub fn render(r: &RunReport) -> String {
     if !r.failed.is_empty() {
         let _ = writeln!(s, "{} files failed in this run:", r.failed.len());
         for (path, err) in r.failed.iter().take(20) {
-            let _ = writeln!(s, "  {path}: {err}");
+            let _ = writeln!(s, "  {}: {}", shown(path), shown(err));
         }
         if r.failed.len() > 20 {
             let _ = writeln!(

@@ -2,17 +2,26 @@
 //!
 //! Each file goes to a temp file in its target folder (`.tgferry-restore-…`), part after
 //! part, is fsynced, gets its recorded modification time, and only then is renamed to its
-//! name; on any error the temp file is removed and the name is never created or
-//! clobbered. A failing file is reported with the part that failed, and the others go on.
+//! name; on any error, and on cancellation, the temp file is removed and the name is never
+//! created or clobbered. Everything goes through the handle of the file's folder, opened
+//! beneath the restore folder without following links ([`paths::target`]), so a folder
+//! swapped for a link mid-way redirects nothing. Temp files that a killed restore left in a
+//! folder are removed by the next restore that writes there. A failing file is reported
+//! with the part that failed, and the others go on.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio_util::sync::CancellationToken;
 
 use super::parts::{self, Issue, PartRead, PumpError};
-use super::paths::{self, Existing, Selection};
+use super::paths::{self, Existing, Place, Selection};
 use super::{RestoreError, check_jobs, for_each_concurrent, short_id};
+use crate::beneath::{self, Dir};
+use crate::report::shown;
 use crate::state::{Completed, Encryption, Object, State, StoredPart};
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -33,6 +42,9 @@ pub struct RestoreOptions {
     pub jobs: usize,
     /// Told about progress as it happens.
     pub events: Option<EventSink>,
+    /// Cancelled (on a signal): files in flight stop, their temp files are removed, no
+    /// new file starts, and the report says [`RestoreReport::interrupted`].
+    pub cancel: Option<CancellationToken>,
 }
 
 impl RestoreOptions {
@@ -45,6 +57,7 @@ impl RestoreOptions {
             overwrite: false,
             jobs: 4,
             events: None,
+            cancel: None,
         }
     }
 
@@ -130,19 +143,19 @@ pub enum SkipReason {
     },
 }
 
+/// Shown with the path made safe to print ([`shown`]).
 impl std::fmt::Display for Skipped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = shown(&self.path);
         match &self.reason {
-            SkipReason::AlreadyRestored => write!(f, "{}: already restored", self.path),
+            SkipReason::AlreadyRestored => write!(f, "{path}: already restored"),
             SkipReason::NoSuchVersion { wanted, stored: 0 } => write!(
                 f,
-                "{}: has no version {wanted} (no earlier version is stored)",
-                self.path
+                "{path}: has no version {wanted} (no earlier version is stored)"
             ),
             SkipReason::NoSuchVersion { wanted, stored } => write!(
                 f,
-                "{}: has no version {wanted} (only {stored} earlier version{} stored)",
-                self.path,
+                "{path}: has no version {wanted} (only {stored} earlier version{} stored)",
                 if *stored == 1 { " is" } else { "s are" }
             ),
         }
@@ -158,9 +171,10 @@ pub struct Failure {
     pub message: String,
 }
 
+/// The message, made safe to print ([`shown`]).
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&shown(&self.message))
     }
 }
 
@@ -177,12 +191,23 @@ pub struct RestoreReport {
     pub failed: Vec<Failure>,
     /// Patterns that matched no stored file.
     pub unmatched: Vec<String>,
+    /// The restore was cancelled ([`RestoreOptions::cancel`]): files not listed above were
+    /// not restored, and no temp file of this restore is left.
+    pub interrupted: bool,
+    /// Temp files (`folder/.tgferry-restore-…`) that an earlier restore, killed before it
+    /// could remove them, left in a folder this one wrote into; they were removed.
+    pub stale_temps: Vec<String>,
 }
 
 impl RestoreReport {
-    /// Nothing failed and every pattern matched.
+    /// Nothing failed, every pattern matched and the restore was not interrupted.
     pub fn is_success(&self) -> bool {
-        self.failed.is_empty() && self.unmatched.is_empty()
+        self.failed.is_empty() && self.unmatched.is_empty() && !self.interrupted
+    }
+
+    fn sort(&mut self) {
+        self.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        self.failed.sort_by(|a, b| a.path.cmp(&b.path));
     }
 }
 
@@ -204,8 +229,12 @@ struct Ctx<'a, S> {
     store: &'a S,
     master: Option<&'a MasterKey>,
     opts: &'a RestoreOptions,
-    /// Folders that got a new name, fsynced once at the end.
-    dirs: Mutex<BTreeSet<PathBuf>>,
+    /// The restore folder's handle; every target is opened beneath it.
+    root: Arc<Dir>,
+    /// Folders that got a new name (by key), fsynced once at the end.
+    dirs: Mutex<BTreeMap<String, Arc<Dir>>>,
+    /// Folders already searched for temp files of killed restores, and what was found.
+    swept: Arc<Mutex<Sweep>>,
 }
 
 impl<S> Ctx<'_, S> {
@@ -214,6 +243,10 @@ impl<S> Ctx<'_, S> {
             sink(e);
         }
     }
+
+    fn cancelled(&self) -> bool {
+        self.opts.cancel.as_ref().is_some_and(|t| t.is_cancelled())
+    }
 }
 
 /// How one file ended.
@@ -221,6 +254,8 @@ enum Outcome {
     Restored,
     Skipped(SkipReason),
     Failed(String),
+    /// Cancelled before it was in place; nothing of it is left.
+    Interrupted,
 }
 
 /// Restores the files of `state` selected by `opts` from `store` into `opts.to`.
@@ -257,7 +292,7 @@ pub async fn restore<S: Store>(
                 path: path.clone(),
                 message,
             }),
-            Err(Outcome::Restored) => unreachable!("pick never restores"),
+            Err(Outcome::Restored | Outcome::Interrupted) => unreachable!("pick only chooses"),
         }
     }
     report.unmatched = opts
@@ -267,28 +302,41 @@ pub async fn restore<S: Store>(
         .filter(|(_, hit)| !**hit)
         .map(|(p, _)| p.clone())
         .collect();
+    let emit = |e: Event<'_>| {
+        if let Some(sink) = &opts.events {
+            sink(e);
+        }
+    };
+    for s in &report.skipped {
+        emit(Event::Skipped(s));
+    }
+    for f in &report.failed {
+        emit(Event::Failed(f));
+    }
+    emit(Event::Planned {
+        files: jobs.len(),
+        bytes: jobs.iter().map(|j| j.size).sum(),
+    });
+    if jobs.is_empty() {
+        report.sort();
+        return Ok(report);
+    }
+    let target_error = |source| RestoreError::Target {
+        path: opts.to.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&opts.to).map_err(target_error)?;
+    // The folder as named (a link there is the user's choice); nothing below it is
+    // reached through a link.
+    let root = Arc::new(beneath::open_root(&opts.to).map_err(target_error)?);
     let ctx = Ctx {
         store,
         master,
         opts,
-        dirs: Mutex::new(BTreeSet::new()),
+        root,
+        dirs: Mutex::new(BTreeMap::new()),
+        swept: Arc::default(),
     };
-    for s in &report.skipped {
-        ctx.emit(Event::Skipped(s));
-    }
-    for f in &report.failed {
-        ctx.emit(Event::Failed(f));
-    }
-    ctx.emit(Event::Planned {
-        files: jobs.len(),
-        bytes: jobs.iter().map(|j| j.size).sum(),
-    });
-    if !jobs.is_empty() {
-        std::fs::create_dir_all(&opts.to).map_err(|source| RestoreError::Target {
-            path: opts.to.clone(),
-            source,
-        })?;
-    }
     let outcomes = for_each_concurrent(&jobs, opts.jobs, |job| restore_one(&ctx, job)).await;
     for (job, outcome) in jobs.iter().zip(outcomes) {
         match outcome {
@@ -304,22 +352,33 @@ pub async fn restore<S: Store>(
                 path: job.path.to_owned(),
                 message,
             }),
+            Outcome::Interrupted => report.interrupted = true,
         }
     }
+    report.interrupted |= ctx.cancelled();
     // The renames survive a power cut once their folders are synced.
     let dirs = std::mem::take(&mut *ctx.dirs.lock().unwrap());
     let synced = tokio::task::spawn_blocking(move || {
-        dirs.iter()
-            .filter_map(|d| crate::state::sync_dir(d).err().map(|e| (d.clone(), e)))
+        dirs.into_iter()
+            .filter_map(|(key, d)| beneath::sync(&d).err().map(|e| (key, e)))
             .collect::<Vec<_>>()
     })
     .await
     .unwrap_or_default();
-    for (dir, e) in synced {
-        tracing::warn!("could not fsync the folder {}: {e}", dir.display());
+    for (key, e) in synced {
+        let key = if key.is_empty() { "." } else { key.as_str() };
+        tracing::warn!("could not fsync the folder {}: {e}", shown(key));
     }
-    report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    report.failed.sort_by(|a, b| a.path.cmp(&b.path));
+    let sweep = std::mem::take(&mut *ctx.swept.lock().unwrap());
+    if !sweep.removed.is_empty() {
+        tracing::warn!(
+            "removed {} temp file(s) that a restore killed earlier left behind: {}",
+            sweep.removed.len(),
+            shown(&sweep.removed.join(", "))
+        );
+    }
+    report.stale_temps = sweep.removed;
+    report.sort();
     Ok(report)
 }
 
@@ -397,13 +456,16 @@ fn pick<'a>(
 
 /// Restores one file; never panics on bad data, never leaves a temp file.
 async fn restore_one<S: Store>(ctx: &Ctx<'_, S>, job: &Job<'_>) -> Outcome {
+    if ctx.cancelled() {
+        return Outcome::Interrupted;
+    }
     let outcome = match restore_inner(ctx, job).await {
         Ok(o) => o,
         Err(message) => Outcome::Failed(message),
     };
     match &outcome {
         Outcome::Restored => {
-            tracing::info!("restored {}", job.path);
+            tracing::info!("restored {}", shown(job.path));
             ctx.emit(Event::Restored {
                 path: job.path,
                 size: job.size,
@@ -417,34 +479,50 @@ async fn restore_one<S: Store>(ctx: &Ctx<'_, S>, job: &Job<'_>) -> Outcome {
             path: job.path.to_owned(),
             message: message.clone(),
         })),
+        Outcome::Interrupted => {}
     }
     outcome
 }
 
-/// A temp file that is removed unless it was renamed into place.
+/// A temp file in a folder (by handle), removed unless it was renamed into place.
 struct TempFile {
-    path: Option<PathBuf>,
+    dir: Arc<Dir>,
+    name: Option<OsString>,
+    /// `folder/name`, for messages.
+    shown: String,
 }
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if let Some(p) = self.path.take() {
-            let _ = std::fs::remove_file(p);
+        if let Some(name) = self.name.take() {
+            let _ = self.dir.remove_file(name);
         }
     }
 }
 
 /// Where a file is being written.
 struct Target {
-    dest: PathBuf,
+    place: Place,
     temp: TempFile,
     file: std::fs::File,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// The prefix of restore temp files.
+/// The prefix of restore temp files: `.tgferry-restore-<pid>-<tag>-<n>`, where `<tag>` is
+/// drawn at random once per process, so a process can tell its own temp files from those
+/// of a dead one that had the same pid.
 pub(crate) const TEMP_PREFIX: &str = ".tgferry-restore-";
+
+/// This process's temp file names start with this.
+fn own_prefix() -> &'static str {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let mut tag = [0u8; 4];
+        let _ = getrandom::fill(&mut tag);
+        format!("{TEMP_PREFIX}{}-{}-", std::process::id(), hex::encode(tag))
+    })
+}
 
 async fn restore_inner<S: Store>(ctx: &Ctx<'_, S>, job: &Job<'_>) -> Result<Outcome, String> {
     let path = job.path;
@@ -467,20 +545,21 @@ async fn restore_inner<S: Store>(ctx: &Ctx<'_, S>, job: &Job<'_>) -> Result<Outc
         }
     }
     let target = {
-        let (root, rel, size, mtime, overwrite) = (
-            ctx.opts.to.clone(),
+        let (root, rel, size, mtime, overwrite, swept) = (
+            ctx.root.clone(),
             path.to_owned(),
             job.size,
             job.mtime,
             ctx.opts.overwrite,
+            ctx.swept.clone(),
         );
-        blocking(move || prepare(&root, &rel, size, mtime, overwrite)).await?
+        blocking(move || prepare(&root, &rel, size, mtime, overwrite, &swept)).await?
     };
     let Some(target) = target else {
         return Ok(Outcome::Skipped(SkipReason::AlreadyRestored));
     };
     let Target {
-        dest,
+        place,
         temp,
         mut file,
     } = target;
@@ -503,12 +582,20 @@ async fn restore_inner<S: Store>(ctx: &Ctx<'_, S>, job: &Job<'_>) -> Result<Outc
             mac: None,
             out: Some(file),
         };
-        let done = parts::pump(ctx.store, p, read, &on_bytes)
-            .await
-            .map_err(|e| match e {
-                PumpError::Part(issue) => format!("{}: {issue}", part_context(k, p)),
-                PumpError::Write(e) => write_error(path, &temp, e),
-            })?;
+        let pump = parts::pump(ctx.store, p, read, &on_bytes);
+        // Cancelled: the part in flight is dropped and so is the temp file (`temp`).
+        let done = match &ctx.opts.cancel {
+            Some(token) => tokio::select! {
+                biased;
+                _ = token.cancelled() => return Ok(Outcome::Interrupted),
+                done = pump => done,
+            },
+            None => pump.await,
+        }
+        .map_err(|e| match e {
+            PumpError::Part(issue) => format!("{}: {issue}", part_context(k, p)),
+            PumpError::Write(e) => write_error(path, &temp, e),
+        })?;
         written += done.plaintext;
         file = done.out.expect("the file comes back");
     }
@@ -521,20 +608,23 @@ async fn restore_inner<S: Store>(ctx: &Ctx<'_, S>, job: &Job<'_>) -> Result<Outc
             ))
         ));
     }
+    if ctx.cancelled() {
+        return Ok(Outcome::Interrupted);
+    }
     let (root, rel, mtime, overwrite) = (
-        ctx.opts.to.clone(),
+        ctx.root.clone(),
         path.to_owned(),
         job.mtime,
         ctx.opts.overwrite,
     );
-    let dir = blocking(move || finish(&root, &rel, file, temp, &dest, mtime, overwrite)).await?;
-    ctx.dirs.lock().unwrap().insert(dir);
+    let (folder, dir) =
+        blocking(move || finish(&root, &rel, file, temp, place, mtime, overwrite)).await?;
+    ctx.dirs.lock().unwrap().insert(folder, dir);
     Ok(Outcome::Restored)
 }
 
 fn write_error(path: &str, temp: &TempFile, e: std::io::Error) -> String {
-    let at = temp.path.as_deref().unwrap_or(Path::new("?"));
-    format!("{path}: cannot write {}: {e}", at.display())
+    format!("{path}: cannot write {}: {e}", temp.shown)
 }
 
 /// Runs a blocking file-system step off the async threads.
@@ -548,89 +638,198 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// `folder/name` for messages (`name` alone in the restore folder itself).
+fn in_folder(folder: &str, name: &str) -> String {
+    if folder.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{folder}/{name}")
+    }
+}
+
 /// Checks the target, creates its folders and a temp file beside it; `None` when the
 /// file is there already.
 fn prepare(
-    root: &Path,
+    root: &Dir,
     rel: &str,
     size: u64,
     mtime: Timestamp,
     overwrite: bool,
+    swept: &Mutex<Sweep>,
 ) -> Result<Option<Target>, String> {
     // First without creating anything: a file that cannot be restored leaves no folders.
-    let dest = paths::target(root, rel, false).map_err(|e| format!("{rel}: {e}"))?;
-    match paths::existing(&dest, size, mtime).map_err(|e| format!("{rel}: {e}"))? {
-        Existing::Same => return Ok(None),
-        Existing::Other(what) if !overwrite => {
-            return Err(format!(
-                "{rel}: {what} is in the way at {}; left untouched (pass --overwrite to \
-                 replace it)",
-                dest.display()
-            ));
+    if let Some(place) = paths::target(root, rel, false).map_err(|e| format!("{rel}: {e}"))? {
+        match paths::existing(&place.dir, &place.name, rel, size, mtime)
+            .map_err(|e| format!("{rel}: {e}"))?
+        {
+            Existing::Same => return Ok(None),
+            Existing::Other(what) if !overwrite => {
+                return Err(format!(
+                    "{rel}: {what} is in the way; left untouched (pass --overwrite to \
+                     replace it)"
+                ));
+            }
+            _ => {}
         }
-        _ => {}
     }
-    let dest = paths::target(root, rel, true).map_err(|e| format!("{rel}: {e}"))?;
-    let dir = dest
-        .parent()
-        .expect("a target is inside the root")
-        .to_owned();
+    let place = paths::target(root, rel, true)
+        .map_err(|e| format!("{rel}: {e}"))?
+        .expect("made when creating");
+    sweep(&place, swept);
     loop {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-        {
+        let name = format!("{}{n}", own_prefix());
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        match place.dir.open_with(&name, &options) {
             Ok(file) => {
+                let temp = TempFile {
+                    dir: place.dir.clone(),
+                    shown: in_folder(&place.folder, &name),
+                    name: Some(name.into()),
+                };
                 return Ok(Some(Target {
-                    dest,
-                    temp: TempFile { path: Some(temp) },
-                    file,
+                    place,
+                    temp,
+                    file: file.into_std(),
                 }));
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
-                return Err(format!(
-                    "{rel}: cannot create a temp file in {}: {e}",
-                    dir.display()
-                ));
+                let folder = if place.folder.is_empty() {
+                    "the restore folder".to_owned()
+                } else {
+                    place.folder.clone()
+                };
+                return Err(format!("{rel}: cannot create a temp file in {folder}: {e}"));
             }
         }
     }
 }
 
 /// Sets the modification time, fsyncs, checks the target once more and renames the temp
-/// file into place; returns the folder to fsync.
+/// file into place (in the folder's handle, so never through a link); returns the folder
+/// to fsync.
 fn finish(
-    root: &Path,
+    root: &Dir,
     rel: &str,
     file: std::fs::File,
     mut temp: TempFile,
-    dest: &Path,
+    place: Place,
     mtime: Timestamp,
     overwrite: bool,
-) -> Result<PathBuf, String> {
+) -> Result<(String, Arc<Dir>), String> {
     let io = |e: std::io::Error, temp: &TempFile| write_error(rel, temp, e);
     file.set_modified(std::time::SystemTime::from(mtime))
         .map_err(|e| io(e, &temp))?;
     file.sync_all().map_err(|e| io(e, &temp))?;
     drop(file);
-    // The folders may have changed while the parts were read.
+    // The folders may have been moved or replaced while the parts were read: the file goes
+    // in only if its folder is still the one at its place under the restore folder.
     let again = paths::target(root, rel, false).map_err(|e| format!("{rel}: {e}"))?;
-    debug_assert_eq!(again, dest);
-    if !overwrite && std::fs::symlink_metadata(dest).is_ok() {
+    if !again.is_some_and(|a| same_folder(&a.dir, &place.dir)) {
         return Err(format!(
-            "{rel}: something appeared at {} during the restore; left untouched (pass \
-             --overwrite to replace it)",
-            dest.display()
+            "{rel}: its folder was moved or replaced during the restore; nothing was put \
+             in place (restore it again)"
         ));
     }
-    let from = temp.path.take().expect("temp file present");
-    if let Err(e) = std::fs::rename(&from, dest) {
-        temp.path = Some(from);
+    if !overwrite && place.dir.symlink_metadata(&place.name).is_ok() {
+        return Err(format!(
+            "{rel}: something appeared in its place during the restore; left untouched \
+             (pass --overwrite to replace it)"
+        ));
+    }
+    let from = temp.name.take().expect("temp file present");
+    if let Err(e) = place.dir.rename(&from, &place.dir, &place.name) {
+        temp.name = Some(from);
         return Err(format!("{rel}: cannot rename into place: {e}"));
     }
-    Ok(dest.parent().expect("inside the root").to_owned())
+    Ok((place.folder, place.dir))
+}
+
+/// Whether two handles name the same folder.
+fn same_folder(a: &Dir, b: &Dir) -> bool {
+    #[cfg(unix)]
+    {
+        use cap_std::fs::MetadataExt;
+        match (a.dir_metadata(), b.dir_metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        true
+    }
+}
+
+/// Temp files of killed restores: which folders were searched, what was removed.
+#[derive(Debug, Default)]
+struct Sweep {
+    folders: HashSet<String>,
+    removed: Vec<String>,
+}
+
+/// The first time a restore writes into a folder, removes the temp files that a restore
+/// killed earlier (SIGKILL, a power cut) left there: those of a process that no longer
+/// runs, or of this pid from before (another random tag). Others are a restore running
+/// now, and are left alone (and named in a warning).
+fn sweep(place: &Place, swept: &Mutex<Sweep>) {
+    if !swept.lock().unwrap().folders.insert(place.folder.clone()) {
+        return;
+    }
+    let Ok(entries) = place.dir.entries() else {
+        return;
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+            continue;
+        };
+        if name.starts_with(own_prefix()) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        let dead = match pid {
+            Some(pid) if pid == std::process::id() => true,
+            Some(pid) => !alive(pid),
+            None => false,
+        };
+        let shown_name = in_folder(&place.folder, name);
+        if !dead {
+            tracing::warn!(
+                "{} looks like the temp file of a restore still running (pid {}); left alone",
+                shown(&shown_name),
+                pid.map_or("?".into(), |p| p.to_string())
+            );
+        } else if place.dir.remove_file(name).is_ok() {
+            removed.push(shown_name);
+        }
+    }
+    swept.lock().unwrap().removed.extend(removed);
+}
+
+/// Whether a process with this id runs (on doubt, yes).
+#[cfg(unix)]
+fn alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    !matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
+}
+
+/// Whether a process with this id runs: not known here, so yes (its temp files are
+/// reported, not removed).
+#[cfg(not(unix))]
+fn alive(_pid: u32) -> bool {
+    true
 }

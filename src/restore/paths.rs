@@ -1,14 +1,19 @@
 //! Which catalog paths a restore takes ([`Selection`]: globs), and where each lands: a
-//! catalog is untrusted input, so every target is checked to stay inside the restore
-//! folder, one component at a time, never following a symbolic link.
+//! catalog is untrusted input, so every path must be a clean [key](crate::source::key),
+//! and its folders are opened beneath the restore folder one component at a time through
+//! handles ([`crate::beneath`]), never following a symbolic link, so that nothing is
+//! written outside even if a folder is swapped for a link while the restore works.
 
+use std::ffi::{OsStr, OsString};
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::RestoreError;
-use crate::source::is_clean_relative;
+use crate::beneath::{self, Blocked, Dir};
+use crate::report::shown;
+use crate::source::key;
 use crate::time::Timestamp;
 
 /// Globs over relative paths (`photos/**`, `**/*.jpg`, `notes.txt`), as in
@@ -83,71 +88,64 @@ impl Selection {
     }
 }
 
-/// Refuses a catalog path that is not a clean relative path.
-pub(crate) fn check_relative(rel: &str) -> Result<(), String> {
-    if is_clean_relative(rel) {
-        return Ok(());
-    }
-    Err(format!(
-        "refused {rel:?}: not a clean relative path (absolute, or an empty, `.` or `..` \
-         component, a backslash or NUL); nothing was written for it"
-    ))
+/// Refuses a catalog path that is not a clean relative path (or, off Unix, a name this
+/// platform cannot create); returns its components.
+pub(crate) fn check_relative(rel: &str) -> Result<Vec<OsString>, String> {
+    key::components(rel).map_err(|why| {
+        format!(
+            "refused {}: {why}; nothing was written for it",
+            shown(&format!("{rel:?}"))
+        )
+    })
 }
 
-/// Walks the folders of `rel` under `root` one component at a time with
-/// `symlink_metadata` (links are never followed), creating missing ones when `create`,
-/// and returns the target path. Refuses a link or a file where a folder should be.
-pub(crate) fn target(root: &Path, rel: &str, create: bool) -> Result<PathBuf, String> {
-    check_relative(rel)?;
-    let (parents, name) = match rel.rsplit_once('/') {
-        Some((p, n)) => (p, n),
-        None => ("", rel),
-    };
-    let mut dir = root.to_path_buf();
-    let mut shown = String::new();
-    for c in parents.split('/').filter(|c| !c.is_empty()) {
-        dir.push(c);
-        if !shown.is_empty() {
-            shown.push('/');
-        }
-        shown.push_str(c);
-        let mut created = false;
-        loop {
-            match std::fs::symlink_metadata(&dir) {
-                Ok(md) if md.file_type().is_symlink() => {
-                    return Err(format!(
-                        "refused: {shown} in the restore folder is a symbolic link, and \
-                         nothing is written through links; move it away to restore {rel}"
-                    ));
-                }
-                Ok(md) if md.is_dir() => break,
-                Ok(_) => {
-                    return Err(format!(
-                        "{shown} in the restore folder is a file where {rel} needs a folder"
-                    ));
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound && !create => {
-                    // Nothing further down exists: nothing can be in the way.
-                    return Ok(root.join(rel));
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound && !created => {
-                    created = true;
-                    match std::fs::create_dir(&dir) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                        Err(e) => {
-                            return Err(format!("cannot create the folder {shown}: {e}"));
-                        }
-                    }
-                }
-                Err(e) => return Err(format!("cannot examine {shown}: {e}")),
-            }
-        }
-    }
-    Ok(dir.join(name))
+/// Where a file lands: the folder it goes into, opened beneath the restore folder
+/// without following a link, and its name there.
+pub(crate) struct Place {
+    /// The folder, by handle: everything written for the file goes through it.
+    pub dir: Arc<Dir>,
+    /// The folder's key (`""` for the restore folder itself).
+    pub folder: String,
+    /// The file's name in it.
+    pub name: OsString,
 }
 
-/// What is at a target path already.
+/// Walks the folders of `rel` beneath `root` one component at a time through handles
+/// ([`crate::beneath`]: a link is never followed, at any moment), creating missing ones
+/// when `create`. `Ok(None)` when not creating and a folder is missing (so nothing can be
+/// in the way). Refuses a link or a file where a folder should be.
+pub(crate) fn target(root: &Dir, rel: &str, create: bool) -> Result<Option<Place>, String> {
+    let mut names = check_relative(rel)?;
+    let name = names.pop().expect("a clean key has a component");
+    let parts: Vec<&str> = rel.split('/').collect();
+    let folder = parts[..parts.len() - 1].join("/");
+    match beneath::open_dir(root, &names, create) {
+        Ok(dir) => Ok(Some(Place {
+            dir: Arc::new(dir),
+            folder,
+            name,
+        })),
+        Err(Blocked::Missing(_)) if !create => Ok(None),
+        Err(b) => {
+            let at = shown(&parts[..=b.at()].join("/")).into_owned();
+            let rel = shown(rel);
+            Err(match b {
+                Blocked::Link(_) => format!(
+                    "refused: {at} in the restore folder is a symbolic link, and nothing is \
+                     written through links; move it away to restore {rel}"
+                ),
+                Blocked::NotDir(_) => {
+                    format!("{at} in the restore folder is a file where {rel} needs a folder")
+                }
+                Blocked::Missing(_) => format!("the folder {at} vanished while it was made"),
+                Blocked::Io(_, e) if create => format!("cannot create the folder {at}: {e}"),
+                Blocked::Io(_, e) => format!("cannot examine {at}: {e}"),
+            })
+        }
+    }
+}
+
+/// What is at a target already.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Existing {
     /// Nothing.
@@ -158,18 +156,24 @@ pub(crate) enum Existing {
     Other(String),
 }
 
-/// Looks at `path` without following a link. A folder in the way is an error.
-pub(crate) fn existing(path: &Path, size: u64, mtime: Timestamp) -> Result<Existing, String> {
-    let md = match std::fs::symlink_metadata(path) {
+/// Looks at `name` in `dir` without following a link (`shown` names it in messages). A
+/// folder in the way is an error.
+pub(crate) fn existing(
+    dir: &Dir,
+    name: &OsStr,
+    shown: &str,
+    size: u64,
+    mtime: Timestamp,
+) -> Result<Existing, String> {
+    let md = match dir.symlink_metadata(name) {
         Ok(md) => md,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Existing::Absent),
-        Err(e) => return Err(format!("cannot examine {}: {e}", path.display())),
+        Err(e) => return Err(format!("cannot examine {shown}: {e}")),
     };
     let ft = md.file_type();
     if ft.is_dir() {
         return Err(format!(
-            "a folder is in the way at {}; move it to restore the file",
-            path.display()
+            "a folder is in the way at {shown}; move it to restore the file"
         ));
     }
     if ft.is_symlink() {
@@ -178,7 +182,10 @@ pub(crate) fn existing(path: &Path, size: u64, mtime: Timestamp) -> Result<Exist
     if !ft.is_file() {
         return Ok(Existing::Other("not a regular file".into()));
     }
-    let modified = md.modified().ok().map(crate::time::from_system);
+    let modified = md
+        .modified()
+        .ok()
+        .map(|t| crate::time::from_system(t.into_std()));
     if md.len() == size && modified == Some(mtime) {
         return Ok(Existing::Same);
     }
@@ -218,28 +225,43 @@ mod tests {
         ));
     }
 
+    /// The path a place stands for, for comparing.
+    fn path_of(root: &std::path::Path, p: &Place) -> std::path::PathBuf {
+        root.join(&p.folder).join(&p.name)
+    }
+
     #[test]
     fn targets_stay_inside_the_root() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("to");
         std::fs::create_dir(&root).unwrap();
-        for bad in ["../escape", "/abs", "a/../../b", "", "a//b", "a\\..\\b"] {
-            let e = target(&root, bad, true).unwrap_err();
+        let handle = beneath::open_root(&root).unwrap();
+        for bad in [
+            "../escape",
+            "/abs",
+            "a/../../b",
+            "",
+            "a//b",
+            "a\\..\\b",
+            "\\x41",
+        ] {
+            let e = target(&handle, bad, true).err().unwrap();
             assert!(e.contains("refused"), "{bad}: {e}");
         }
-        let t = target(&root, "a/b/c.txt", true).unwrap();
-        assert_eq!(t, root.join("a/b/c.txt"));
+        let t = target(&handle, "a/b/c.txt", true).unwrap().unwrap();
+        assert_eq!(path_of(&root, &t), root.join("a/b/c.txt"));
+        assert_eq!(t.folder, "a/b");
         assert!(root.join("a/b").is_dir());
         // Not creating: a missing folder ends the walk.
-        assert_eq!(target(&root, "n/m/f", false).unwrap(), root.join("n/m/f"));
+        assert!(target(&handle, "n/m/f", false).unwrap().is_none());
         assert!(!root.join("n").exists());
         // A file where a folder should be.
         std::fs::write(root.join("file"), b"x").unwrap();
-        assert!(
-            target(&root, "file/x", true)
-                .unwrap_err()
-                .contains("file where")
-        );
+        let e = target(&handle, "file/x", true).err().unwrap();
+        assert!(e.contains("file where"), "{e}");
+        // At the root itself.
+        let t = target(&handle, "top", false).unwrap().unwrap();
+        assert_eq!((t.folder.as_str(), t.name.to_str()), ("", Some("top")));
     }
 
     #[cfg(unix)]
@@ -250,20 +272,22 @@ mod tests {
         std::fs::create_dir_all(root.join("a")).unwrap();
         std::fs::create_dir(&outside).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("a/link")).unwrap();
+        let handle = beneath::open_root(&root).unwrap();
         for create in [true, false] {
-            let e = target(&root, "a/link/sub/f", create).unwrap_err();
+            let e = target(&handle, "a/link/sub/f", create).err().unwrap();
             assert!(e.contains("a/link") && e.contains("symbolic link"), "{e}");
         }
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
         // The final name being a link is "something else" (replaced only with --overwrite).
         let now = crate::time::now();
+        let a = target(&handle, "a/x", false).unwrap().unwrap();
         assert!(matches!(
-            existing(&root.join("a/link"), 0, now).unwrap(),
+            existing(&a.dir, OsStr::new("link"), "a/link", 0, now).unwrap(),
             Existing::Other(_)
         ));
-        assert!(existing(&root.join("a"), 0, now).is_err());
+        assert!(existing(&handle, OsStr::new("a"), "a", 0, now).is_err());
         assert_eq!(
-            existing(&root.join("none"), 0, now).unwrap(),
+            existing(&handle, OsStr::new("none"), "none", 0, now).unwrap(),
             Existing::Absent
         );
     }

@@ -349,4 +349,20 @@ mod tests {
         assert_eq!(parts_total(10, 10), 1);
         assert_eq!(parts_total(11, 10), 2);
     }
+
+    /// Filters see keys (docs/state.md, "Path keys"): in a glob a backslash escapes the
+    /// next character, so `\\` in a pattern is the `\` of a key's escapes.
+    #[test]
+    fn filters_match_keys_with_their_escapes() {
+        let f = Filter::new(&[r"caf\\xe9.txt".into(), r"a\\\\b.txt".into()], &[]).unwrap();
+        assert!(f.matches(r"caf\xe9.txt"), "the Latin-1 name");
+        assert!(f.matches(r"a\\b.txt"), "the name with a backslash");
+        assert!(
+            !f.matches(r"caf\\xe9.txt"),
+            "a real backslash is another name"
+        );
+        assert!(!f.matches("café.txt"));
+        let any = Filter::new(&["**/*.txt".into()], &[]).unwrap();
+        assert!(any.matches(r"d\xff/caf\xe9.txt"));
+    }
 }

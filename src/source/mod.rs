@@ -3,6 +3,7 @@
 //! in-memory double for tests ([`memory::MemorySource`]) implement it.
 
 pub mod any;
+pub mod key;
 pub mod local;
 pub mod memory;
 pub mod rclone;
@@ -16,7 +17,8 @@ use crate::time::Timestamp;
 /// A regular file in a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceEntry {
-    /// Path relative to the source root, `/`-separated, valid UTF-8, no `.` or `..`.
+    /// The path relative to the source root as a [key]: `/`-separated, no `.` or
+    /// `..`, a backslash written `\\` and bytes that are not UTF-8 as `\xHH`.
     pub path: String,
     /// Size in bytes.
     pub size: u64,
@@ -29,7 +31,8 @@ pub struct SourceEntry {
 pub struct Listing {
     /// Regular files.
     pub files: Vec<SourceEntry>,
-    /// Entries refused on purpose, with the reason (not regular files, non-UTF-8 names).
+    /// Entries refused on purpose, with the reason (not regular files, names this
+    /// platform or remote cannot keep).
     pub refused: Vec<(String, String)>,
     /// Entries that could not be examined (permission denied on a folder, ...).
     pub errors: Vec<(String, SourceError)>,
@@ -129,13 +132,15 @@ pub async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> std::
     Ok(filled)
 }
 
-/// Checks that a relative path is a clean key: `/`-separated, no empty, `.` or `..` part,
-/// not absolute, no NUL or backslash.
+/// Checks that a relative path is a clean [key]: `/`-separated, no empty, `.` or `..`
+/// part, not absolute, no NUL, and a backslash only in the escapes `\\` and `\xHH` (so
+/// it decodes to exactly one name). `/`, `.` and NUL are never escaped, so checking the
+/// key's text checks the name's bytes.
 pub fn is_clean_relative(path: &str) -> bool {
     !path.is_empty()
         && !path.starts_with('/')
         && !path.contains('\0')
-        && !path.contains('\\')
+        && key::decode(path).is_some()
         && path
             .split('/')
             .all(|c| !c.is_empty() && c != "." && c != "..")
@@ -147,10 +152,23 @@ mod tests {
 
     #[test]
     fn clean_paths() {
-        for ok in ["a", "a/b", "dir with space/ü.txt", "a..b", ".hidden"] {
+        for ok in [
+            "a",
+            "a/b",
+            "dir with space/ü.txt",
+            "a..b",
+            ".hidden",
+            "back\\\\slash",
+            "caf\\xe9",
+            "\\\\..\\\\",
+        ] {
             assert!(is_clean_relative(ok), "{ok}");
         }
-        for bad in ["", "/a", "a//b", "a/./b", "../a", "a/..", "a\\b", "a\0"] {
+        let not_keys = ["a\\b", "a\\..\\b", "\\x41", "a\\"];
+        for bad in ["", "/a", "a//b", "a/./b", "../a", "a/..", "a\0"]
+            .into_iter()
+            .chain(not_keys)
+        {
             assert!(!is_clean_relative(bad), "{bad:?}");
         }
     }

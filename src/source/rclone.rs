@@ -452,7 +452,8 @@ fn add_item(item: Item, listing: &mut Listing, known: &mut HashMap<String, Known
     if item.is_dir {
         return;
     }
-    let path = item.path;
+    // The remote's names are text; a backslash in one is escaped in its key.
+    let path = super::key::from_text(&item.path).into_owned();
     if !super::is_clean_relative(&path) {
         listing.refused.push((
             path,
@@ -736,7 +737,9 @@ impl Rclone {
     }
 
     /// The rclone path of a file: the remote joined with a relative path.
+    /// The remote path of a file, from its key (the name it stands for).
     fn target(&self, rel: &str) -> String {
+        let rel = super::key::to_text(rel).unwrap_or(std::borrow::Cow::Borrowed(rel));
         let r = &self.remote;
         if r.ends_with(':') || r.ends_with('/') {
             format!("{r}{rel}")
@@ -1187,6 +1190,11 @@ mod tests {
         assert_eq!(t("nas:photos"), "nas:photos/a/b.txt");
         assert_eq!(t("nas:photos/"), "nas:photos/a/b.txt");
         assert_eq!(t(":sftp,host=h:"), ":sftp,host=h:a/b.txt");
+        let back = RcloneSource::new("nas:").rc.target("a\\\\b.txt");
+        assert_eq!(
+            back, "nas:a\\b.txt",
+            "a key's escaped backslash is one in the name"
+        );
         assert_eq!(RcloneSource::new("my-nas:x").rc.remote_name(), "my-nas");
         let f = || Failure {
             class: Class::NotConfigured,

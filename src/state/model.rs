@@ -35,20 +35,22 @@ pub struct State {
     pub generation: u64,
     /// The source and store this state belongs to.
     pub job: Job,
-    /// Files stored completely, by path relative to the source root (`/` separators).
+    /// Files stored completely, by path key: relative to the source root, `/`-separated,
+    /// a backslash in a name written `\\` and a byte that is not UTF-8 `\xHH` (one to one;
+    /// `docs/state.md`, "Path keys").
     #[serde(default)]
     pub completed: BTreeMap<String, Completed>,
-    /// Files whose last attempt failed, with counts across runs.
+    /// Files whose last attempt failed, with counts across runs (by path key).
     #[serde(default)]
     pub failed: BTreeMap<String, Failed>,
-    /// Files of several parts that a run stopped in the middle of.
+    /// Files of several parts that a run stopped in the middle of (by path key).
     #[serde(default)]
     pub in_progress: BTreeMap<String, InProgress>,
     /// Vault mode: stored contents by content id (keyed; reveals nothing without the key).
     #[serde(default)]
     pub objects: BTreeMap<String, Object>,
-    /// Source entries that are refused on purpose (not regular files, names that are not
-    /// UTF-8, ...), with the reason.
+    /// Source entries that are refused on purpose (links, other non-regular files, names
+    /// the source cannot keep), by path key, with the reason.
     #[serde(default)]
     pub skipped: BTreeMap<String, Skipped>,
     /// Running totals over all runs.

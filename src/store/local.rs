@@ -82,7 +82,12 @@ impl LocalStore {
                 reason: format!("{RESERVED_DIR}/ at the store root is tgferry's own folder"),
             });
         }
-        Ok(self.root.join(name))
+        // A plain part is named after its file's key: stored under the exact name.
+        let names = crate::source::key::components(name).map_err(|reason| StoreError::Refused {
+            name: name.into(),
+            reason,
+        })?;
+        Ok(names.iter().fold(self.root.clone(), |path, n| path.join(n)))
     }
 }
 

@@ -264,3 +264,90 @@ pub fn journal_exists(state: &Path) -> bool {
     p.push(".journal");
     Path::new(&p).exists()
 }
+
+/// Swaps a folder for a symbolic link and back, as fast as it can, on a thread of its own:
+/// the race of issue 18 item 3 (a folder of the source or of the restore target replaced by
+/// a link to somewhere else while tgferry works in it). Bounded: at most `MAX_SWAPS`
+/// swaps, and it stops (putting the folder back) when dropped.
+#[cfg(unix)]
+pub struct Swapper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+#[cfg(unix)]
+impl Swapper {
+    /// At most this many swaps (about ten seconds of swapping).
+    pub const MAX_SWAPS: u64 = 500_000;
+
+    /// Starts swapping `folder` for a link to `target`, and returns once the first swap
+    /// is done (so the race is on whatever runs next).
+    pub fn start(folder: PathBuf, target: PathBuf) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let (first, swapped) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let aside = folder.with_extension("aside");
+            let mut swaps = 0;
+            while swaps < Self::MAX_SWAPS && !flag.load(Ordering::Relaxed) {
+                if std::fs::rename(&folder, &aside).is_ok() {
+                    if std::os::unix::fs::symlink(&target, &folder).is_ok() {
+                        std::thread::yield_now();
+                        let _ = std::fs::remove_file(&folder);
+                    }
+                    let _ = std::fs::rename(&aside, &folder);
+                    swaps += 1;
+                    let _ = first.send(());
+                }
+                std::thread::yield_now();
+            }
+            swaps
+        });
+        swapped
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the swapper never swapped");
+        Swapper {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops swapping (the folder is back in place) and says how many swaps were made.
+    pub fn stop(mut self) -> u64 {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().map_or(0, |t| t.join().unwrap())
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Swapper {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Every file under `dir`, links not followed (paths relative to `dir`).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            found.extend(
+                files_under(&e.path())
+                    .into_iter()
+                    .map(|p| Path::new(&e.file_name()).join(p)),
+            );
+        } else {
+            found.push(PathBuf::from(e.file_name()));
+        }
+    }
+    found
+}
