@@ -7,6 +7,7 @@
 //! - [`source`]: where files come from ([`source::Source`]: local directory, in-memory double).
 //! - [`store`]: where parts go ([`store::Store`]: Telegram, local directory, in-memory double).
 //! - [`blocking`]: plain file reads and writes on the hot path, without tokio's extra copy.
+//! - [`bounded`]: size caps and FIFO-safe opens for everything read whole.
 //! - [`state`]: the state file model, its schema, atomic saves and the append-only journal.
 //! - [`vault`]: the encrypted format (docs/format.md): keys, parts, content ids, catalog.
 //! - [`keyring`]: a store's vault: passphrase, key file, encrypted catalog.
@@ -21,6 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod blocking;
+pub mod bounded;
 pub mod cli;
 pub mod github;
 pub mod keyring;

@@ -151,10 +151,12 @@ fn keyring_exit(e: keyring::KeyringError) -> Exit {
 /// A fetched state that is sealed (`--encrypt-state`) is opened with the passphrase and
 /// written plain (the runner's disk is private; only the artifact is public).
 fn unseal_in_place(state: &Path) -> Result<(), Exit> {
-    let bytes = std::fs::read(state).map_err(|e| Exit {
-        code: exit::STATE_UNREADABLE,
-        message: format!("cannot read {}: {e}", state.display()),
-    })?;
+    let bytes = crate::state::read_bytes(state)
+        .map_err(|e| Exit {
+            code: exit::for_state_error(&e),
+            message: e.to_string(),
+        })?
+        .unwrap_or_default();
     if !keyring::is_sealed_state(&bytes) {
         return Ok(());
     }
@@ -209,15 +211,12 @@ pub fn write_sealed_state(
 
 /// Reads a state for `tgferry status`: a sealed one is opened with the passphrase.
 pub fn read_for_status(path: &Path) -> Result<Option<crate::state::State>, Exit> {
-    let head = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Exit {
-                code: exit::STATE_UNREADABLE,
-                message: format!("state file {}: {e}", path.display()),
-            });
-        }
+    let Some(head) = crate::state::read_bytes(path).map_err(|e| Exit {
+        code: exit::for_state_error(&e),
+        message: e.to_string(),
+    })?
+    else {
+        return Ok(None);
     };
     if keyring::is_sealed_state(&head) {
         let pass = keyring::passphrase_from_env().map_err(keyring_exit)?;

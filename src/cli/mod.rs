@@ -210,6 +210,11 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         state
             .bind_vault(&key_file.vault_id_hex())
             .map_err(Exit::state)?;
+        // Damage in the state must not spread into the store (docs/state.md, "integrity").
+        let repair = settings.load.on_corrupt == crate::state::OnCorrupt::Fresh;
+        keyring::check_state(&*store, Some(&master), &mut state, repair)
+            .await
+            .map_err(Exit::keyring)?;
         if created {
             eprintln!(
                 "created a new vault {} in {}: keep the passphrase safe, without it nothing can be restored",
