@@ -87,7 +87,10 @@ impl Tagger {
         }
     }
 
-    fn finish(h: &blake3::Hasher) -> String {
+    /// The tag of an encoding: hashed in one call (most entries are a few hundred bytes).
+    fn finish(&self, e: Enc) -> String {
+        let mut h = self.hasher();
+        h.update(&e.0);
         hex::encode(&h.finalize().as_bytes()[..TAG_LEN])
     }
 
@@ -98,7 +101,7 @@ impl Tagger {
         entry: &Completed,
         objects: &BTreeMap<String, Object>,
     ) -> String {
-        let mut e = Enc(self.hasher());
+        let mut e = Enc(Vec::with_capacity(512));
         e.str("tgferry state v1 completed");
         e.str(path);
         e.u64(entry.size);
@@ -121,12 +124,12 @@ impl Tagger {
             e.str(&v.object);
             e.object(objects.get(&v.object));
         }
-        Self::finish(&e.0)
+        self.finish(e)
     }
 
     /// The tag of `in_progress[path]`.
     pub fn in_progress(&self, path: &str, entry: &InProgress) -> String {
-        let mut e = Enc(self.hasher());
+        let mut e = Enc(Vec::with_capacity(512));
         e.str("tgferry state v1 in_progress");
         e.str(path);
         e.u64(entry.size);
@@ -145,7 +148,7 @@ impl Tagger {
                 }
             }
         }
-        Self::finish(&e.0)
+        self.finish(e)
     }
 
     /// Every entry whose tag is missing or wrong, and every tag without its entry, sorted.
@@ -450,8 +453,18 @@ impl StateFile {
                 tracing::warn!("{line}");
             }
         }
+        // Tags left for in-progress entries that are gone (triage drops them) go too.
+        let live = &self.state.in_progress;
+        self.state
+            .integrity
+            .in_progress
+            .retain(|p, _| live.contains_key(p));
         if !report.confirmed.is_empty() || report.changed() {
             self.dirty = true;
+            self.stale_tags = true;
+        }
+        if self.state.integrity.scheme != SCHEME {
+            self.stale_tags = true;
         }
         self.tagger = Some(tagger);
         self.verified = true;
@@ -544,20 +557,20 @@ fn tag_eq(a: &str, b: &str) -> bool {
 
 /// The fixed encoding: integers as 8 bytes big-endian, strings length-prefixed, times as
 /// seconds and nanoseconds, so no two different entries encode the same.
-struct Enc(blake3::Hasher);
+struct Enc(Vec<u8>);
 
 impl Enc {
     fn u8(&mut self, v: u8) {
-        self.0.update(&[v]);
+        self.0.push(v);
     }
 
     fn u64(&mut self, v: u64) {
-        self.0.update(&v.to_be_bytes());
+        self.0.extend_from_slice(&v.to_be_bytes());
     }
 
     fn str(&mut self, s: &str) {
         self.u64(s.len() as u64);
-        self.0.update(s.as_bytes());
+        self.0.extend_from_slice(s.as_bytes());
     }
 
     fn opt_str(&mut self, s: Option<&str>) {
@@ -571,8 +584,9 @@ impl Enc {
     }
 
     fn time(&mut self, t: &Timestamp) {
-        self.0.update(&t.as_second().to_be_bytes());
-        self.0.update(&t.subsec_nanosecond().to_be_bytes());
+        self.0.extend_from_slice(&t.as_second().to_be_bytes());
+        self.0
+            .extend_from_slice(&t.subsec_nanosecond().to_be_bytes());
     }
 
     fn parts(&mut self, parts: &[StoredPart]) {

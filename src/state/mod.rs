@@ -168,6 +168,10 @@ pub struct StateFile {
     /// The entries passed (or were repaired by) the integrity check: what this process
     /// records and saves gets fresh tags. Until then, tags are kept as they were read.
     verified: bool,
+    /// Some tags may not match their entries (edited through [`StateFile::state_mut`],
+    /// confirmed or repaired by the check, or never tagged): the next save of a checked
+    /// state rewrites them all. Otherwise [`StateFile::record`] keeps them up to date.
+    stale_tags: bool,
     /// Plain mode: the entries that failed the check when the state was opened, until
     /// [`StateFile::settle_integrity`] judges them.
     pending: Vec<Suspect>,
@@ -434,6 +438,7 @@ impl StateFile {
         // A plain state is checked now, before anything edits it (its checksums need no
         // key); what fails is settled by the first save. The vault waits for its key.
         let plain = state.job.encryption == Encryption::None;
+        let stale_tags = state.integrity.scheme != integrity::SCHEME;
         let pending = if plain {
             integrity::triage(&Tagger::Checksum, &state)
         } else {
@@ -449,6 +454,7 @@ impl StateFile {
                 dirty,
                 tagger: plain.then_some(Tagger::Checksum),
                 verified: plain && pending.is_empty(),
+                stale_tags,
                 pending,
                 on_corrupt: opts.on_corrupt,
             },
@@ -563,9 +569,11 @@ impl StateFile {
 
     fn save_whole(&mut self) -> Result<(), StateError> {
         if self.verified
+            && self.stale_tags
             && let Some(tagger) = &self.tagger
         {
             tagger.retag_all(&mut self.state);
+            self.stale_tags = false;
         }
         self.state.version = STATE_VERSION;
         self.state.tool_version = env!("CARGO_PKG_VERSION").to_string();
@@ -610,6 +618,7 @@ impl StateFile {
     /// Mutable access for commands that edit the state outside a run (`retry`); call
     /// [`StateFile::commit`] afterwards.
     pub fn state_mut(&mut self) -> &mut State {
+        self.stale_tags = true;
         &mut self.state
     }
 }

@@ -50,7 +50,7 @@ const WRAP_AAD_PREFIX: &[u8] = b"tgferry-vault v1 key";
 ///
 /// Accepted bounds, on creation and on reading: `p_cost` in 1..=16, `t_cost` in
 /// 1..=8, `m_cost_kib` in `8 * p_cost`..=256 MiB (262,144 KiB). At the top of both, one
-/// unlock costs about 21 times the default (about 2 s here) and 256 MiB of memory.
+/// unlock costs about 30 times the default (about 3 s of CPU here) and 256 MiB of memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KdfParams {
     /// Memory in KiB.
