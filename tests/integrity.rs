@@ -430,11 +430,27 @@ fn plain_checksums_catch_damage_and_allow_the_documented_edits() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("b.txt (completed)"), "{err}");
     assert_eq!(std::fs::read_to_string(&state).unwrap(), bad);
-    // Repaired by forgetting it: the next run stores b.txt again.
-    let mut fix = common::run_cmd(&src, &store, &state, &["--on-corrupt-state", "fresh"]);
+    // `verify --repair` forgets it (plain mode has no catalog to take it from), and the
+    // next run stores b.txt again.
+    let mut fix = common::tgferry(&[
+        "verify",
+        "--repair",
+        "--store",
+        common::s(&store),
+        "--state",
+        common::s(&state),
+    ]);
     let out = common::assert_exit(&mut fix, 0);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("b.txt (completed): forgotten"), "{err}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("b.txt (completed): forgotten"), "{said}");
+    assert!(!common::load(&state).completed.contains_key("b.txt"));
+    let kept = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".damaged."))
+        .count();
+    assert_eq!(kept, 1, "a copy of the damaged state is kept");
+    common::assert_exit(&mut common::run_cmd(&src, &store, &state, &[]), 0);
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(v["completed"]["b.txt"]["parts"][0]["sha256"], sha);
