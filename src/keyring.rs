@@ -1,10 +1,12 @@
 //! Opening the vault of a store: the passphrase from the environment, the key file kept in
 //! the store (created on first use), and the encrypted catalog saved there after every run
-//! so that a restore needs nothing but the store and the passphrase.
+//! so that a restore needs nothing but the store and the passphrase. With the key at hand,
+//! [`check_state`] checks a state's integrity tags, comparing what fails with the catalog.
 
 use secrecy::SecretString;
 
-use crate::state::State;
+use crate::state::integrity::IntegrityReport;
+use crate::state::{State, StateError, StateFile};
 use crate::store::{META_CATALOG, META_KEY_FILE, Store, StoreError};
 use crate::vault::{KdfParams, KeyFile, MasterKey, VaultError, open_catalog, seal_catalog};
 
@@ -55,6 +57,9 @@ pub enum KeyringError {
     /// The catalog decrypted but is not a state.
     #[error("the catalog in the store is not a valid state: {0}")]
     Catalog(String),
+    /// The state failed its integrity check (or could not be saved aside while repaired).
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// The passphrase from `TGFERRY_PASSPHRASE` or the file named by `TGFERRY_PASSPHRASE_FILE`
@@ -66,15 +71,49 @@ pub fn passphrase_from_env() -> Result<SecretString, KeyringError> {
         return Ok(SecretString::from(p));
     }
     if let Some(path) = std::env::var_os(PASSPHRASE_FILE_ENV) {
-        let text = std::fs::read_to_string(&path).map_err(|e| KeyringError::PassphraseFile {
+        let failed = |message: String| KeyringError::PassphraseFile {
             path: path.to_string_lossy().into_owned(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        // A FIFO or /dev/stdin is fine here (process substitution), but never read
+        // without end: /dev/zero is refused after 64 KiB.
+        let bytes = std::fs::File::open(&path)
+            .and_then(|f| {
+                crate::bounded::read_to_end(f, crate::bounded::MAX_PASSPHRASE_FILE_LEN, 0)
+            })
+            .map_err(|e| failed(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|_| failed("it is not UTF-8 text".into()))?;
         let text = text.strip_suffix('\n').unwrap_or(&text);
         let text = text.strip_suffix('\r').unwrap_or(text);
         return Ok(SecretString::from(text.to_owned()));
     }
     Err(KeyringError::NoPassphrase)
+}
+
+/// Checks `file`'s integrity tags with the vault's key (`None`: a plain state, checked by
+/// checksum). Entries that fail are compared with the store's catalog, read only then; what
+/// neither vouches for is damage: with `repair` it is taken from the catalog or forgotten
+/// ([`StateFile::settle_integrity`]), else the error names the files and the way out.
+pub async fn check_state<T: Store>(
+    store: &T,
+    master: Option<&MasterKey>,
+    file: &mut StateFile,
+    repair: bool,
+) -> Result<IntegrityReport, KeyringError> {
+    let suspects = file.integrity_suspects(master);
+    let catalog = match master {
+        Some(master) if !suspects.is_empty() => match load_catalog(store, master).await {
+            Ok(catalog) => catalog,
+            Err(KeyringError::Store(e)) => return Err(KeyringError::Store(e)),
+            // A catalog that does not open vouches for nothing.
+            Err(e) => {
+                tracing::warn!("the store's catalog cannot be compared with the state: {e}");
+                None
+            }
+        },
+        _ => None,
+    };
+    Ok(file.settle_integrity(master, suspects, catalog.as_ref(), repair)?)
 }
 
 /// Unlocks the store's vault; with `create`, makes one if the store has none. Returns the

@@ -8,6 +8,7 @@
 //! - [`store`]: where parts go ([`store::Store`]: Telegram, local directory, in-memory double).
 //! - [`blocking`]: plain file reads and writes on the hot path, without tokio's extra copy.
 //! - [`beneath`]: folders and files under a root reached without following a link.
+//! - [`bounded`]: size caps and FIFO-safe opens for everything read whole.
 //! - [`state`]: the state file model, its schema, atomic saves and the append-only journal.
 //! - [`vault`]: the encrypted format (docs/format.md): keys, parts, content ids, catalog.
 //! - [`keyring`]: a store's vault: passphrase, key file, encrypted catalog.
@@ -23,6 +24,7 @@
 
 pub mod beneath;
 pub mod blocking;
+pub mod bounded;
 pub mod cli;
 pub mod github;
 pub mod job;

@@ -516,6 +516,77 @@ async fn server_errors_and_rate_limits_are_waited_out() {
     assert_eq!(server.seen().len(), 1);
 }
 
+/// A server's message is shown only with the token taken out, however it echoes it.
+#[tokio::test]
+async fn a_server_message_that_echoes_the_token_is_printed_without_it() {
+    let server = Server::start(Api {
+        faults: VecDeque::from(vec![Answer::json(
+            404,
+            json!({"message": "no repository for Bearer test-token (test-token)"}),
+        )]),
+        ..Api::default()
+    });
+    let dir = common::tempdir();
+    let err = fetch(&config(&server, dir.path())).await.unwrap_err();
+    assert!(matches!(err, FetchError::Api { status: 404, .. }), "{err}");
+    let text = err.to_string();
+    assert!(!text.contains("test-token"), "{text}");
+    assert!(
+        text.contains("no repository for Bearer [token] ([token])"),
+        "{text}"
+    );
+
+    // An error body that is not JSON (a proxy's page) is cut, and redacted the same way.
+    let mut page = b"<html>token=test-token ".to_vec();
+    page.extend(std::iter::repeat_n(b'x', 1 << 20));
+    let server = Server::start(Api {
+        faults: VecDeque::from(vec![Answer {
+            status: 400,
+            headers: vec![],
+            body: page,
+        }]),
+        ..Api::default()
+    });
+    let err = fetch(&config(&server, dir.path())).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        !text.contains("test-token") && text.contains("[token]"),
+        "{text}"
+    );
+}
+
+/// A zip bomb in the state artifact is refused from its header, naming the flag that
+/// raises the cap, and nothing is left behind; so is a download over the cap.
+#[tokio::test]
+async fn a_zip_bomb_or_an_oversized_download_leaves_nothing_behind() {
+    let zeros = vec![0u8; 64 << 20];
+    let mut blobs = HashMap::new();
+    blobs.insert(5, zip_of(&[("tgferry-state.json", zeros.as_slice())]));
+    blobs.insert(6, vec![b'{'; 2 << 20]);
+    let server = Server::start(Api {
+        artifacts: vec![artifact(5, "tgferry-state", false, "main", REPO_ID)],
+        blobs: blobs.clone(),
+        ..Api::default()
+    });
+    let dir = common::tempdir();
+    let cfg = config(&server, dir.path());
+    let err = fetch(&cfg).await.unwrap_err();
+    assert!(matches!(err, FetchError::BadArtifact { .. }), "{err}");
+    assert!(err.to_string().contains("(--max-state-size)"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "nothing written: {left:?}");
+
+    let server = Server::start(Api {
+        artifacts: vec![artifact(6, "tgferry-state", false, "main", REPO_ID)],
+        blobs,
+        ..Api::default()
+    });
+    let err = fetch(&config(&server, dir.path())).await.unwrap_err();
+    assert!(err.to_string().contains("(--max-state-size)"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "nothing written: {left:?}");
+}
+
 /// `tgferry` with the GitHub variables pointing at `server`.
 fn gh(server: &Server, args: &[&str]) -> std::process::Command {
     let mut c = tgferry(args);

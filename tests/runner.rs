@@ -732,6 +732,7 @@ async fn a_part_in_flight_when_the_run_stops_is_never_finished() {
         );
         assert_eq!(report.files_left, 1, "{name}");
     }
+}
 
 /// Issue 18 item 3: a folder of a local source swapped for a link to a folder outside
 /// the root (think `/etc`), again and again while runs list and read. No run may store a

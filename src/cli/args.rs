@@ -55,7 +55,9 @@ pub enum Command {
 pub enum OnCorruptArg {
     /// Stop with an error; the file is left untouched.
     Fail,
-    /// Move it aside to `<name>.corrupt.<timestamp>` and start a fresh state.
+    /// Move it aside to `<name>.corrupt.<timestamp>` and start a fresh state; entries that
+    /// fail their integrity check are taken from the store's catalog or forgotten instead
+    /// (a copy of the damaged state is kept).
     Fresh,
 }
 

@@ -33,6 +33,9 @@ pub const GITHUB_API: u8 = 12;
 /// The store refused access (Telegram credentials refused, chat not found, no admin
 /// rights), or its credentials are missing or malformed (`TGFERRY_TG_*`).
 pub const STORE_DENIED: u8 = 13;
+/// The state's record of what is stored fails its integrity check (damaged or altered);
+/// nothing was stored and the state and the store's catalog were left as they were.
+pub const STATE_DAMAGED: u8 = 14;
 /// Stopped by SIGINT or SIGTERM (state saved).
 pub const INTERRUPTED: u8 = 130;
 
@@ -51,6 +54,7 @@ pub fn for_state_error(e: &StateError) -> u8 {
         StateError::Io { .. } | StateError::Corrupt { .. } | StateError::JournalCorrupt { .. } => {
             STATE_UNREADABLE
         }
+        StateError::Damaged { .. } => STATE_DAMAGED,
         StateError::Newer { .. } => STATE_TOO_NEW,
         StateError::Foreign { .. } => STATE_FOREIGN,
         StateError::Locked { .. } => STATE_LOCKED,
@@ -86,6 +90,7 @@ pub fn for_keyring_error(e: &crate::keyring::KeyringError) -> u8 {
         K::Vault(crate::vault::VaultError::WrongPassphrase) => PASSPHRASE,
         K::Vault(_) | K::Catalog(_) => STATE_UNREADABLE,
         K::Store(e) => for_store_error(e),
+        K::State(e) => for_state_error(e),
     }
 }
 

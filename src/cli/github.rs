@@ -49,15 +49,12 @@ pub async fn seal(a: SealArgs) -> Result<u8, Exit> {
 
 /// Reads a state for `tgferry status`: a sealed one is opened with the passphrase.
 pub fn read_for_status(path: &Path) -> Result<Option<crate::state::State>, Exit> {
-    let head = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Exit {
-                code: exit::STATE_UNREADABLE,
-                message: format!("state file {}: {e}", path.display()),
-            });
-        }
+    let Some(head) = crate::state::read_bytes(path).map_err(|e| Exit {
+        code: exit::for_state_error(&e),
+        message: e.to_string(),
+    })?
+    else {
+        return Ok(None);
     };
     if keyring::is_sealed_state(&head) {
         let pass = keyring::passphrase_from_env().map_err(Exit::keyring)?;

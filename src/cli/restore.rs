@@ -212,9 +212,15 @@ pub(super) async fn verify(a: VerifyArgs) -> Result<u8, Exit> {
             open_store(&a.store, false)
         })
         .await?;
+        let integrity = keyring::check_state(&store, master.as_ref(), &mut file, true)
+            .await
+            .map_err(Exit::keyring)?;
+        for line in integrity.lines() {
+            println!("{}", shown(&line));
+        }
         let report = check(&store, file.state(), master.as_ref(), &opts, bar.as_ref()).await?;
         let fixed = crate::restore::repair(file.state_mut(), &report);
-        if fixed.changed() {
+        if fixed.changed() || integrity.changed() {
             file.commit().map_err(Exit::state)?;
         }
         for path in &fixed.files {
@@ -233,7 +239,7 @@ pub(super) async fn verify(a: VerifyArgs) -> Result<u8, Exit> {
             println!("will start over: {} (was in progress)", shown(path));
         }
         if let Some(master) = &master
-            && !report.is_clean()
+            && (!report.is_clean() || integrity.changed())
         {
             keyring::save_catalog(&store, master, file.state())
                 .await

@@ -11,13 +11,17 @@
 //! Downloading: `GET .../artifacts/{id}/zip` answers with a redirect to blob storage, which
 //! octocrab follows without the token. The body is a zip (from which only the state file and
 //! its journal are taken, refusing any entry that would land outside the target) or, for an
-//! artifact uploaded with `archive: false`, the state file itself. Sizes are capped.
+//! artifact uploaded with `archive: false`, the state file itself. Sizes are capped, and
+//! nothing large is held in memory: the download goes to a temp file beside the state, and
+//! each entry is inflated straight into its own temp file, refused as soon as it passes
+//! `--max-state-size` or the size its zip header declares (a zip bomb costs no memory).
 //!
 //! Every request is retried with backoff on network errors, 5xx answers and rate limits,
 //! waiting as long as `Retry-After` or `x-ratelimit-reset` ask when that is within bounds.
-//! The token is never printed.
+//! The token is never printed: a server's message is shown only with every occurrence of
+//! the token taken out, and error bodies are read up to 64 KiB.
 
-use std::io::Read;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -268,7 +272,7 @@ pub async fn fetch(cfg: &FetchConfig) -> Result<Fetched, FetchError> {
             "/repos/{owner}/{repo}/actions/artifacts?name={name_q}&per_page=100&page={page}"
         );
         let what = format!("listing artifacts named {:?} (page {page})", cfg.name);
-        let body = get_bytes(&crab, &route, &what, cfg.retry, 16 << 20)
+        let body = get_bytes(&crab, &route, &what, cfg, 16 << 20, None)
             .await?
             .map_err(|(status, message)| api_error(&what, status, message))?;
         let page: ArtifactPage =
@@ -293,12 +297,13 @@ pub async fn fetch(cfg: &FetchConfig) -> Result<Fetched, FetchError> {
         .expect("chosen from the list");
     let route = format!("/repos/{owner}/{repo}/actions/artifacts/{id}/zip");
     let what = format!("downloading artifact {id}");
-    let body = match get_bytes(&crab, &route, &what, cfg.retry, cfg.max_size).await? {
-        Ok(body) => body,
+    let download = TempPath::beside(&cfg.state_path, "download");
+    match get_bytes(&crab, &route, &what, cfg, cfg.max_size, Some(&download)).await? {
+        Ok(_) => {}
         Err((410, _)) => return Ok(Fetched::Expired { artifact_id: id }),
         Err((status, message)) => return Err(api_error(&what, status, message)),
-    };
-    let journal = install(&body, id, cfg)?;
+    }
+    let journal = install(&download, id, cfg)?;
     Ok(Fetched::Found {
         artifact_id: id,
         run_id: chosen.workflow_run.as_ref().and_then(|r| r.id),
@@ -320,40 +325,87 @@ fn client(cfg: &FetchConfig) -> Result<Octocrab, FetchError> {
         .map_err(|e| FetchError::Config(format!("cannot set up the HTTP client: {e}")))
 }
 
+/// The most of an error answer's body that is read (for its message).
+const ERROR_BODY_LIMIT: u64 = 64 << 10;
+
 /// GETs `route`, retrying what is worth retrying. `Ok(Err((status, message)))` is a final
-/// non-success answer; a body over `limit` is an error.
+/// non-success answer; a body over `limit` is an error. A successful body is returned in
+/// memory, or written to `into` (then the returned bytes are empty).
 async fn get_bytes(
     crab: &Octocrab,
     route: &str,
     what: &str,
-    policy: RetryPolicy,
+    cfg: &FetchConfig,
     limit: u64,
+    into: Option<&TempPath>,
 ) -> Result<Result<Vec<u8>, (u16, String)>, FetchError> {
+    let policy = cfg.retry;
+    let token = cfg.token.as_ref();
     let once = || async {
         let response = crab._get(route).await.map_err(|e| Attempt {
             status: None,
-            message: e.to_string(),
+            message: redact(e.to_string(), token),
             wait: None,
             retryable: true,
         })?;
         let status = response.status().as_u16();
         let wait = wait_hint(response.headers());
-        let limited = http_body_util::Limited::new(response.into_body(), limit as usize);
-        let body = limited.collect().await.map_err(|e| Attempt {
+        let success = (200..300).contains(&status);
+        let mut sink = match into.filter(|_| success) {
+            Some(path) => Sink::File(path.create().map_err(|e| Attempt {
+                status: Some(status),
+                message: format!("cannot write {}: {e}", path.0.display()),
+                wait: None,
+                retryable: false,
+            })?),
+            None => Sink::Memory(Vec::new()),
+        };
+        let cap = if success { limit } else { ERROR_BODY_LIMIT };
+        let mut body = response.into_body();
+        let mut got = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Attempt {
+                status: Some(status),
+                message: redact(format!("reading the answer: {e}"), token),
+                wait: None,
+                retryable: true,
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            got += data.len() as u64;
+            if got > cap {
+                if !success {
+                    // Enough of an error body for its message.
+                    break;
+                }
+                return Err(Attempt {
+                    status: Some(status),
+                    message: format!(
+                        "larger than the {} cap (--max-state-size)",
+                        crate::time::human_bytes(limit)
+                    ),
+                    wait: None,
+                    retryable: false,
+                });
+            }
+            sink.write(&data).map_err(|e| Attempt {
+                status: Some(status),
+                message: format!("cannot write the download: {e}"),
+                wait: None,
+                retryable: false,
+            })?;
+        }
+        let body = sink.finish().map_err(|e| Attempt {
             status: Some(status),
-            message: if e.is::<http_body_util::LengthLimitError>() {
-                format!("larger than the {limit}-byte cap")
-            } else {
-                format!("reading the answer: {e}")
-            },
+            message: format!("cannot write the download: {e}"),
             wait: None,
-            retryable: !e.is::<http_body_util::LengthLimitError>(),
+            retryable: false,
         })?;
-        let body = body.to_bytes().to_vec();
-        if (200..300).contains(&status) {
+        if success {
             return Ok(Ok(body));
         }
-        let message = github_message(&body);
+        let message = redact(github_message(&body), token);
         let rate_limited = status == 429
             || (status == 403
                 && (wait.is_some() || message.to_ascii_lowercase().contains("rate limit")));
@@ -415,6 +467,77 @@ async fn get_bytes(
                 },
             })
         }
+    }
+}
+
+/// Where a body goes: memory (API answers, error messages) or a temp file (a download).
+enum Sink {
+    Memory(Vec<u8>),
+    File(std::io::BufWriter<std::fs::File>),
+}
+
+impl Sink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Memory(v) => {
+                v.extend_from_slice(data);
+                Ok(())
+            }
+            Sink::File(f) => f.write_all(data),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Sink::Memory(v) => Ok(v),
+            Sink::File(f) => f
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .map(|_| Vec::new()),
+        }
+    }
+}
+
+/// A temp file beside the state (`.<name>.<what>-<pid>`), removed when dropped unless
+/// renamed into place.
+struct TempPath(PathBuf);
+
+impl TempPath {
+    fn beside(state: &Path, what: &str) -> Self {
+        let dir = match state.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let name = state.file_name().unwrap_or_default().to_string_lossy();
+        TempPath(dir.join(format!(".{name}.{what}-{}", std::process::id())))
+    }
+
+    /// Creates (or truncates) the file, its folder first.
+    fn create(&self) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
+        if let Some(dir) = self.0.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(std::io::BufWriter::new(std::fs::File::create(&self.0)?))
+    }
+
+    /// Renames the file to `to`.
+    fn persist(self, to: &Path) -> std::io::Result<()> {
+        std::fs::rename(&self.0, to)
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `message` with every occurrence of the token replaced: a server (or a proxy) may echo
+/// what it was sent, and messages are printed.
+fn redact(message: String, token: Option<&SecretString>) -> String {
+    match token.map(|t| t.expose_secret()) {
+        Some(t) if !t.is_empty() && message.contains(t) => message.replace(t, "[token]"),
+        _ => message,
     }
 }
 
@@ -483,12 +606,16 @@ fn form_encode(s: &str) -> String {
         .collect()
 }
 
-/// Writes the downloaded state (and journal) beside `cfg.state_path`; returns whether a
-/// journal came with it.
-fn install(body: &[u8], artifact_id: u64, cfg: &FetchConfig) -> Result<bool, FetchError> {
+/// Moves the downloaded state (and journal) into place beside `cfg.state_path`; returns
+/// whether a journal came with it.
+fn install(download: &TempPath, artifact_id: u64, cfg: &FetchConfig) -> Result<bool, FetchError> {
     let bad = |message: String| FetchError::BadArtifact {
         artifact_id,
         message,
+    };
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| FetchError::Io { path, source }
     };
     let state_name = cfg
         .state_path
@@ -496,19 +623,64 @@ fn install(body: &[u8], artifact_id: u64, cfg: &FetchConfig) -> Result<bool, Fet
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| FetchError::Config("the state path has no file name".into()))?;
     let journal_name = format!("{state_name}.journal");
-    let (state, journal) = if body.starts_with(b"PK\x03\x04") || body.starts_with(b"PK\x05\x06") {
-        let (s, j) = from_zip(body, &state_name, &journal_name, cfg.max_size).map_err(bad)?;
-        (s, j)
-    } else {
-        // `archive: false`: the body is the state file itself.
-        (body.to_vec(), None)
-    };
     let journal_path = crate::state::journal::journal_path(&cfg.state_path);
-    write_file(&cfg.state_path, &state)?;
-    match &journal {
-        Some(j) => write_file(&journal_path, j)?,
+    let mut file = std::fs::File::open(&download.0).map_err(io(&download.0))?;
+    let mut head = [0u8; 4];
+    let n = read_up_to(&mut file, &mut head).map_err(io(&download.0))?;
+    let head = &head[..n];
+    let journal = if head == b"PK\x03\x04" || head == b"PK\x05\x06" {
+        file.rewind().map_err(io(&download.0))?;
+        let state_tmp = TempPath::beside(&cfg.state_path, "fetch");
+        let journal_tmp = TempPath::beside(&journal_path, "fetch");
+        let mut journal = false;
+        let mut failed_write = None;
+        extract_zip(
+            file,
+            &state_name,
+            &journal_name,
+            cfg.max_size,
+            |which, reader| {
+                let tmp = match which {
+                    ArtifactEntry::State => &state_tmp,
+                    ArtifactEntry::Journal => {
+                        journal = true;
+                        &journal_tmp
+                    }
+                };
+                let mut out = tmp.create().inspect_err(|e| {
+                    failed_write = Some((tmp.0.clone(), e.kind()));
+                })?;
+                std::io::copy(reader, &mut out)?;
+                out.into_inner()
+                    .map_err(|e| e.into_error())
+                    .and_then(|f| f.sync_all())
+            },
+        )
+        .map_err(|e| match failed_write.take() {
+            Some((path, kind)) => FetchError::Io {
+                path,
+                source: kind.into(),
+            },
+            None => bad(e),
+        })?;
+        state_tmp
+            .persist(&cfg.state_path)
+            .map_err(io(&cfg.state_path))?;
+        if journal {
+            journal_tmp
+                .persist(&journal_path)
+                .map_err(io(&journal_path))?;
+        }
+        journal
+    } else {
+        // `archive: false`: the body is the state file itself (capped while downloaded).
+        drop(file);
+        std::fs::rename(&download.0, &cfg.state_path).map_err(io(&cfg.state_path))?;
+        false
+    };
+    if !journal {
         // A journal left from elsewhere must not be replayed onto this state.
-        None => match std::fs::remove_file(&journal_path) {
+        match std::fs::remove_file(&journal_path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
@@ -517,24 +689,46 @@ fn install(body: &[u8], artifact_id: u64, cfg: &FetchConfig) -> Result<bool, Fet
                     source,
                 });
             }
-        },
+        }
     }
-    Ok(journal.is_some())
+    Ok(journal)
 }
 
-type Extracted = (Vec<u8>, Option<Vec<u8>>);
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
 
-/// Takes the state and journal out of a zip, refusing unsafe entry names and oversize
-/// content. The state is the entry named like the local state file, or else the only
-/// entry that is not a journal.
-fn from_zip(
-    body: &[u8],
+/// Which file of a state artifact a zip entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactEntry {
+    /// The state file.
+    State,
+    /// Its journal.
+    Journal,
+}
+
+/// Finds the state and journal in a zip archive and hands each, state first, to `take` as
+/// a reader of its inflated bytes. Refused (the error says why): an unreadable archive, an
+/// entry name that would land outside the target folder, no state; an entry whose header
+/// declares more than `max` bytes (before anything is inflated), or that inflates to more
+/// than `max` or than its header declares (`take` then sees a read error). The state is the
+/// entry named like `state_name`, or else the only entry that is not a journal.
+pub fn extract_zip<R: Read + Seek>(
+    archive: R,
     state_name: &str,
     journal_name: &str,
     max: u64,
-) -> Result<Extracted, String> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(body))
-        .map_err(|e| format!("not a readable zip: {e}"))?;
+    mut take: impl FnMut(ArtifactEntry, &mut dyn Read) -> std::io::Result<()>,
+) -> Result<(), String> {
+    let mut zip = zip::ZipArchive::new(archive).map_err(|e| format!("not a readable zip: {e}"))?;
     let mut names = Vec::new();
     for i in 0..zip.len() {
         let entry = zip
@@ -589,44 +783,55 @@ fn from_zip(
         .iter()
         .find(|(_, n)| base(n) == journal_name || base(n) == format!("{state_entry_name}.journal"))
         .map(|(i, _)| *i);
-    let mut read = |i: usize| -> Result<Vec<u8>, String> {
+    let cap = crate::time::human_bytes(max);
+    let mut read = |i: usize, which| -> Result<(), String> {
         let entry = zip.by_index(i).map_err(|e| format!("bad zip entry: {e}"))?;
         let name = entry.name().map(|n| n.into_owned()).unwrap_or_default();
-        let mut out = Vec::new();
-        entry
-            .take(max + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| format!("bad zip entry {name:?}: {e}"))?;
-        if out.len() as u64 > max {
+        let declared = entry.size();
+        if declared > max {
             return Err(format!(
-                "entry {name:?} is larger than the {max}-byte cap (--max-size)"
+                "entry {name:?} is larger than the {cap} cap (--max-state-size): its header \
+                 says {declared} bytes"
             ));
         }
-        Ok(out)
+        let mut capped = Capped {
+            inner: entry,
+            left: declared,
+        };
+        take(which, &mut capped).map_err(|e| match e.kind() {
+            std::io::ErrorKind::FileTooLarge => format!(
+                "entry {name:?} inflates to more than the {declared} bytes its header says: \
+                 a damaged archive or a zip bomb; refused"
+            ),
+            _ => format!("bad zip entry {name:?}: {e}"),
+        })
     };
-    let state = read(state_idx)?;
-    let journal = journal_idx.map(&mut read).transpose()?;
-    Ok((state, journal))
+    read(state_idx, ArtifactEntry::State)?;
+    if let Some(i) = journal_idx {
+        read(i, ArtifactEntry::Journal)?;
+    }
+    Ok(())
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), FetchError> {
-    let io = |source| FetchError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.fetch-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })
+/// A reader that fails (`FileTooLarge`) as soon as it would give more than `left` bytes.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // Ask for one byte more than allowed, to tell "ends here" from "goes on".
+        let want = buf
+            .len()
+            .min(self.left.saturating_add(1).min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            return Err(std::io::ErrorKind::FileTooLarge.into());
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

@@ -112,11 +112,7 @@ async fn from_catalog<T: Store>(
 /// written plain (the runner's disk is private; only the artifact is public). `true` if it
 /// was sealed.
 fn unseal_in_place(state: &Path) -> Result<bool, JobError> {
-    let bytes = std::fs::read(state).map_err(|source| JobError::File {
-        action: "read",
-        path: state.to_owned(),
-        source,
-    })?;
+    let bytes = crate::state::read_bytes(state)?.unwrap_or_default();
     if !keyring::is_sealed_state(&bytes) {
         return Ok(false);
     }

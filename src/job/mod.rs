@@ -431,6 +431,10 @@ impl<S: Source, T: Store> OpenJob<S, T> {
                 Err(e) => return Err(e),
             };
             state.bind_vault(&unlocked.key_file.vault_id_hex())?;
+            // Damage in the state must not spread into the store (docs/state.md,
+            // "Integrity"): with --on-corrupt fresh it is repaired from the catalog.
+            let repair = spec.load.on_corrupt == crate::state::OnCorrupt::Fresh;
+            keyring::check_state(&*store, Some(&unlocked.master), &mut state, repair).await?;
             if unlocked.created {
                 notice(Notice::VaultCreated {
                     id: unlocked.key_file.vault_id_hex(),

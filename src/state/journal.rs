@@ -6,9 +6,15 @@
 //! state file is stale (it was folded in already) and is ignored. A last line without its
 //! newline is a write cut short by a kill and is dropped; any other unreadable line is
 //! corruption and is reported, never guessed at.
+//!
+//! A line that changes a `completed` or `in_progress` entry also carries the entry's
+//! integrity tag as it stands after the line (`"integrity"`, beside the record's fields),
+//! so a replayed state can be checked like a saved one (`crate::state::integrity`). The
+//! journal is read as a stream, one line at a time, and at most
+//! [`crate::bounded::MAX_STATE_LEN`] bytes of it.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -117,6 +123,19 @@ pub enum Record {
     },
 }
 
+/// One journal line: a record and, for a record that changes a `completed` or
+/// `in_progress` entry, that entry's integrity tag after the change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    /// The record.
+    #[serde(flatten)]
+    pub record: Record,
+    /// The tag of the entry the record leaves (absent for other records, and in lines
+    /// written before tgferry had tags, or without the vault's key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<String>,
+}
+
 /// What replaying a journal found.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Replay {
@@ -130,8 +149,28 @@ pub struct Replay {
     pub interrupted_run: Option<RunRecord>,
 }
 
-/// Applies one record to the state and to the run being tracked.
+/// Applies one record to the state and to the run being tracked; the integrity tag of an
+/// entry the record changes is removed (see [`apply_tagged`]).
 pub fn apply(state: &mut State, run: &mut Option<RunRecord>, record: &Record) {
+    apply_tagged(state, run, record, None);
+}
+
+/// Applies one record, setting the integrity tag of the entry it changes to `tag` (or
+/// removing it if `None`, so that an untagged change never keeps an older tag).
+pub fn apply_tagged(
+    state: &mut State,
+    run: &mut Option<RunRecord>,
+    record: &Record,
+    tag: Option<&str>,
+) {
+    let set = |map: &mut std::collections::BTreeMap<String, String>, path: &str| match tag {
+        Some(t) => {
+            map.insert(path.to_owned(), t.to_owned());
+        }
+        None => {
+            map.remove(path);
+        }
+    };
     match record {
         Record::Header { .. } => {}
         Record::Run { run: r } => *run = Some(r.clone()),
@@ -168,6 +207,7 @@ pub fn apply(state: &mut State, run: &mut Option<RunRecord>, record: &Record) {
                 draft.part_macs.truncate(index);
                 draft.part_macs.push(mac.clone());
             }
+            set(&mut state.integrity.in_progress, path);
             state.stats.total_parts += 1;
             state.stats.total_bytes += part.len;
             if let Some(r) = run {
@@ -187,8 +227,10 @@ pub fn apply(state: &mut State, run: &mut Option<RunRecord>, record: &Record) {
                 state.objects.insert(id.clone(), object.clone());
             }
             state.in_progress.remove(path);
+            state.integrity.in_progress.remove(path);
             state.failed.remove(path);
             state.completed.insert(path.clone(), entry.clone());
+            set(&mut state.integrity.completed, path);
             state.stats.total_uploaded += 1;
             state.stats.total_parts += fresh_parts;
             state.stats.total_bytes += fresh_bytes;
@@ -216,6 +258,8 @@ pub fn apply(state: &mut State, run: &mut Option<RunRecord>, record: &Record) {
             if let Some(part) = part {
                 part.loc = to.clone();
                 part.store_mtime = *store_mtime;
+                // The location is covered by the entry's tag.
+                set(&mut state.integrity.completed, path);
             }
         }
         Record::FileFailed { path, entry } => {
@@ -228,6 +272,7 @@ pub fn apply(state: &mut State, run: &mut Option<RunRecord>, record: &Record) {
         }
         Record::InProgressDropped { path } => {
             state.in_progress.remove(path);
+            state.integrity.in_progress.remove(path);
         }
         Record::Skipped { path, entry } => {
             state.skipped.insert(path.clone(), entry.clone());
@@ -251,30 +296,55 @@ pub fn journal_path(state_path: &Path) -> PathBuf {
 /// Replays the journal beside `state_path` (if any) onto `state`.
 pub fn replay(state_path: &Path, state: &mut State) -> Result<Replay, StateError> {
     let path = journal_path(state_path);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
+    let file = match crate::bounded::open_regular(&path, true) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replay::default()),
         Err(source) => return Err(StateError::Io { path, source }),
     };
+    replay_from(std::io::BufReader::new(file), &path, state)
+}
+
+/// Replays a journal read from `reader` (named `path` in errors) onto `state`: at most
+/// [`crate::bounded::MAX_STATE_LEN`] bytes, one line in memory at a time.
+pub fn replay_from(
+    reader: impl BufRead,
+    path: &Path,
+    state: &mut State,
+) -> Result<Replay, StateError> {
+    let limit = crate::bounded::MAX_STATE_LEN;
+    let mut reader = reader.take(limit + 1);
+    let io = |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let mut out = Replay::default();
     let mut run = None;
-    let lines = bytes.split_inclusive(|b| *b == b'\n').enumerate();
-    for (i, line) in lines {
-        let complete = line.ends_with(b"\n");
-        if !complete {
+    let mut line = Vec::new();
+    let mut read = 0u64;
+    for i in 0.. {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(io)?;
+        read += n as u64;
+        if read > limit {
+            return Err(io(crate::bounded::too_large(limit)));
+        }
+        if n == 0 {
+            break;
+        }
+        if !line.ends_with(b"\n") {
             // A write cut short by a kill: only possible on the last line.
             out.dropped_partial_line = true;
             break;
         }
-        let record: Record = serde_json::from_slice(&line[..line.len() - 1]).map_err(|e| {
+        let parsed: Line = serde_json::from_slice(&line[..line.len() - 1]).map_err(|e| {
             StateError::JournalCorrupt {
-                path: path.clone(),
+                path: path.to_owned(),
                 line: i + 1,
                 message: e.to_string(),
             }
         })?;
         if i == 0 {
-            match record {
+            match parsed.record {
                 Record::Header { generation, .. } if generation == state.generation => continue,
                 Record::Header { .. } => {
                     out.stale = true;
@@ -282,18 +352,27 @@ pub fn replay(state_path: &Path, state: &mut State) -> Result<Replay, StateError
                 }
                 _ => {
                     return Err(StateError::JournalCorrupt {
-                        path: path.clone(),
+                        path: path.to_owned(),
                         line: 1,
                         message: "the first line is not a journal header".into(),
                     });
                 }
             }
         }
-        apply(state, &mut run, &record);
+        apply_tagged(state, &mut run, &parsed.record, parsed.integrity.as_deref());
         out.applied += 1;
     }
     out.interrupted_run = run;
     Ok(out)
+}
+
+/// [`Line`] borrowed, for writing.
+#[derive(Serialize)]
+struct LineRef<'a> {
+    #[serde(flatten)]
+    record: &'a Record,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    integrity: Option<&'a str>,
 }
 
 /// Appends records to the journal file.
@@ -340,8 +419,17 @@ impl JournalWriter {
 
     /// Appends one record with a single `write` call.
     pub fn append(&mut self, record: &Record) -> Result<(), StateError> {
+        self.append_tagged(record, None)
+    }
+
+    /// Appends one record with the integrity tag of the entry it leaves, in one `write`.
+    pub fn append_tagged(&mut self, record: &Record, tag: Option<&str>) -> Result<(), StateError> {
         self.buf.clear();
-        serde_json::to_writer(&mut self.buf, record).expect("journal records serialize");
+        let line = LineRef {
+            record,
+            integrity: tag,
+        };
+        serde_json::to_writer(&mut self.buf, &line).expect("journal records serialize");
         self.buf.push(b'\n');
         self.file
             .write_all(&self.buf)

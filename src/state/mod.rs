@@ -10,7 +10,13 @@
 //!
 //! A journal for an older generation is ignored, so a kill between 3's rename and the new
 //! journal never applies a record twice.
+//!
+//! What identifies stored bytes is covered by integrity tags ([`integrity`]): a state is
+//! checked before a run or an edit builds on it ([`StateFile::integrity_suspects`],
+//! [`StateFile::settle_integrity`]; in the vault through `keyring::check_state`, which
+//! has the key), and only a checked state gets fresh tags when it is saved.
 
+pub mod integrity;
 pub mod journal;
 pub mod model;
 
@@ -18,6 +24,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+pub use integrity::{Map, Problem, Suspect, Tagger};
 pub use journal::{Record, Replay};
 pub use model::*;
 
@@ -91,6 +98,16 @@ pub enum StateError {
         /// The job asked for.
         wanted: Box<Job>,
     },
+    /// Entries that identify stored bytes do not match their integrity tags.
+    #[error("{message}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// The entries that failed, sorted.
+        damaged: Vec<Suspect>,
+        /// The whole message: the files, what was left alone, and the way out.
+        message: String,
+    },
     /// Another process holds the state's lock.
     #[error(
         "state file {path} is in use by another tgferry process (lock {lock}); wait for it to \
@@ -145,21 +162,42 @@ pub struct StateFile {
     /// The state in memory differs from the file (fresh, replayed, adopted): the next run
     /// starts with a full save instead of only a new journal.
     dirty: bool,
+    /// What tags this state's entries: a checksum in plain mode from the start; the vault's
+    /// key once [`StateFile::settle_integrity`] was given it.
+    tagger: Option<Tagger>,
+    /// The entries passed (or were repaired by) the integrity check: what this process
+    /// records and saves gets fresh tags. Until then, tags are kept as they were read.
+    verified: bool,
+    /// Some tags may not match their entries (edited through [`StateFile::state_mut`],
+    /// confirmed or repaired by the check, or never tagged): the next save of a checked
+    /// state rewrites them all. Otherwise [`StateFile::record`] keeps them up to date.
+    stale_tags: bool,
+    /// Plain mode: the entries that failed the check when the state was opened, until
+    /// [`StateFile::settle_integrity`] judges them.
+    pending: Vec<Suspect>,
+    /// What to do with damage: the options the state was opened with.
+    on_corrupt: OnCorrupt,
 }
 
 /// Reads and parses a state file without locking or replaying; `Ok(None)` if absent.
 pub fn read_state(path: &Path) -> Result<Option<State>, StateError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(StateError::Io {
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
-    parse_state(path, &bytes).map(Some)
+    match read_bytes(path)? {
+        Some(bytes) => parse_state(path, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads a state file's bytes (plain or sealed) without waiting on a FIFO or reading a
+/// device, and at most [`crate::bounded::MAX_STATE_LEN`] of them; `Ok(None)` if absent.
+pub fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
+    match crate::bounded::read_file(path, crate::bounded::MAX_STATE_LEN, true) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StateError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
 }
 
 /// Parses state bytes, telling a too-new file from a corrupt one.
@@ -176,6 +214,15 @@ pub fn parse_state(path: &Path, bytes: &[u8]) -> Result<State, StateError> {
     };
     match serde_json::from_slice::<State>(bytes) {
         Ok(state) if state.version > STATE_VERSION => Err(newer(state.version)),
+        Ok(state) if state.version == 0 => Err(StateError::Corrupt {
+            path: path.to_owned(),
+            line: 1,
+            column: 1,
+            message: format!(
+                "format version 0 does not exist (versions start at 1; this build writes \
+                 {STATE_VERSION})"
+            ),
+        }),
         Ok(state) => Ok(state),
         Err(e) => {
             if let Ok(probe) = serde_json::from_slice::<VersionProbe>(bytes)
@@ -388,6 +435,15 @@ impl StateFile {
             || opened.replay.applied > 0
             || opened.replay.interrupted_run.is_some()
             || adopted;
+        // A plain state is checked now, before anything edits it (its checksums need no
+        // key); what fails is settled by the first save. The vault waits for its key.
+        let plain = state.job.encryption == Encryption::None;
+        let stale_tags = state.integrity.scheme != integrity::SCHEME;
+        let pending = if plain {
+            integrity::triage(&Tagger::Checksum, &state)
+        } else {
+            Vec::new()
+        };
         Ok((
             StateFile {
                 path: path.to_owned(),
@@ -396,6 +452,11 @@ impl StateFile {
                 run: None,
                 journal: None,
                 dirty,
+                tagger: plain.then_some(Tagger::Checksum),
+                verified: plain && pending.is_empty(),
+                stale_tags,
+                pending,
+                on_corrupt: opts.on_corrupt,
             },
             opened,
         ))
@@ -477,8 +538,11 @@ impl StateFile {
         self.record(Record::Run { run })
     }
 
-    /// Folds everything into a full save and starts a fresh journal for a new run.
+    /// Folds everything into a full save and starts a fresh journal for a new run. A plain
+    /// state is checked against its integrity tags first ([`StateError::Damaged`]); a vault
+    /// state is checked by `keyring::check_state`, which has the key.
     pub fn begin_run(&mut self, started: crate::time::Timestamp) -> Result<(), StateError> {
+        self.check_plain()?;
         let run = RunRecord::started(started);
         if self.dirty {
             self.state.stats.runs += 1;
@@ -495,11 +559,19 @@ impl StateFile {
         self.record(Record::RunStarted { run })
     }
 
-    /// Applies a record and appends it to the journal (one small write).
+    /// Applies a record and appends it to the journal (one small write), with the
+    /// integrity tag of the entry it changes once the state was checked.
     pub fn record(&mut self, record: Record) -> Result<(), StateError> {
-        journal::apply(&mut self.state, &mut self.run, &record);
+        journal::apply_tagged(&mut self.state, &mut self.run, &record, None);
+        let tag = match &self.tagger {
+            Some(tagger) if self.verified => tagger.tag_of(&self.state, &record),
+            _ => None,
+        };
+        if let Some(tag) = &tag {
+            integrity::set_tag(&mut self.state, &record, tag);
+        }
         if let Some(j) = self.journal.as_mut() {
-            j.append(&record)?;
+            j.append_tagged(&record, tag.as_deref())?;
             // Folding when the journal has as many records as the state has entries keeps
             // the journal (and its replay) bounded at an amortised constant cost per record.
             let entries = (self.state.completed.len() + self.state.failed.len()) as u64;
@@ -524,6 +596,13 @@ impl StateFile {
     }
 
     fn save_whole(&mut self) -> Result<(), StateError> {
+        if self.verified
+            && self.stale_tags
+            && let Some(tagger) = &self.tagger
+        {
+            tagger.retag_all(&mut self.state);
+            self.stale_tags = false;
+        }
         self.state.version = STATE_VERSION;
         self.state.tool_version = env!("CARGO_PKG_VERSION").to_string();
         self.state.last_updated = crate::time::now();
@@ -549,6 +628,7 @@ impl StateFile {
     /// Saves the whole state now (used by commands that edit it, like `retry`), with a
     /// new generation, and removes the journal it folded in.
     pub fn commit(&mut self) -> Result<(), StateError> {
+        self.check_plain()?;
         self.state.generation += 1;
         self.save_whole()?;
         self.journal = None;
@@ -566,6 +646,7 @@ impl StateFile {
     /// Mutable access for commands that edit the state outside a run (`retry`); call
     /// [`StateFile::commit`] afterwards.
     pub fn state_mut(&mut self) -> &mut State {
+        self.stale_tags = true;
         &mut self.state
     }
 }

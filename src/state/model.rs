@@ -59,6 +59,33 @@ pub struct State {
     /// The most recent runs, oldest first (at most 100).
     #[serde(default)]
     pub runs: Vec<RunRecord>,
+    /// Integrity tags of the `completed` and `in_progress` entries (docs/state.md,
+    /// "integrity"); absent in a state written before tgferry had them.
+    #[serde(default, skip_serializing_if = "Integrity::is_empty")]
+    pub integrity: Integrity,
+}
+
+/// Integrity tags over what identifies stored bytes, one per `completed` and `in_progress`
+/// entry: keyed under the vault's master key, or a plain checksum in plain mode
+/// (`crate::state::integrity`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Integrity {
+    /// The tag scheme (1); 0 when absent: a state without tags.
+    #[serde(default)]
+    pub scheme: u32,
+    /// Tags of `completed` entries by path (32 hex digits each).
+    #[serde(default)]
+    pub completed: BTreeMap<String, String>,
+    /// Tags of `in_progress` entries by path.
+    #[serde(default)]
+    pub in_progress: BTreeMap<String, String>,
+}
+
+impl Integrity {
+    /// No scheme and no tags: nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.scheme == 0 && self.completed.is_empty() && self.in_progress.is_empty()
+    }
 }
 
 /// Identifies what a state belongs to, so a state is never applied to another job.
@@ -345,6 +372,7 @@ impl State {
             skipped: BTreeMap::new(),
             stats: Stats::default(),
             runs: Vec::new(),
+            integrity: Integrity::default(),
         }
     }
 

@@ -69,6 +69,18 @@ impl LocalStore {
         self.resolve(name).map(|_| name)
     }
 
+    /// A read that failed: what `bounded` refuses (a FIFO, a device, a link, too large)
+    /// names the blob; anything else is classified as usual.
+    fn read_error(&self, name: &str, e: std::io::Error) -> StoreError {
+        use std::io::ErrorKind::{InvalidData, InvalidInput};
+        match e.kind() {
+            InvalidData | InvalidInput => StoreError::Transient {
+                message: format!("{}: {name} {e}", self.root.display()),
+            },
+            _ => self.error(e),
+        }
+    }
+
     fn resolve(&self, name: &str) -> Result<PathBuf, StoreError> {
         if !crate::source::is_clean_relative(name) {
             return Err(StoreError::Refused {
@@ -347,7 +359,7 @@ impl Store for LocalStore {
 
     async fn stat(&self, loc: &str) -> Result<Option<PartStat>, StoreError> {
         let path = self.resolve_loc(loc)?;
-        match tokio::fs::metadata(&path).await {
+        match tokio::fs::symlink_metadata(&path).await {
             Ok(md) if md.is_file() => Ok(Some(PartStat {
                 len: md.len(),
                 modified: modified(&md),
@@ -360,18 +372,21 @@ impl Store for LocalStore {
 
     async fn open(&self, loc: &str) -> Result<tokio::fs::File, StoreError> {
         let path = self.resolve_loc(loc)?;
-        tokio::fs::File::open(&path).await.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                StoreError::Missing { loc: loc.into() }
-            } else {
-                self.error(e)
+        // A FIFO or device in a part's place would block the read (or never end), a link
+        // would lead outside the store: refused at once (`bounded::open_regular`).
+        match crate::bounded::open_regular(&path, false) {
+            Ok(file) => Ok(tokio::fs::File::from_std(file)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::Missing { loc: loc.into() })
             }
-        })
+            Err(e) => Err(self.read_error(loc, e)),
+        }
     }
 
     async fn len(&self, loc: &str) -> Result<Option<u64>, StoreError> {
         let path = self.resolve_loc(loc)?;
-        match tokio::fs::metadata(&path).await {
+        // Like `open`, a link is not a part.
+        match tokio::fs::symlink_metadata(&path).await {
             Ok(md) if md.is_file() => Ok(Some(md.len())),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -388,10 +403,13 @@ impl Store for LocalStore {
 
     async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.meta_path(name)?;
-        match tokio::fs::read(&path).await {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.error(e)),
+        let limit = crate::bounded::meta_limit(name);
+        let read =
+            tokio::task::spawn_blocking(move || crate::bounded::read_file(&path, limit, false));
+        match read.await.map_err(std::io::Error::other) {
+            Ok(Ok(b)) => Ok(Some(b)),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Ok(Err(e)) | Err(e) => Err(self.read_error(&format!("{RESERVED_DIR}/{name}"), e)),
         }
     }
 

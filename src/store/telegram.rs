@@ -765,6 +765,17 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
                 loc: format!("{} (message {id}, {name})", s.name),
             });
         };
+        // A blob larger than any key file, catalog or run record is not ours: never
+        // downloaded into memory.
+        let limit = crate::bounded::meta_limit(name);
+        if doc.size > limit {
+            return Err(StoreError::Transient {
+                message: format!(
+                    "{}: {name} (message {id}) is {} bytes, more than the {limit} tgferry reads",
+                    s.name, doc.size
+                ),
+            });
+        }
         s.download_all(id, doc.size).await.map(Some)
     }
 

@@ -48,8 +48,12 @@ pub enum VaultError {
 
     /// Argon2id parameters outside the accepted bounds, either asked for when
     /// creating a key file or found in one being read (a hostile key file
-    /// could otherwise demand, say, 100 GiB of memory).
-    #[error("argon2id parameters out of bounds: {reason}")]
+    /// could otherwise demand, say, 100 GiB of memory or a minute per command).
+    #[error(
+        "argon2id parameters out of bounds: {reason}; tgferry never writes such a key file, \
+         so this one was altered or made elsewhere: put back the store's key file from a \
+         backup"
+    )]
     KdfParamsOutOfBounds {
         /// Which parameter and its bounds.
         reason: String,

@@ -28,6 +28,9 @@ pub const KEYFILE_FORMAT: &str = "tgferry-vault";
 /// The key file version this build writes and reads.
 pub const KEYFILE_VERSION: u64 = 1;
 
+/// The largest key file read (a real one is about 400 bytes).
+pub const MAX_KEY_FILE_LEN: usize = 64 << 10;
+
 /// Length of a vault id.
 pub const VAULT_ID_LEN: usize = 16;
 
@@ -46,7 +49,8 @@ const WRAP_AAD_PREFIX: &[u8] = b"tgferry-vault v1 key";
 /// Argon2id cost parameters.
 ///
 /// Accepted bounds, on creation and on reading: `p_cost` in 1..=16, `t_cost` in
-/// 1..=64, `m_cost_kib` in `8 * p_cost`..=1 GiB (1,048,576 KiB).
+/// 1..=8, `m_cost_kib` in `8 * p_cost`..=256 MiB (262,144 KiB). At the top of both, one
+/// unlock costs about 30 times the default (about 3 s of CPU here) and 256 MiB of memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KdfParams {
     /// Memory in KiB.
@@ -58,10 +62,10 @@ pub struct KdfParams {
 }
 
 impl KdfParams {
-    /// Largest accepted memory cost: 1 GiB.
-    pub const MAX_M_COST_KIB: u32 = 1 << 20;
+    /// Largest accepted memory cost: 256 MiB, eight times the default.
+    pub const MAX_M_COST_KIB: u32 = 1 << 18;
     /// Largest accepted number of passes.
-    pub const MAX_T_COST: u32 = 64;
+    pub const MAX_T_COST: u32 = 8;
     /// Largest accepted number of lanes.
     pub const MAX_P_COST: u32 = 16;
 
@@ -85,7 +89,7 @@ impl KdfParams {
         let min_m = 8 * self.p_cost;
         if !(min_m..=Self::MAX_M_COST_KIB).contains(&self.m_cost_kib) {
             return out(format!(
-                "m_cost_kib {} is outside {min_m}..={} (at most 1 GiB of memory)",
+                "m_cost_kib {} is outside {min_m}..={} (at most 256 MiB of memory)",
                 self.m_cost_kib,
                 Self::MAX_M_COST_KIB
             ));
@@ -251,6 +255,12 @@ impl KeyFile {
     /// checks). Does not need the passphrase.
     pub fn from_json(bytes: &[u8]) -> Result<KeyFile, VaultError> {
         let invalid = |reason: String| VaultError::InvalidKeyFile { reason };
+        if bytes.len() > MAX_KEY_FILE_LEN {
+            return Err(invalid(format!(
+                "{} bytes, more than a key file's {MAX_KEY_FILE_LEN}",
+                bytes.len()
+            )));
+        }
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
         let obj = value
@@ -401,14 +411,11 @@ mod tests {
                 ..CHEAP
             },
             KdfParams {
-                m_cost_kib: (1 << 20) + 1,
+                m_cost_kib: (1 << 18) + 1,
                 ..CHEAP
             },
             KdfParams { t_cost: 0, ..CHEAP },
-            KdfParams {
-                t_cost: 65,
-                ..CHEAP
-            },
+            KdfParams { t_cost: 9, ..CHEAP },
             KdfParams { p_cost: 0, ..CHEAP },
             KdfParams {
                 p_cost: 17,
@@ -477,6 +484,23 @@ mod tests {
         let dup = json.replacen("\"version\": 1,", "\"version\": 1, \"version\": 1,", 1);
         assert!(matches!(
             KeyFile::from_json(dup.as_bytes()),
+            Err(VaultError::InvalidKeyFile { .. })
+        ));
+        assert!(matches!(
+            with(&|v| v["kdf"]["m_cost_kib"] = (1u32 << 20).into()),
+            Err(VaultError::KdfParamsOutOfBounds { .. })
+        ));
+        assert!(matches!(
+            with(&|v| v["kdf"]["t_cost"] = 64.into()),
+            Err(VaultError::KdfParamsOutOfBounds { .. })
+        ));
+        let padded = format!(
+            "{}{}",
+            " ".repeat(MAX_KEY_FILE_LEN),
+            String::from_utf8(kf.to_json()).unwrap()
+        );
+        assert!(matches!(
+            KeyFile::from_json(padded.as_bytes()),
             Err(VaultError::InvalidKeyFile { .. })
         ));
         assert!(matches!(

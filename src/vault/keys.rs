@@ -25,6 +25,8 @@ pub(crate) const INFO_CONTENT_ID: &[u8] = b"tgferry v1 content-id";
 pub(crate) const INFO_OBJECT: &[u8] = b"tgferry v1 object";
 /// HKDF info string for a catalog key.
 pub(crate) const INFO_CATALOG: &[u8] = b"tgferry v1 catalog";
+/// HKDF info string for the key of the state file's integrity tags.
+pub(crate) const INFO_STATE: &[u8] = b"tgferry v1 state integrity";
 
 /// The vault's 256-bit master key: the root of every other key.
 ///
@@ -59,6 +61,12 @@ impl MasterKey {
     /// no salt).
     pub fn content_id_key(&self) -> ContentIdKey {
         ContentIdKey(hkdf_sha256(None, self.expose(), INFO_CONTENT_ID))
+    }
+
+    /// Derives the key of the state file's integrity tags (`info = "tgferry v1 state
+    /// integrity"`, no salt; docs/state.md, "integrity").
+    pub fn state_key(&self) -> StateKey {
+        StateKey(hkdf_sha256(None, self.expose(), INFO_STATE))
     }
 
     /// The AES-256-GCM cipher for one object, from its salt.
@@ -111,6 +119,25 @@ impl fmt::Debug for ContentIdKey {
     }
 }
 
+/// The key of a vault state's integrity tags (keyed BLAKE3 over what identifies stored
+/// bytes; see `crate::state::integrity`), derived from the master key. Zeroized on drop;
+/// `Debug` prints nothing secret.
+#[derive(Clone)]
+pub struct StateKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl StateKey {
+    /// A keyed BLAKE3 hasher under this key.
+    pub fn hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&self.0)
+    }
+}
+
+impl fmt::Debug for StateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StateKey([redacted])")
+    }
+}
+
 /// HKDF-SHA256 (RFC 5869) with a 32-byte output. `salt = None` means the RFC's
 /// default: 32 zero bytes.
 fn hkdf_sha256(salt: Option<&[u8]>, ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
@@ -128,7 +155,7 @@ mod tests {
     #[test]
     fn debug_prints_nothing_secret() {
         let key = MasterKey::from_bytes([0xab; 32]);
-        let shown = format!("{key:?} {:?}", key.content_id_key());
+        let shown = format!("{key:?} {:?} {:?}", key.content_id_key(), key.state_key());
         assert!(!shown.to_lowercase().contains("ab"), "{shown}");
         assert!(!shown.contains("171"), "{shown}");
     }
@@ -140,6 +167,9 @@ mod tests {
         let b = hkdf_sha256(Some(&[2; 32]), key.expose(), INFO_OBJECT);
         let c = hkdf_sha256(Some(&[1; 32]), key.expose(), INFO_CATALOG);
         let d = hkdf_sha256(None, key.expose(), INFO_CONTENT_ID);
+        let e = hkdf_sha256(None, key.expose(), INFO_STATE);
+        assert_ne!(*d, *e);
+        assert_ne!(*key.state_key().0, *key.content_id_key().expose());
         assert_ne!(*a, *b);
         assert_ne!(*a, *c);
         assert_ne!(*a, *d);

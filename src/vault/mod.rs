@@ -19,6 +19,7 @@
 //!   [`ObjectParams`] and part index.
 //! - Dedup: [`PartMac`] per part while reading, then [`content_id`].
 //! - The catalog: [`seal_catalog`] / [`open_catalog`].
+//! - The state file's integrity tags: [`MasterKey::state_key`] → [`StateKey`].
 //!
 //! ```
 //! use secrecy::SecretString;
@@ -55,10 +56,10 @@ pub use format::{
     TAG_LEN,
 };
 pub use keyfile::{
-    KDF_SALT_LEN, KEYFILE_FORMAT, KEYFILE_VERSION, KdfParams, KeyFile, VAULT_ID_LEN,
-    WRAP_NONCE_LEN, WRAPPED_KEY_LEN,
+    KDF_SALT_LEN, KEYFILE_FORMAT, KEYFILE_VERSION, KdfParams, KeyFile, MAX_KEY_FILE_LEN,
+    VAULT_ID_LEN, WRAP_NONCE_LEN, WRAPPED_KEY_LEN,
 };
-pub use keys::{ContentIdKey, KEY_LEN, MasterKey};
+pub use keys::{ContentIdKey, KEY_LEN, MasterKey, StateKey};
 pub use stream::{
     DecryptStep, ObjectCipher, PartDecryptor, PartEncryptor, decrypt_part, encrypt_part,
 };
