@@ -140,7 +140,11 @@ async fn copy_store(from: &MemoryStore) -> MemoryStore {
     for loc in from.locations() {
         to.set(&loc, from.get(&loc).unwrap());
     }
-    for name in [META_KEY_FILE, META_CATALOG, tgferry::job::run_record::META_LAST_RUN] {
+    for name in [
+        META_KEY_FILE,
+        META_CATALOG,
+        tgferry::job::run_record::META_LAST_RUN,
+    ] {
         if let Some(b) = from.get_meta(name).await.unwrap() {
             to.put_meta(name, &b).await.unwrap();
         }

@@ -14,8 +14,7 @@ pub use catalog::{check_state, load_catalog, save_catalog};
 pub use key_file::{init, unlock};
 pub use passphrase::passphrase_from_env;
 pub use sealed::{
-    SEALED_STATE_FORMAT, is_sealed_state, open_sealed_state, seal_state, sealed_path,
-    write_sealed,
+    SEALED_STATE_FORMAT, is_sealed_state, open_sealed_state, seal_state, sealed_path, write_sealed,
 };
 
 use crate::state::StateError;
