@@ -132,6 +132,10 @@ pub fn open_dir(dir: &Dir, names: &[OsString], create: bool) -> Result<Dir, Bloc
                     // Opened like any other: what is there now may be a link already.
                     open_child_dir(parent, name).map_err(|e| blocked(parent, name, i, e))?
                 }
+                // Made since the attempt (restores make folders side by side): open it.
+                Ok(Kind::Dir) if e.kind() == io::ErrorKind::NotFound => {
+                    open_child_dir(parent, name).map_err(|e| blocked(parent, name, i, e))?
+                }
                 _ => return Err(blocked(parent, name, i, e)),
             },
         };
