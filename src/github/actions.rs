@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use crate::report::shown;
 use crate::report::status::{Status, stop_word};
 use crate::runner::RunReport;
-use crate::state::StopReason;
 use crate::time::{human_bytes, human_duration};
 
 /// GitHub's cap on one step's summary.
@@ -127,11 +126,7 @@ impl Outputs {
     pub fn of(report: &RunReport, status: &Status) -> Self {
         let failed = (status.failed.len() + status.given_up.len()) as u64;
         Outputs {
-            done: matches!(
-                report.stop_reason,
-                StopReason::Complete | StopReason::NothingToDo
-            ) && report.files_left == 0
-                && failed == 0,
+            done: crate::report::summary::all_stored(report) && failed == 0,
             remaining: Some(report.files_left),
             completed: Some(status.completed_files),
             failed: Some(failed),
@@ -240,16 +235,11 @@ fn md_escape(s: &str) -> String {
 pub fn summary(r: &RunReport, st: &Status) -> String {
     let mut s = String::new();
     let run = &r.run;
-    let reason = match r.stop_reason {
-        StopReason::Complete => "everything in the source is stored",
-        StopReason::NothingToDo => "nothing to do: no file changed since the last run",
-        StopReason::BudgetSpent => "the time budget is spent; the next run continues",
-        StopReason::RateLimited => "the store asked to wait longer than the budget left",
-        StopReason::Interrupted => "interrupted by a signal; state saved",
-        StopReason::Error => "stopped by an error; state saved",
-        StopReason::Killed => "killed",
-    };
-    let _ = writeln!(s, "## tgferry: {}\n", md_escape(reason));
+    let _ = writeln!(
+        s,
+        "## tgferry: {}\n",
+        md_escape(&shown(&crate::report::summary::headline(r)))
+    );
     let _ = writeln!(s, "### This run\n");
     let _ = writeln!(s, "| | |\n| --- | --- |");
     let _ = writeln!(s, "| stop reason | `{}` |", stop_word(r.stop_reason));
@@ -259,33 +249,30 @@ pub fn summary(r: &RunReport, st: &Status) -> String {
     let _ = writeln!(s, "| bytes stored | {} |", human_bytes(run.bytes));
     let _ = writeln!(s, "| files failed | {} |", r.failed.len());
     if let Some(t) = run.resume_after {
-        let _ = writeln!(s, "| come back after | {t} |");
+        let _ = writeln!(s, "| come back after | {} |", crate::time::human_time(t));
     }
     if let Some(e) = &r.fatal {
         let _ = writeln!(s, "| error | {} |", md(&e.to_string()));
     }
-    let _ = writeln!(s, "\n### Totals\n");
+    // Every file in the source is in one row, so the rows add up to the first.
+    let b = &r.breakdown;
+    let _ = writeln!(s, "\n### The source\n");
     let _ = writeln!(s, "| | files | bytes |\n| --- | ---: | ---: |");
+    for (what, t) in [
+        ("stored", b.stored),
+        ("partly stored (resumed next run)", b.partly_stored),
+        ("not stored yet", b.to_do),
+        ("failing, retried next run", b.failing),
+        ("given up", b.given_up),
+    ] {
+        let _ = writeln!(s, "| {what} | {} | {} |", t.files, human_bytes(t.bytes));
+    }
     let _ = writeln!(
         s,
-        "| in the source | {} | {} |",
+        "| **in the source** | **{}** | **{}** |",
         r.files_total,
         human_bytes(r.bytes_total)
     );
-    let _ = writeln!(
-        s,
-        "| stored | {} | {} |",
-        st.completed_files,
-        human_bytes(st.completed_bytes)
-    );
-    let _ = writeln!(
-        s,
-        "| left | {} | {} |",
-        r.files_left,
-        human_bytes(r.bytes_left)
-    );
-    let _ = writeln!(s, "| failing, retried later | {} | |", st.failed.len());
-    let _ = writeln!(s, "| given up | {} | |", st.given_up.len());
     let _ = writeln!(s, "\n{:.1}% done after {} runs.", st.percent_done, st.runs);
     // Lists last, cut to fit.
     let budget = SUMMARY_LIMIT - 4096;
@@ -358,6 +345,7 @@ fn list(s: &mut String, budget: usize, rows: impl ExactSizeIterator<Item = Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::StopReason;
 
     #[test]
     fn outputs_are_heredocs() {
@@ -473,6 +461,8 @@ mod tests {
             bytes_total: 0,
             rate_limit_wait: None,
             elapsed: std::time::Duration::from_secs(1),
+            files_listed: 1,
+            breakdown: Default::default(),
         };
         let text = summary(&report, &status);
         let row = text

@@ -103,8 +103,99 @@ pub struct RunReport {
     pub bytes_total: u64,
     /// For [`StopReason::RateLimited`]: how long the store asked to wait.
     pub rate_limit_wait: Option<Duration>,
-    /// Elapsed time of the run.
+    /// How long the run took: from its start to its end as the state's run record has
+    /// them, so the summary, the job summary and `tgferry status` show one duration.
     pub elapsed: Duration,
+    /// Files the source listed before filters (to tell a filter that matches nothing).
+    pub files_listed: u64,
+    /// Where every file in the source (after filters) stands at the end.
+    pub breakdown: Breakdown,
+}
+
+/// A number of files and their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Files.
+    pub files: u64,
+    /// Their bytes (whole sizes).
+    pub bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, size: u64) {
+        self.files += 1;
+        self.bytes += size;
+    }
+}
+
+/// Where every file in the source (after filters) stands when a run ends. Each file is in
+/// exactly one class, so the classes add up to the source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Breakdown {
+    /// Stored and unchanged.
+    pub stored: Tally,
+    /// Some of its parts stored, not all (resumed by the next run).
+    pub partly_stored: Tally,
+    /// Not stored yet (new, changed, or not reached), no failure.
+    pub to_do: Tally,
+    /// Failed, tried again by the next run.
+    pub failing: Tally,
+    /// Given up after repeated failures (until `tgferry retry`).
+    pub given_up: Tally,
+}
+
+impl Breakdown {
+    /// Classifies the files `listing` holds under `filter`, from the state `state` and the
+    /// files `left` for a later run.
+    fn of(
+        listing: &crate::source::Listing,
+        filter: &Filter,
+        state: &crate::state::State,
+        left: &HashSet<&str>,
+    ) -> Self {
+        let mut b = Breakdown::default();
+        for e in listing.files.iter().filter(|e| filter.matches(&e.path)) {
+            let path = e.path.as_str();
+            let class = match state.failed.get(path) {
+                Some(f) if f.given_up => &mut b.given_up,
+                Some(_) => &mut b.failing,
+                None if state
+                    .in_progress
+                    .get(path)
+                    .is_some_and(|ip| !ip.parts.is_empty()) =>
+                {
+                    &mut b.partly_stored
+                }
+                None if left.contains(path) => &mut b.to_do,
+                None if state
+                    .completed
+                    .get(path)
+                    .is_some_and(|c| c.size == e.size && c.mtime == e.mtime) =>
+                {
+                    &mut b.stored
+                }
+                None => &mut b.to_do,
+            };
+            class.add(e.size);
+        }
+        b
+    }
+
+    /// The files not stored as they are now (everything but [`Breakdown::stored`]).
+    pub fn not_stored(&self) -> u64 {
+        self.partly_stored.files + self.to_do.files + self.failing.files + self.given_up.files
+    }
+}
+
+/// A file's error without the file's name in front (the report puts it there once).
+fn without_path(path: &str, message: String) -> String {
+    match message
+        .strip_prefix(path)
+        .and_then(|rest| rest.strip_prefix(": "))
+    {
+        Some(rest) => rest.to_owned(),
+        None => message,
+    }
 }
 
 /// Records a run that could not start because the store asks to wait `wait` first (a
@@ -198,6 +289,7 @@ impl<S: Source, T: Store> Runner<S, T> {
                 let bytes_total = listing.files.iter().map(|f| f.size).sum();
                 return match record_rate_limited_start(&mut state, wait) {
                     Ok(run) => {
+                        let elapsed = run.ended.duration_since(run.started).unsigned_abs();
                         let report = RunReport {
                             stop_reason: StopReason::RateLimited,
                             run,
@@ -209,7 +301,9 @@ impl<S: Source, T: Store> Runner<S, T> {
                             files_total,
                             bytes_total,
                             rate_limit_wait: Some(wait),
-                            elapsed: self.budget.started().elapsed(),
+                            elapsed,
+                            files_listed: listing.files.len() as u64,
+                            breakdown: Breakdown::default(),
                         };
                         Ok((state, report))
                     }
@@ -239,10 +333,12 @@ impl<S: Source, T: Store> Runner<S, T> {
             run.detail = report.fatal.as_ref().map(|e| e.to_string());
         });
         match saved {
-            Ok(run) => report.run = run,
+            Ok(run) => {
+                report.elapsed = run.ended.duration_since(run.started).unsigned_abs();
+                report.run = run;
+            }
             Err(e) => return Err((state, e.into())),
         }
-        report.elapsed = self.budget.started().elapsed();
         Ok((state, report))
     }
 
@@ -275,6 +371,8 @@ impl<S: Source, T: Store> Runner<S, T> {
             bytes_total: plan.bytes_total,
             rate_limit_wait: None,
             elapsed: Duration::ZERO,
+            files_listed: listing.files.len() as u64,
+            breakdown: Breakdown::default(),
         };
         match self.record_plan(state, &plan) {
             Ok(garbage) => transfer::remove_all(&*self.store, garbage).await,
@@ -306,6 +404,12 @@ impl<S: Source, T: Store> Runner<S, T> {
         }
         if plan.work.is_empty() {
             report.stop_reason = StopReason::NothingToDo;
+            report.breakdown = Breakdown::of(
+                &listing,
+                &cfg.filter,
+                state.lock().unwrap().state(),
+                &HashSet::new(),
+            );
             self.events.emit(Event::Stopping {
                 reason: report.stop_reason,
             });
@@ -465,7 +569,7 @@ impl<S: Source, T: Store> Runner<S, T> {
                                 {
                                     self.events.emit(Event::FileRetry {
                                         path: p.item.entry.path.clone(),
-                                        error: err.to_string(),
+                                        error: without_path(&p.item.entry.path, err.to_string()),
                                         retry_in: d,
                                     });
                                     waiting.push(Waiting { at, item: p });
@@ -545,6 +649,10 @@ impl<S: Source, T: Store> Runner<S, T> {
                 p.item.entry.size.saturating_sub(done)
             })
             .sum();
+        report.breakdown = {
+            let left: HashSet<&str> = left.iter().map(|p| p.item.entry.path.as_str()).collect();
+            Breakdown::of(&listing, &cfg.filter, state.lock().unwrap().state(), &left)
+        };
         report.stop_reason = stop.unwrap_or(StopReason::Complete);
         if report.stop_reason == StopReason::Complete && report.files_left > 0 {
             report.stop_reason = StopReason::BudgetSpent;
@@ -616,6 +724,7 @@ impl<S: Source, T: Store> Runner<S, T> {
         tries: u32,
         report: &mut RunReport,
     ) {
+        let message = without_path(path, message);
         let now = crate::time::now();
         let mut st = state.lock().unwrap();
         let prev = st.state().failed.get(path).cloned();

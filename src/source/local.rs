@@ -217,25 +217,31 @@ struct Pending {
 
 /// Lists `root` recursively (blocking), depth first in byte order of names, and returns
 /// the root's handle with it.
-fn list_blocking(root: &Path) -> Result<(Listing, Dir), SourceError> {
+/// Checks that `root` is a folder that can be looked at (blocking): a job checks its
+/// source this way before it creates anything (a vault, a store, a state).
+pub fn check_root(root: &Path) -> Result<(), SourceError> {
     let unavailable = |message: String| SourceError::Unavailable {
         root: root.display().to_string(),
         message,
     };
     match std::fs::metadata(root) {
-        Ok(md) if md.is_dir() => {}
-        Ok(_) => {
-            return Err(unavailable(
-                "is not a directory; --source takes a folder".into(),
-            ));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(unavailable(
-                "does not exist; check --source (or TGFERRY_SOURCE)".into(),
-            ));
-        }
-        Err(e) => return Err(unavailable(format!("cannot be read: {e}"))),
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => Err(unavailable(
+            "is not a directory; --source takes a folder".into(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(unavailable(
+            "does not exist; check --source (or TGFERRY_SOURCE)".into(),
+        )),
+        Err(e) => Err(unavailable(format!("cannot be read: {e}"))),
     }
+}
+
+fn list_blocking(root: &Path) -> Result<(Listing, Dir), SourceError> {
+    let unavailable = |message: String| SourceError::Unavailable {
+        root: root.display().to_string(),
+        message,
+    };
+    check_root(root)?;
     let root_dir =
         beneath::open_root(root).map_err(|e| unavailable(format!("cannot be read: {e}")))?;
     let mut listing = Listing::default();

@@ -295,6 +295,16 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+impl Drop for StateFile {
+    /// A run refused before its state was ever saved leaves no empty `<state>.lock`
+    /// behind (removed while the lock is still held).
+    fn drop(&mut self) {
+        if !self.path.exists() {
+            let _ = std::fs::remove_file(lock_path(&self.path));
+        }
+    }
+}
+
 fn lock_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
