@@ -256,7 +256,7 @@ pub fn summary(r: &RunReport, st: &Status) -> String {
     }
     // Every file in the source is in one row, so the rows add up to the first.
     let b = &r.breakdown;
-    let _ = writeln!(s, "\n### The source\n");
+    let _ = writeln!(s, "\n### Totals\n");
     let _ = writeln!(s, "| | files | bytes |\n| --- | ---: | ---: |");
     for (what, t) in [
         ("stored", b.stored),
@@ -273,7 +273,12 @@ pub fn summary(r: &RunReport, st: &Status) -> String {
         r.files_total,
         human_bytes(r.bytes_total)
     );
-    let _ = writeln!(s, "\n{:.1}% done after {} runs.", st.percent_done, st.runs);
+    let _ = writeln!(
+        s,
+        "\n{:.1}% done after {}.",
+        st.percent_done,
+        crate::report::count(st.runs, "run")
+    );
     // Lists last, cut to fit.
     let budget = SUMMARY_LIMIT - 4096;
     if !st.given_up.is_empty() {

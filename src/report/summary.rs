@@ -188,3 +188,111 @@ pub fn render(r: &RunReport) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::{Breakdown, Tally};
+
+    fn report(stop: StopReason) -> RunReport {
+        RunReport {
+            stop_reason: stop,
+            run: crate::state::RunRecord::started(crate::time::now()),
+            fatal: None,
+            files_left: 0,
+            bytes_left: 0,
+            failed: Vec::new(),
+            given_up: Vec::new(),
+            files_total: 3,
+            bytes_total: 30,
+            rate_limit_wait: None,
+            elapsed: std::time::Duration::from_secs(2),
+            files_listed: 3,
+            breakdown: Breakdown {
+                stored: Tally {
+                    files: 3,
+                    bytes: 30,
+                },
+                ..Breakdown::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_run_with_failed_files_never_says_everything_is_stored() {
+        let mut r = report(StopReason::Complete);
+        assert_eq!(headline(&r), "done: everything in the source is stored");
+        r.failed = vec![("b.txt".into(), "cannot be read: denied".into())];
+        r.breakdown.stored = Tally {
+            files: 2,
+            bytes: 20,
+        };
+        r.breakdown.failing = Tally {
+            files: 1,
+            bytes: 10,
+        };
+        let text = render(&r);
+        assert!(
+            !text.contains("everything in the source is stored"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not everything is stored: 1 file failed in this run"),
+            "{text}"
+        );
+        assert!(text.contains("1 file failed in this run:\n  b.txt: cannot be read"));
+        assert!(!all_stored(&r));
+        // Given up in this run: said once, as given up.
+        r.given_up = vec!["b.txt".into()];
+        r.breakdown.failing = Tally::default();
+        r.breakdown.given_up = Tally {
+            files: 1,
+            bytes: 10,
+        };
+        let line = headline(&r);
+        assert_eq!(
+            line,
+            "not everything is stored: 1 file is given up; every other file in the source is \
+             stored"
+        );
+        // Nothing to do, but a file given up earlier: not "everything is stored" either.
+        let mut r = report(StopReason::NothingToDo);
+        r.given_up = vec!["x".into()];
+        r.breakdown.given_up = Tally { files: 1, bytes: 1 };
+        assert!(headline(&r).starts_with("not everything is stored"));
+    }
+
+    #[test]
+    fn nothing_to_do_says_why() {
+        let r = report(StopReason::NothingToDo);
+        assert_eq!(
+            headline(&r),
+            "nothing to do: every file in the source is stored already"
+        );
+        let mut r = report(StopReason::NothingToDo);
+        r.files_total = 0;
+        r.breakdown = Breakdown::default();
+        assert_eq!(
+            headline(&r),
+            "nothing to do: --include/--exclude match none of the 3 files in the source"
+        );
+        r.files_listed = 0;
+        assert_eq!(headline(&r), "nothing to do: the source holds no files");
+    }
+
+    #[test]
+    fn counts_take_their_number() {
+        let mut r = report(StopReason::Complete);
+        r.run.files_completed = 1;
+        r.run.parts_stored = 1;
+        let text = render(&r);
+        assert!(
+            text.starts_with("stored 1 file (1 part, 0 B) in 2s\n"),
+            "{text}"
+        );
+        r.stop_reason = StopReason::BudgetSpent;
+        r.files_left = 1;
+        r.bytes_left = 5;
+        assert!(headline(&r).contains("; 1 file (5 B) left; the next run continues"));
+    }
+}

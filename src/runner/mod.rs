@@ -807,3 +807,101 @@ async fn sleep_until_opt(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+    use crate::source::{Listing, SourceEntry};
+    use crate::state::{Completed, Encryption, InProgress, Job, State};
+
+    #[test]
+    fn an_error_names_its_file_once() {
+        let e = SourceError::Unreadable {
+            path: "a/b.txt".into(),
+            message: "denied".into(),
+        };
+        assert_eq!(
+            without_path("a/b.txt", e.to_string()),
+            "cannot be read: denied"
+        );
+        assert_eq!(
+            without_path("other", e.to_string()),
+            "a/b.txt: cannot be read: denied"
+        );
+    }
+
+    #[test]
+    fn the_breakdown_adds_up_to_the_source() {
+        let t = |s| crate::time::Timestamp::from_second(s).unwrap();
+        let entry = |path: &str, size| SourceEntry {
+            path: path.into(),
+            size,
+            mtime: t(1),
+        };
+        let listing = Listing {
+            files: ["stored", "partly", "todo", "failing", "gone", "skipped/x"]
+                .iter()
+                .zip([1, 2, 3, 4, 5, 6])
+                .map(|(p, n)| entry(p, n))
+                .collect(),
+            ..Listing::default()
+        };
+        let mut st = State::new(Job {
+            source: "s".into(),
+            store: "t".into(),
+            encryption: Encryption::None,
+            vault_id: None,
+        });
+        let done = Completed {
+            size: 1,
+            mtime: t(1),
+            stored_at: t(2),
+            parts: Vec::new(),
+            object: None,
+            versions: Vec::new(),
+        };
+        st.completed.insert("stored".into(), done);
+        let mut ip = InProgress {
+            size: 2,
+            mtime: t(1),
+            part_size: 1,
+            parts_total: 2,
+            started: t(2),
+            parts: Vec::new(),
+            vault: None,
+        };
+        ip.parts.push(crate::state::StoredPart {
+            loc: "partly.001".into(),
+            len: 1,
+            sha256: String::new(),
+            salt: None,
+            nonce_prefix: None,
+            store_mtime: None,
+        });
+        st.in_progress.insert("partly".into(), ip);
+        let failed = |given_up| Failed {
+            attempts: 1,
+            tries: 1,
+            last_error: "x".into(),
+            kind: FailureKind::Transient,
+            first_failed: t(3),
+            last_failed: t(3),
+            given_up,
+        };
+        st.failed.insert("failing".into(), failed(false));
+        st.failed.insert("gone".into(), failed(true));
+        let filter = Filter::new(&[], &["skipped/**".into()]).unwrap();
+        let left: HashSet<&str> = ["todo", "partly"].into_iter().collect();
+        let b = Breakdown::of(&listing, &filter, &st, &left);
+        let one = |files, bytes| Tally { files, bytes };
+        assert_eq!(b.stored, one(1, 1));
+        assert_eq!(b.partly_stored, one(1, 2));
+        assert_eq!(b.to_do, one(1, 3));
+        assert_eq!(b.failing, one(1, 4));
+        assert_eq!(b.given_up, one(1, 5));
+        assert_eq!(b.not_stored(), 4);
+        let all = [b.stored, b.partly_stored, b.to_do, b.failing, b.given_up];
+        assert_eq!(all.iter().map(|t| t.files).sum::<u64>(), 5);
+        assert_eq!(all.iter().map(|t| t.bytes).sum::<u64>(), 15);
+    }
+}

@@ -20,6 +20,7 @@ pub mod integrity;
 pub mod journal;
 pub mod model;
 
+use crate::job::identity::same_place;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -412,7 +413,8 @@ impl StateFile {
             // --force: its stored data would not be readable the other way.
             let vault_ok = job.vault_id.is_none() || job.vault_id == state.job.vault_id;
             let format_ok = job.encryption == state.job.encryption && vault_ok;
-            let place_ok = job.source == state.job.source && job.store == state.job.store;
+            let place_ok = same_place(&state.job.source, &job.source)
+                && same_place(&state.job.store, &job.store);
             if !format_ok || (!place_ok && !opts.force) {
                 return Err(StateError::Foreign {
                     path: path.to_owned(),
@@ -420,7 +422,9 @@ impl StateFile {
                     wanted: Box::new(job.clone()),
                 });
             }
-            if !place_ok {
+            // Adopted with --force, or recorded as typed by an earlier tgferry (migrated to
+            // the canonical form).
+            if state.job.source != job.source || state.job.store != job.store {
                 state.job.source = job.source.clone();
                 state.job.store = job.store.clone();
                 adopted = true;
@@ -507,7 +511,8 @@ impl StateFile {
         let found = &catalog.job;
         let format_ok = found.encryption == job.encryption
             && (job.vault_id.is_none() || job.vault_id == found.vault_id);
-        let place_ok = found.source == job.source && found.store == job.store;
+        let place_ok =
+            same_place(&found.source, &job.source) && same_place(&found.store, &job.store);
         if !format_ok || (!place_ok && !force) {
             return Err(StateError::Foreign {
                 path: self.path.clone(),
