@@ -34,7 +34,7 @@ fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Outp
     let mut cmd = tgferry(args);
     cmd.current_dir(dir);
     for (k, v) in env {
-        cmd.env(k, v);
+        cmd.env(k, v.replace("{dir}", dir.to_str().unwrap()));
     }
     cmd.output().unwrap()
 }
@@ -430,6 +430,29 @@ const CASES: &[Case] = &[
         code: 6,
         says: &["belongs to another job"],
         never: &[],
+        absent: &[],
+    },
+    Case {
+        name: "inside GitHub Actions, a store in the runner's temporary folder is warned about",
+        setup: nothing,
+        args: RUN,
+        env: &[("GITHUB_ACTIONS", "true"), ("RUNNER_TEMP", "{dir}")],
+        code: 0,
+        says: &[
+            "::warning title=tgferry%3A the store disappears after the job::the store ",
+            "lies in the runner's $RUNNER_TEMP, which disappears after the job",
+        ],
+        never: &[],
+        absent: &[],
+    },
+    Case {
+        name: "outside GitHub Actions, no such warning",
+        setup: nothing,
+        args: RUN,
+        env: &[("RUNNER_TEMP", "{dir}")],
+        code: 0,
+        says: &[],
+        never: &["disappears after the job"],
         absent: &[],
     },
     Case {

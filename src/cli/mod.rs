@@ -269,6 +269,19 @@ async fn run(a: args::RunArgs, started: std::time::Instant, wall: SystemTime) ->
         Some(b) => Budget::until(started, started + b, settings.reserve),
         None => Budget::unlimited(started),
     };
+    if std::env::var_os("GITHUB_ACTIONS").is_some()
+        && settings.job.store.local_root().is_some()
+        && let Some(w) = actions::ephemeral_store_warning(
+            std::path::Path::new(&settings.job.identity.store),
+            |k| std::env::var_os(k),
+        )
+    {
+        eprintln!(
+            "::warning title={}::{}",
+            actions::escape_property("tgferry: the store disappears after the job"),
+            actions::escape_data(&crate::report::shown(&w))
+        );
+    }
     let print = &mut |n: Notice| eprintln!("{}", crate::report::shown(&n.to_string()));
     let opening = OpenJob::open(
         &settings.job,

@@ -85,6 +85,44 @@ impl Actions {
     }
 }
 
+/// The runner's folders that GitHub empties or throws away after the job, by the
+/// variables that name them (and `/tmp`).
+const EPHEMERAL_DIRS: [&str; 3] = ["RUNNER_TEMP", "GITHUB_WORKSPACE", "RUNNER_TOOL_CACHE"];
+
+/// A warning when a local store (`store`, canonical as the job identity records it) lies
+/// under a folder of the runner that does not outlive the job: the next run would find
+/// an empty store. `var` reads the environment (tests pass their own).
+pub fn ephemeral_store_warning(
+    store: &std::path::Path,
+    var: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<String> {
+    let under = |dir: &std::path::Path| {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+        store.starts_with(&dir)
+    };
+    let (name, _) = EPHEMERAL_DIRS
+        .iter()
+        .filter_map(|k| {
+            var(k)
+                .filter(|v| !v.is_empty())
+                .map(|v| (*k, PathBuf::from(v)))
+        })
+        .chain(std::iter::once(("/tmp", PathBuf::from("/tmp"))))
+        .find(|(_, dir)| under(dir))?;
+    let place = if name == "/tmp" {
+        "/tmp".to_owned()
+    } else {
+        format!("${name}")
+    };
+    Some(format!(
+        "the store {} lies in the runner's {place}, which disappears after the job: the next \
+         run finds the store empty. Store into Telegram (telegram:CHAT), an rclone remote, or \
+         a folder on a self-hosted runner's own disk outside its work folders \
+         (docs/github-actions.md)",
+        store.display()
+    ))
+}
+
 /// Starts a collapsible log group (on stderr, in order with the progress lines).
 pub fn group(title: &str) {
     eprintln!("::group::{}", escape_data(&shown(title)));
@@ -367,6 +405,42 @@ mod tests {
         assert_eq!(
             delimiter("ghadelimiter_tgferry_0"),
             "ghadelimiter_tgferry_1"
+        );
+    }
+
+    #[test]
+    fn a_store_on_the_runners_passing_folders_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let (temp, work, kept) = (root.join("temp"), root.join("work"), root.join("kept"));
+        for d in [&temp, &work, &kept] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let env = |k: &str| match k {
+            "RUNNER_TEMP" => Some(temp.clone().into_os_string()),
+            "GITHUB_WORKSPACE" => Some(work.clone().into_os_string()),
+            _ => None,
+        };
+        let w = ephemeral_store_warning(&temp.join("store"), env).unwrap();
+        assert!(
+            w.contains("$RUNNER_TEMP, which disappears after the job"),
+            "{w}"
+        );
+        let w = ephemeral_store_warning(&work.join("a/store"), env).unwrap();
+        assert!(w.contains("$GITHUB_WORKSPACE"), "{w}");
+        let w = ephemeral_store_warning(std::path::Path::new("/tmp/x/store"), env).unwrap();
+        assert!(w.contains("runner's /tmp"), "{w}");
+        if !kept.starts_with("/tmp") {
+            assert_eq!(ephemeral_store_warning(&kept.join("store"), env), None);
+        }
+        assert_eq!(
+            ephemeral_store_warning(std::path::Path::new("/srv/backup"), env),
+            None
+        );
+        // `/tmpfoo` is not under `/tmp`.
+        assert_eq!(
+            ephemeral_store_warning(std::path::Path::new("/tmpfoo/store"), env),
+            None
         );
     }
 
