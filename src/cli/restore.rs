@@ -152,6 +152,12 @@ pub(super) async fn restore(a: RestoreArgs) -> Result<u8, Exit> {
         a.to.display(),
         human_duration(started.elapsed())
     );
+    if report.folders > 0 {
+        line += &format!(
+            ", {} with their permissions and times",
+            count(report.folders, "folder")
+        );
+    }
     if already > 0 {
         line += &format!("; {already} already there");
     }

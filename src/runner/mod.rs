@@ -187,6 +187,45 @@ impl Breakdown {
     }
 }
 
+/// What a listing found about permissions and folders, for the files and folders the run
+/// takes: a folder is kept when a file it takes lies under it, or when it is empty and the
+/// filter takes its path.
+fn meta_of(listing: &crate::source::Listing, filter: &Filter) -> crate::state::Meta {
+    let mut holding: HashSet<&str> = HashSet::new();
+    let mut meta = crate::state::Meta::default();
+    for e in listing.files.iter().filter(|e| filter.matches(&e.path)) {
+        for (i, _) in e.path.match_indices('/') {
+            holding.insert(&e.path[..i]);
+        }
+        if let Some(mode) = listing.modes.get(&e.path) {
+            meta.modes.insert(e.path.clone(), *mode);
+        }
+    }
+    // The folders above a kept empty folder are kept too.
+    for f in listing
+        .folders
+        .iter()
+        .filter(|f| f.empty && filter.matches(&f.path))
+    {
+        holding.insert(&f.path);
+        for (i, _) in f.path.match_indices('/') {
+            holding.insert(&f.path[..i]);
+        }
+    }
+    for f in &listing.folders {
+        if holding.contains(f.path.as_str()) {
+            meta.folders.insert(
+                f.path.clone(),
+                crate::state::FolderMeta {
+                    mtime: f.mtime,
+                    mode: f.mode,
+                },
+            );
+        }
+    }
+    meta
+}
+
 /// A file's error without the file's name in front (the report puts it there once).
 fn without_path(path: &str, message: String) -> String {
     match message
@@ -402,6 +441,10 @@ impl<S: Source, T: Store> Runner<S, T> {
             let err = FileError::Source(error.clone());
             self.fail_for_run(state, path, &err, 1, &mut report);
         }
+        state
+            .lock()
+            .unwrap()
+            .set_meta(meta_of(&listing, &cfg.filter));
         if plan.work.is_empty() {
             report.stop_reason = StopReason::NothingToDo;
             report.breakdown = Breakdown::of(

@@ -149,6 +149,20 @@ fn entry_from_std(path: &str, md: &std::fs::Metadata) -> SourceEntry {
     }
 }
 
+/// The permission bits of a file or folder (Unix only).
+fn mode_of(md: &cap_std::fs::Metadata) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use cap_std::fs::MetadataExt;
+        Some(md.mode() & 0o7777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = md;
+        None
+    }
+}
+
 fn entry_from(path: String, md: &cap_std::fs::Metadata) -> SourceEntry {
     let mtime = md
         .modified()
@@ -296,6 +310,22 @@ fn list_blocking(root: &Path) -> Result<(Listing, Dir), SourceError> {
             }
         };
         entries.sort_by_key(|e| e.file_name());
+        if !prefix.is_empty()
+            && let Ok(md) = dir.dir_metadata()
+        {
+            listing.folders.push(super::FolderEntry {
+                path: prefix.clone(),
+                mtime: crate::time::from_system(
+                    md.modified()
+                        .map(|t| t.into_std())
+                        .unwrap_or(std::time::UNIX_EPOCH),
+                ),
+                mode: mode_of(&md),
+                empty: entries
+                    .iter()
+                    .all(|e| e.file_name() == "." || e.file_name() == ".."),
+            });
+        }
         let mut subfolders = Vec::new();
         for entry in entries {
             let name = entry.file_name();
@@ -353,7 +383,12 @@ fn list_blocking(root: &Path) -> Result<(Listing, Dir), SourceError> {
                 ));
             } else {
                 match entry.metadata() {
-                    Ok(md) if md.is_file() => listing.files.push(entry_from(key, &md)),
+                    Ok(md) if md.is_file() => {
+                        if let Some(mode) = mode_of(&md) {
+                            listing.modes.insert(key.clone(), mode);
+                        }
+                        listing.files.push(entry_from(key, &md))
+                    }
                     Ok(_) => listing
                         .refused
                         .push((key, "not a regular file (socket, device or pipe)".into())),

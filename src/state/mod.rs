@@ -658,6 +658,12 @@ impl StateFile {
         }
     }
 
+    /// Records what the run's listing found about permissions and folders (saved with the
+    /// state at the end of the run; not covered by integrity tags, so no tag goes stale).
+    pub fn set_meta(&mut self, meta: Meta) {
+        self.state.meta = meta;
+    }
+
     /// Mutable access for commands that edit the state outside a run (`retry`); call
     /// [`StateFile::commit`] afterwards.
     pub fn state_mut(&mut self) -> &mut State {
