@@ -281,7 +281,7 @@ pub fn summary(r: &RunReport, st: &Status) -> String {
     let _ = writeln!(s, "### This run\n");
     let _ = writeln!(s, "| | |\n| --- | --- |");
     let _ = writeln!(s, "| stop reason | `{}` |", stop_word(r.stop_reason));
-    let _ = writeln!(s, "| took | {} |", human_duration(r.elapsed));
+    let _ = writeln!(s, "| took | {} |", human_duration(r.took()));
     let _ = writeln!(s, "| files stored | {} |", run.files_completed);
     let _ = writeln!(s, "| parts stored | {} |", run.parts_stored);
     let _ = writeln!(s, "| bytes stored | {} |", human_bytes(run.bytes));

@@ -370,6 +370,11 @@ impl OpenJob<AnySource, AnyStore<GrammersApi>> {
         stop_at: Option<tokio::time::Instant>,
         notice: &mut dyn FnMut(Notice),
     ) -> Result<Opening<AnySource, AnyStore<GrammersApi>>, JobError> {
+        // A mistyped source is reported before anything is created (a state, a vault).
+        if let Some(root) = spec.source.local_root() {
+            crate::source::local::check_root(root)
+                .map_err(|e| JobError::Run(crate::runner::RunError::Source(e)))?;
+        }
         // Credentials are checked (no I/O yet) before the state is touched.
         let store = AnyStore::open(
             &spec.store,
@@ -393,11 +398,6 @@ impl<S: Source, T: Store> OpenJob<S, T> {
         stop_at: Option<tokio::time::Instant>,
         notice: &mut dyn FnMut(Notice),
     ) -> Result<Opening<S, T>, JobError> {
-        // A mistyped source is reported before anything is created (a state, a vault).
-        if let Some(root) = spec.source.local_root() {
-            crate::source::local::check_root(root)
-                .map_err(|e| JobError::Run(crate::runner::RunError::Source(e)))?;
-        }
         let store_in_source = check_overlap(spec)?;
         if let Some(at) = &store_in_source {
             notice(Notice::StoreInsideSource { at: at.clone() });

@@ -129,11 +129,11 @@ pub fn render(r: &RunReport) -> String {
         count(run.files_completed, "file"),
         count(run.parts_stored, "part"),
         human_bytes(run.bytes),
-        human_duration(r.elapsed)
+        human_duration(r.took())
     );
     let mut why = headline(r);
     if r.stop_reason == StopReason::BudgetSpent {
-        let rate = run.bytes as f64 / r.elapsed.as_secs_f64().max(0.001);
+        let rate = run.bytes as f64 / r.took().as_secs_f64().max(0.001);
         if rate > 0.0 {
             why = why.replace(
                 "; the next run continues",
@@ -206,7 +206,7 @@ mod tests {
             files_total: 3,
             bytes_total: 30,
             rate_limit_wait: None,
-            elapsed: std::time::Duration::from_secs(2),
+            elapsed: std::time::Duration::from_secs(5),
             files_listed: 3,
             breakdown: Breakdown {
                 stored: Tally {
@@ -285,6 +285,7 @@ mod tests {
         let mut r = report(StopReason::Complete);
         r.run.files_completed = 1;
         r.run.parts_stored = 1;
+        r.run.ended = r.run.started + std::time::Duration::from_secs(2);
         let text = render(&r);
         assert!(
             text.starts_with("stored 1 file (1 part, 0 B) in 2s\n"),

@@ -103,13 +103,24 @@ pub struct RunReport {
     pub bytes_total: u64,
     /// For [`StopReason::RateLimited`]: how long the store asked to wait.
     pub rate_limit_wait: Option<Duration>,
-    /// How long the run took: from its start to its end as the state's run record has
-    /// them, so the summary, the job summary and `tgferry status` show one duration.
+    /// Time since the budget started (process start for the command line), on tokio's
+    /// clock. What people are shown is [`RunReport::took`].
     pub elapsed: Duration,
     /// Files the source listed before filters (to tell a filter that matches nothing).
     pub files_listed: u64,
     /// Where every file in the source (after filters) stands at the end.
     pub breakdown: Breakdown,
+}
+
+impl RunReport {
+    /// How long the run took, from its start to its end as the state's run record has
+    /// them: the one duration the summary, the job summary and `tgferry status` show.
+    pub fn took(&self) -> Duration {
+        self.run
+            .ended
+            .duration_since(self.run.started)
+            .unsigned_abs()
+    }
 }
 
 /// A number of files and their bytes.
@@ -328,7 +339,6 @@ impl<S: Source, T: Store> Runner<S, T> {
                 let bytes_total = listing.files.iter().map(|f| f.size).sum();
                 return match record_rate_limited_start(&mut state, wait) {
                     Ok(run) => {
-                        let elapsed = run.ended.duration_since(run.started).unsigned_abs();
                         let report = RunReport {
                             stop_reason: StopReason::RateLimited,
                             run,
@@ -340,7 +350,7 @@ impl<S: Source, T: Store> Runner<S, T> {
                             files_total,
                             bytes_total,
                             rate_limit_wait: Some(wait),
-                            elapsed,
+                            elapsed: self.budget.started().elapsed(),
                             files_listed: listing.files.len() as u64,
                             breakdown: Breakdown::default(),
                         };
@@ -372,12 +382,10 @@ impl<S: Source, T: Store> Runner<S, T> {
             run.detail = report.fatal.as_ref().map(|e| e.to_string());
         });
         match saved {
-            Ok(run) => {
-                report.elapsed = run.ended.duration_since(run.started).unsigned_abs();
-                report.run = run;
-            }
+            Ok(run) => report.run = run,
             Err(e) => return Err((state, e.into())),
         }
+        report.elapsed = self.budget.started().elapsed();
         Ok((state, report))
     }
 
