@@ -24,6 +24,12 @@ pub fn from_system(t: SystemTime) -> Timestamp {
     })
 }
 
+/// Formats a timestamp for people, in the one form every message uses: RFC 3339 in UTC
+/// at whole seconds (`2026-11-22T06:00:00Z`), as `--deadline` takes it.
+pub fn human_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 /// Formats a duration for people: `1h 2m 3s`, at second precision.
 pub fn human_duration(d: std::time::Duration) -> String {
     let secs = d.as_secs();
@@ -59,6 +65,14 @@ mod tests {
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
+
+    #[test]
+    fn times_have_one_form() {
+        let t: Timestamp = "2026-12-01T06:52:48.991439545Z".parse().unwrap();
+        assert_eq!(human_time(t), "2026-12-01T06:52:48Z");
+        let t: Timestamp = "2026-12-01T08:52:48+02:00".parse().unwrap();
+        assert_eq!(human_time(t), "2026-12-01T06:52:48Z");
     }
 
     #[test]

@@ -549,7 +549,7 @@ fn unchanged_rerun_reads_nothing_and_says_so_then_changed_files_are_stored_again
     let changed = Path::new(&src).join("d1/file 1.bin");
     std::fs::write(&changed, b"new content").unwrap();
     let out = assert_exit(&mut run_cmd(&src, &store, &state, &[]), 0);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("stored 1 files"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stored 1 file ("));
     assert_eq!(
         std::fs::read(Path::new(&store).join("d1/file 1.bin")).unwrap(),
         b"new content"

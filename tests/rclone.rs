@@ -383,8 +383,10 @@ fn budget_limited_runs_then_restore(kind: Kind) {
 /// The parts a run stored, from its summary (`stored 2 files (3 parts, ...)`).
 fn parts_stored(summary: &str) -> u64 {
     summary
-        .split_once(" files (")
-        .and_then(|(_, rest)| rest.split_once(" parts"))
+        .lines()
+        .find(|l| l.starts_with("stored "))
+        .and_then(|l| l.split_once(" ("))
+        .and_then(|(_, rest)| rest.split_once(" part"))
         .and_then(|(n, _)| n.parse().ok())
         .unwrap_or(0)
 }

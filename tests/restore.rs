@@ -564,12 +564,13 @@ fn a_wrong_or_missing_passphrase_stops_before_anything_is_written() {
     let mut wrong = tgferry(&["verify", "--store", s(&store), "--full"]);
     wrong.env("TGFERRY_PASSPHRASE", "not the passphrase");
     assert_exit(&mut wrong, 10);
-    // A plain store has no catalog: without --state there is nothing to read.
+    // A plain store has no catalog: without --state there is nothing to read. A store
+    // without a vault exits 10, as the README's table says.
     let plain = dir.path().join("plain-store");
     std::fs::create_dir_all(&plain).unwrap();
     let out = assert_exit(
         &mut tgferry(&["restore", "--store", s(&plain), "--to", s(&to)]),
-        2,
+        10,
     );
     assert!(text(&out).contains("--state"), "{}", text(&out));
     assert!(!to.exists());
@@ -725,7 +726,7 @@ fn repair_forgets_a_damaged_file_and_the_next_run_stores_it_again() {
     assert!(!to.join("victim.txt").exists());
 
     let out = run_vault(&src, &store, &state, "1MiB");
-    assert!(text(&out).contains("stored 1 files"), "{}", text(&out));
+    assert!(text(&out).contains("stored 1 file ("), "{}", text(&out));
     assert_exit(&mut verify(&["--full"]), 0);
     let to = dir.path().join("after-run");
     assert_exit(

@@ -1,8 +1,12 @@
 //! The command line as clap sees it: raw flags, as close to what was typed as possible, no
 //! I/O. [`super::config`] turns them into validated settings once.
+//!
+//! A switch that an environment variable can set (`TGFERRY_QUIET`, `TGFERRY_FORCE`, ...)
+//! takes the usual spellings there: 1/0, yes/no, true/false, on/off.
 
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Move large file collections into a store (a Telegram chat or a local folder) over many
@@ -162,10 +166,10 @@ pub struct RunArgs {
     #[arg(long, env = "TGFERRY_ENCRYPTION", value_enum, default_value = "vault")]
     pub encryption: EncryptionArg,
     /// The Telegram account has Premium: parts up to 4000 MiB instead of 2000 MiB.
-    #[arg(long, env = "TGFERRY_TG_PREMIUM")]
+    #[arg(long, env = "TGFERRY_TG_PREMIUM", value_parser = BoolishValueParser::new())]
     pub telegram_premium: bool,
     /// Use a state that belongs to another source or store.
-    #[arg(long, env = "TGFERRY_FORCE")]
+    #[arg(long, env = "TGFERRY_FORCE", value_parser = BoolishValueParser::new())]
     pub force: bool,
     /// What to do with a state file that cannot be parsed.
     #[arg(
@@ -184,11 +188,11 @@ pub struct RunArgs {
     )]
     pub progress_interval: String,
     /// No progress output (warnings and the summary still print).
-    #[arg(short, long, env = "TGFERRY_QUIET")]
+    #[arg(short, long, env = "TGFERRY_QUIET", value_parser = BoolishValueParser::new())]
     pub quiet: bool,
     /// Without a state file, start a new state even when the store holds a catalog (by
     /// default the run starts from the catalog, so nothing stored is stored again).
-    #[arg(long, env = "TGFERRY_FRESH_STATE")]
+    #[arg(long, env = "TGFERRY_FRESH_STATE", value_parser = BoolishValueParser::new())]
     pub fresh_state: bool,
     /// Where the state comes from: the local file, or the previous run's GitHub artifact
     /// (fetched when no local state file exists; see `tgferry state fetch`).
@@ -196,7 +200,7 @@ pub struct RunArgs {
     pub state_from: StateFromArg,
     /// Also write the state sealed under the vault's key to `<state>.sealed` (for public
     /// repositories, whose artifacts anyone signed in can download); needs the vault.
-    #[arg(long, env = "TGFERRY_ENCRYPT_STATE")]
+    #[arg(long, env = "TGFERRY_ENCRYPT_STATE", value_parser = BoolishValueParser::new())]
     pub encrypt_state: bool,
     /// Where to find the artifact, for --state-from artifact.
     #[command(flatten)]
@@ -365,7 +369,7 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
     /// No progress output (errors and the summary still print).
-    #[arg(short, long, env = "TGFERRY_QUIET")]
+    #[arg(short, long, env = "TGFERRY_QUIET", value_parser = BoolishValueParser::new())]
     pub quiet: bool,
 }
 
@@ -391,7 +395,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
     /// No progress output (problems and the summary still print).
-    #[arg(short, long, env = "TGFERRY_QUIET")]
+    #[arg(short, long, env = "TGFERRY_QUIET", value_parser = BoolishValueParser::new())]
     pub quiet: bool,
 }
 

@@ -86,7 +86,28 @@ fn deadline(text: &str) -> Result<jiff::Timestamp, UsageError> {
     })
 }
 
+/// Whether `text` uses the unit `M` (months to the duration parser), which people write
+/// for minutes.
+fn uses_capital_m(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        c == b'M'
+            && b[..i]
+                .iter()
+                .rev()
+                .find(|c| !c.is_ascii_whitespace())
+                .is_some_and(u8::is_ascii_digit)
+            && b.get(i + 1).is_none_or(|n| !n.is_ascii_alphabetic())
+    })
+}
+
 pub(crate) fn duration(flag: &str, text: &str) -> Result<Duration, UsageError> {
+    if uses_capital_m(text) {
+        return Err(UsageError(format!(
+            "{flag} {text:?} is ambiguous: M could be minutes or months; write min for \
+             minutes (e.g. 5min) or months for months"
+        )));
+    }
     humantime::parse_duration(text.trim()).map_err(|e| {
         UsageError(format!(
             "{flag} {text:?} is not a duration ({e}); write e.g. 5h30m, 90s"
@@ -113,9 +134,13 @@ impl RunSettings {
         };
         if let Some(d) = &a.deadline {
             let ts = deadline(d)?;
-            let left = SystemTime::from(ts)
-                .duration_since(now)
-                .unwrap_or(Duration::ZERO);
+            let Ok(left) = SystemTime::from(ts).duration_since(now) else {
+                return Err(UsageError(format!(
+                    "--deadline {d:?} is already past (it is {} now): nothing could be stored \
+                     before it; give a later time, or leave --deadline out",
+                    crate::time::human_time(crate::time::from_system(now))
+                )));
+            };
             if left > MAX_BUDGET {
                 return Err(UsageError(format!(
                     "--deadline {d:?} is more than {MAX_BUDGET_YEARS} years away; leave \

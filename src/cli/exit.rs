@@ -24,7 +24,8 @@ pub const STATE_LOCKED: u8 = 7;
 pub const SOURCE_UNAVAILABLE: u8 = 8;
 /// The store is full or cannot be written (state saved).
 pub const STORE_UNAVAILABLE: u8 = 9;
-/// No passphrase, a wrong one, or a store without a vault (nothing was written).
+/// No passphrase, a wrong one, a store without a vault, or (`init`) a store that has one
+/// already (nothing was written).
 pub const PASSPHRASE: u8 = 10;
 /// `state fetch --require`: no state artifact (none, or all expired with no catalog).
 pub const STATE_ARTIFACT_MISSING: u8 = 11;
@@ -109,8 +110,10 @@ pub fn for_job_error(e: &crate::job::JobError) -> u8 {
     use crate::job::JobError as J;
     use crate::store::any::StoreOpenError as O;
     match e {
-        // A store without a vault, read without --state: a plain store needs its state.
-        J::Usage(_) | J::StoreOpen(O::Spec(_)) | J::NoVault(_) => USAGE,
+        J::Usage(_) | J::StoreOpen(O::Spec(_)) => USAGE,
+        // A store without a vault, read without --state (a plain store needs its state):
+        // README's code for a store without a vault.
+        J::NoVault(_) => PASSPHRASE,
         J::StoreOpen(O::Credentials(_)) => STORE_DENIED,
         J::StoreOpen(O::Missing(_)) => STORE_UNAVAILABLE,
         J::State(e) => for_state_error(e),

@@ -152,6 +152,12 @@ pub(super) async fn restore(a: RestoreArgs) -> Result<u8, Exit> {
         a.to.display(),
         human_duration(started.elapsed())
     );
+    if report.folders > 0 {
+        line += &format!(
+            ", {} with their permissions and times",
+            count(report.folders, "folder")
+        );
+    }
     if already > 0 {
         line += &format!("; {already} already there");
     }
@@ -162,11 +168,23 @@ pub(super) async fn restore(a: RestoreArgs) -> Result<u8, Exit> {
             a.version
         );
     }
-    let failed = report.failed.len() + report.unmatched.len();
-    if failed > 0 {
+    if !report.unmatched.is_empty() {
+        let n = report.unmatched.len();
         line += &format!(
-            "; {failed} failed (see the errors above; `tgferry verify --full` lists every \
-             damaged part)"
+            "; {} matched nothing",
+            if n == 1 {
+                "1 pattern".to_owned()
+            } else {
+                format!("{n} patterns")
+            }
+        );
+    }
+    if !report.failed.is_empty() {
+        // Only a file that could not be restored hints at damage in the store.
+        line += &format!(
+            "; {} failed (see the errors above; `tgferry verify --full` lists every \
+             damaged part)",
+            report.failed.len()
         );
     }
     if report.interrupted {

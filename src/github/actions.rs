@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use crate::report::shown;
 use crate::report::status::{Status, stop_word};
 use crate::runner::RunReport;
-use crate::state::StopReason;
 use crate::time::{human_bytes, human_duration};
 
 /// GitHub's cap on one step's summary.
@@ -86,6 +85,44 @@ impl Actions {
     }
 }
 
+/// The runner's folders that GitHub empties or throws away after the job, by the
+/// variables that name them (and `/tmp`).
+const EPHEMERAL_DIRS: [&str; 3] = ["RUNNER_TEMP", "GITHUB_WORKSPACE", "RUNNER_TOOL_CACHE"];
+
+/// A warning when a local store (`store`, canonical as the job identity records it) lies
+/// under a folder of the runner that does not outlive the job: the next run would find
+/// an empty store. `var` reads the environment (tests pass their own).
+pub fn ephemeral_store_warning(
+    store: &std::path::Path,
+    var: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<String> {
+    let under = |dir: &std::path::Path| {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+        store.starts_with(&dir)
+    };
+    let (name, _) = EPHEMERAL_DIRS
+        .iter()
+        .filter_map(|k| {
+            var(k)
+                .filter(|v| !v.is_empty())
+                .map(|v| (*k, PathBuf::from(v)))
+        })
+        .chain(std::iter::once(("/tmp", PathBuf::from("/tmp"))))
+        .find(|(_, dir)| under(dir))?;
+    let place = if name == "/tmp" {
+        "/tmp".to_owned()
+    } else {
+        format!("${name}")
+    };
+    Some(format!(
+        "the store {} lies in the runner's {place}, which disappears after the job: the next \
+         run finds the store empty. Store into Telegram (telegram:CHAT), an rclone remote, or \
+         a folder on a self-hosted runner's own disk outside its work folders \
+         (docs/github-actions.md)",
+        store.display()
+    ))
+}
+
 /// Starts a collapsible log group (on stderr, in order with the progress lines).
 pub fn group(title: &str) {
     eprintln!("::group::{}", escape_data(&shown(title)));
@@ -127,11 +164,7 @@ impl Outputs {
     pub fn of(report: &RunReport, status: &Status) -> Self {
         let failed = (status.failed.len() + status.given_up.len()) as u64;
         Outputs {
-            done: matches!(
-                report.stop_reason,
-                StopReason::Complete | StopReason::NothingToDo
-            ) && report.files_left == 0
-                && failed == 0,
+            done: crate::report::summary::all_stored(report) && failed == 0,
             remaining: Some(report.files_left),
             completed: Some(status.completed_files),
             failed: Some(failed),
@@ -240,53 +273,50 @@ fn md_escape(s: &str) -> String {
 pub fn summary(r: &RunReport, st: &Status) -> String {
     let mut s = String::new();
     let run = &r.run;
-    let reason = match r.stop_reason {
-        StopReason::Complete => "everything in the source is stored",
-        StopReason::NothingToDo => "nothing to do: no file changed since the last run",
-        StopReason::BudgetSpent => "the time budget is spent; the next run continues",
-        StopReason::RateLimited => "the store asked to wait longer than the budget left",
-        StopReason::Interrupted => "interrupted by a signal; state saved",
-        StopReason::Error => "stopped by an error; state saved",
-        StopReason::Killed => "killed",
-    };
-    let _ = writeln!(s, "## tgferry: {}\n", md_escape(reason));
+    let _ = writeln!(
+        s,
+        "## tgferry: {}\n",
+        md_escape(&shown(&crate::report::summary::headline(r)))
+    );
     let _ = writeln!(s, "### This run\n");
     let _ = writeln!(s, "| | |\n| --- | --- |");
     let _ = writeln!(s, "| stop reason | `{}` |", stop_word(r.stop_reason));
-    let _ = writeln!(s, "| took | {} |", human_duration(r.elapsed));
+    let _ = writeln!(s, "| took | {} |", human_duration(r.took()));
     let _ = writeln!(s, "| files stored | {} |", run.files_completed);
     let _ = writeln!(s, "| parts stored | {} |", run.parts_stored);
     let _ = writeln!(s, "| bytes stored | {} |", human_bytes(run.bytes));
     let _ = writeln!(s, "| files failed | {} |", r.failed.len());
     if let Some(t) = run.resume_after {
-        let _ = writeln!(s, "| come back after | {t} |");
+        let _ = writeln!(s, "| come back after | {} |", crate::time::human_time(t));
     }
     if let Some(e) = &r.fatal {
         let _ = writeln!(s, "| error | {} |", md(&e.to_string()));
     }
+    // Every file in the source is in one row, so the rows add up to the first.
+    let b = &r.breakdown;
     let _ = writeln!(s, "\n### Totals\n");
     let _ = writeln!(s, "| | files | bytes |\n| --- | ---: | ---: |");
+    for (what, t) in [
+        ("stored", b.stored),
+        ("partly stored (resumed next run)", b.partly_stored),
+        ("not stored yet", b.to_do),
+        ("failing, retried next run", b.failing),
+        ("given up", b.given_up),
+    ] {
+        let _ = writeln!(s, "| {what} | {} | {} |", t.files, human_bytes(t.bytes));
+    }
     let _ = writeln!(
         s,
-        "| in the source | {} | {} |",
+        "| **in the source** | **{}** | **{}** |",
         r.files_total,
         human_bytes(r.bytes_total)
     );
     let _ = writeln!(
         s,
-        "| stored | {} | {} |",
-        st.completed_files,
-        human_bytes(st.completed_bytes)
+        "\n{:.1}% done after {}.",
+        st.percent_done,
+        crate::report::count(st.runs, "run")
     );
-    let _ = writeln!(
-        s,
-        "| left | {} | {} |",
-        r.files_left,
-        human_bytes(r.bytes_left)
-    );
-    let _ = writeln!(s, "| failing, retried later | {} | |", st.failed.len());
-    let _ = writeln!(s, "| given up | {} | |", st.given_up.len());
-    let _ = writeln!(s, "\n{:.1}% done after {} runs.", st.percent_done, st.runs);
     // Lists last, cut to fit.
     let budget = SUMMARY_LIMIT - 4096;
     if !st.given_up.is_empty() {
@@ -358,6 +388,7 @@ fn list(s: &mut String, budget: usize, rows: impl ExactSizeIterator<Item = Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::StopReason;
 
     #[test]
     fn outputs_are_heredocs() {
@@ -374,6 +405,42 @@ mod tests {
         assert_eq!(
             delimiter("ghadelimiter_tgferry_0"),
             "ghadelimiter_tgferry_1"
+        );
+    }
+
+    #[test]
+    fn a_store_on_the_runners_passing_folders_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let (temp, work, kept) = (root.join("temp"), root.join("work"), root.join("kept"));
+        for d in [&temp, &work, &kept] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let env = |k: &str| match k {
+            "RUNNER_TEMP" => Some(temp.clone().into_os_string()),
+            "GITHUB_WORKSPACE" => Some(work.clone().into_os_string()),
+            _ => None,
+        };
+        let w = ephemeral_store_warning(&temp.join("store"), env).unwrap();
+        assert!(
+            w.contains("$RUNNER_TEMP, which disappears after the job"),
+            "{w}"
+        );
+        let w = ephemeral_store_warning(&work.join("a/store"), env).unwrap();
+        assert!(w.contains("$GITHUB_WORKSPACE"), "{w}");
+        let w = ephemeral_store_warning(std::path::Path::new("/tmp/x/store"), env).unwrap();
+        assert!(w.contains("runner's /tmp"), "{w}");
+        if !kept.starts_with("/tmp") {
+            assert_eq!(ephemeral_store_warning(&kept.join("store"), env), None);
+        }
+        assert_eq!(
+            ephemeral_store_warning(std::path::Path::new("/srv/backup"), env),
+            None
+        );
+        // `/tmpfoo` is not under `/tmp`.
+        assert_eq!(
+            ephemeral_store_warning(std::path::Path::new("/tmpfoo/store"), env),
+            None
         );
     }
 
@@ -473,6 +540,8 @@ mod tests {
             bytes_total: 0,
             rate_limit_wait: None,
             elapsed: std::time::Duration::from_secs(1),
+            files_listed: 1,
+            breakdown: Default::default(),
         };
         let text = summary(&report, &status);
         let row = text

@@ -271,10 +271,11 @@ impl std::fmt::Display for Notice {
                 runs,
             } => write!(
                 f,
-                "no state at {}: starting from the catalog in {store} ({files} files stored \
-                 over {runs} runs), so nothing stored is stored again (--fresh-state starts \
-                 a new state instead)",
-                path.display()
+                "no state at {}: starting from the catalog in {store} ({} stored over {}), \
+                 so nothing stored is stored again (--fresh-state starts a new state instead)",
+                path.display(),
+                crate::report::count(*files as u64, "file"),
+                crate::report::count(*runs, "run")
             ),
             Notice::MovedAside {
                 path,
@@ -298,8 +299,9 @@ impl std::fmt::Display for Notice {
                 checkpoints,
             } => write!(
                 f,
-                "the previous run (started {started}) ended without saving; recovered \
-                 {checkpoints} checkpoints from its journal"
+                "the previous run (started {started}) ended without saving; recovered {} from \
+                 its journal",
+                crate::report::count(*checkpoints, "checkpoint")
             ),
             Notice::VaultCreated { id, store } => write!(
                 f,
@@ -368,6 +370,11 @@ impl OpenJob<AnySource, AnyStore<GrammersApi>> {
         stop_at: Option<tokio::time::Instant>,
         notice: &mut dyn FnMut(Notice),
     ) -> Result<Opening<AnySource, AnyStore<GrammersApi>>, JobError> {
+        // A mistyped source is reported before anything is created (a state, a vault).
+        if let Some(root) = spec.source.local_root() {
+            crate::source::local::check_root(root)
+                .map_err(|e| JobError::Run(crate::runner::RunError::Source(e)))?;
+        }
         // Credentials are checked (no I/O yet) before the state is touched.
         let store = AnyStore::open(
             &spec.store,
@@ -407,6 +414,22 @@ impl<S: Source, T: Store> OpenJob<S, T> {
         }
         store.set_wait_deadline(stop_at);
         let (mut state, opened) = StateFile::open(&spec.state, &spec.identity, &spec.load)?;
+        if let Some(root) = spec.store.local_root()
+            && !opened.fresh
+            && !spec.load.force
+            && !state.state().completed.is_empty()
+            && !root.exists()
+        {
+            return Err(crate::store::any::StoreOpenError::Missing(format!(
+                "store {} does not exist, but the state {} records {} stored in it: if the \
+                 store moved, pass its new place as --store (with --force); if it is lost, \
+                 start over with a new --state file (nothing was written)",
+                root.display(),
+                spec.state.display(),
+                crate::report::count(state.state().completed.len() as u64, "file")
+            ))
+            .into());
+        }
         let mut vault = None;
         let mut sealer = None;
         let mut from_catalog = false;
@@ -466,7 +489,7 @@ impl<S: Source, T: Store> OpenJob<S, T> {
         }
         if let Some(run) = &opened.replay.interrupted_run {
             notice(Notice::Recovered {
-                started: run.started.to_string(),
+                started: crate::time::human_time(run.started),
                 checkpoints: opened.replay.applied,
             });
         }
@@ -502,7 +525,10 @@ impl<S: Source, T: Store> OpenJob<S, T> {
                             .map_err(|e| match e {
                                 crate::state::StateError::Foreign { found, .. } => {
                                     JobError::Foreign(format!(
-                                        "no state at {}, and the catalog in {} belongs to                                          another job ({found}); pass --force if the source                                          or store really moved, or --fresh-state to start a                                          new state (what is stored would be stored again)",
+                                        "no state at {}, and the catalog in {} belongs to \
+                                         another job ({found}); pass --force if the source \
+                                         or store really moved, or --fresh-state to start a \
+                                         new state (what is stored would be stored again)",
                                         spec.state.display(),
                                         spec.store_name
                                     ))

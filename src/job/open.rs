@@ -164,7 +164,9 @@ pub async fn open_existing<T: Store>(
             ),
         });
     };
-    if options.same_store && state.state().job.store != super::identity::job_name(name) {
+    if options.same_store
+        && !super::identity::same_place(&state.state().job.store, &super::identity::job_name(name))
+    {
         return Err(JobError::Foreign(format!(
             "{} belongs to store {}, not {name}; use a store's own state",
             state_path.display(),

@@ -32,8 +32,7 @@ pub enum KeyringError {
     /// No passphrase was given.
     #[error(
         "the vault needs a passphrase: set {PASSPHRASE_ENV} (or {PASSPHRASE_FILE_ENV} to a file \
-         holding it); in GitHub Actions pass it from a secret (`tgferry run --encryption \
-         none` stores plain copies without one)"
+         holding it); in GitHub Actions pass it from a secret"
     )]
     NoPassphrase,
     /// The passphrase file could not be read.

@@ -50,6 +50,17 @@ pub fn shown(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `n` and a noun in the right number: `1 file`, `2 files`, `0 files`. `noun` is the
+/// singular; the plural adds `s` (every noun a report counts takes `s`).
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Characters that act instead of showing: controls, and the invisible ones that reorder
 /// or break lines.
 fn hidden(c: char) -> bool {
@@ -68,7 +79,14 @@ fn hidden(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::shown;
+    use super::{count, shown};
+
+    #[test]
+    fn counts_take_the_right_number() {
+        assert_eq!(count(0u64, "file"), "0 files");
+        assert_eq!(count(1u64, "file"), "1 file");
+        assert_eq!(count(2u64, "part"), "2 parts");
+    }
 
     #[test]
     fn ordinary_names_and_key_escapes_are_shown_as_they_are() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::shown;
+use super::{count, shown};
 use crate::runner::Event;
 use crate::time::{human_bytes, human_duration};
 
@@ -40,11 +40,24 @@ struct Totals {
     bytes_total: u64,
     bytes_done: u64,
     bytes_at_start: u64,
-    current: Option<String>,
+    /// Files being worked on, by path, as shown (with where a resumed one starts).
+    current: std::collections::BTreeMap<String, String>,
+    /// Time left in the budget when the line is drawn (`None`: no budget).
+    budget_left: Option<Duration>,
 }
 
 impl Totals {
+    /// Percent done; 100.0 only when every file is done (99.9 at most before that).
     fn percent(&self) -> f64 {
+        let p = self.raw_percent();
+        if self.files_done < self.files_total {
+            p.min(99.9)
+        } else {
+            p
+        }
+    }
+
+    fn raw_percent(&self) -> f64 {
         if self.bytes_total == 0 {
             if self.files_total == 0 {
                 100.0
@@ -61,10 +74,16 @@ impl Totals {
         let rate = moved as f64 / elapsed.as_secs_f64().max(0.001);
         let left = self.bytes_total.saturating_sub(self.bytes_done);
         let eta = if rate > 0.0 && left > 0 {
-            format!(
-                ", ETA {}",
-                human_duration(Duration::from_secs_f64(left as f64 / rate))
-            )
+            let eta = Duration::from_secs_f64(left as f64 / rate);
+            match self.budget_left {
+                // The budget ends the run before the rest is stored: say so.
+                Some(b) if b < eta => format!(
+                    ", ETA {} (the budget stops this run in {}; the next run continues)",
+                    human_duration(eta),
+                    human_duration(b)
+                ),
+                _ => format!(", ETA {}", human_duration(eta)),
+            }
         } else {
             String::new()
         };
@@ -77,16 +96,37 @@ impl Totals {
             self.files_total,
             human_bytes(rate as u64),
             eta,
-            self.current
-                .as_deref()
-                .map(|c| format!(", now: {c}"))
-                .unwrap_or_default(),
+            self.now(),
         )
+    }
+
+    /// The files being worked on: all of them, up to a few, then how many more.
+    fn now(&self) -> String {
+        const SHOWN: usize = 4;
+        if self.current.is_empty() {
+            return String::new();
+        }
+        let mut names: Vec<&str> = self
+            .current
+            .values()
+            .map(String::as_str)
+            .take(SHOWN)
+            .collect();
+        let more = format!("{} more", self.current.len().saturating_sub(SHOWN));
+        if self.current.len() > SHOWN {
+            names.push(&more);
+        }
+        format!(", now ({}): {}", self.current.len(), names.join(", "))
     }
 }
 
-/// Renders events until the sender side closes.
-pub async fn render(mut rx: UnboundedReceiver<Event>, mode: ProgressMode) {
+/// Renders events until the sender side closes; `stop_at` is when the budget stops the run
+/// (`None`: no budget), so the ETA can say when the budget comes first.
+pub async fn render(
+    mut rx: UnboundedReceiver<Event>,
+    mode: ProgressMode,
+    stop_at: Option<tokio::time::Instant>,
+) {
     let mut t = Totals::default();
     let started = tokio::time::Instant::now();
     let bar = match mode {
@@ -115,6 +155,7 @@ pub async fn render(mut rx: UnboundedReceiver<Event>, mode: ProgressMode) {
             }
             _ = tick.tick(), if matches!(mode, ProgressMode::Lines(_)) => {
                 if t.files_total > 0 {
+                    t.budget_left = stop_at.map(|s| s.saturating_duration_since(tokio::time::Instant::now()));
                     eprintln!("{}", t.line(started.elapsed()));
                 }
             }
@@ -151,8 +192,8 @@ fn apply(t: &mut Totals, ev: &Event, bar: Option<&ProgressBar>, mode: ProgressMo
                 b.reset_eta();
             }
             let mut msg = format!(
-                "{} files ({}) in the source; {} already stored ({:.1}%), {} to do",
-                files_total,
+                "{} ({}) in the source; {} already stored ({:.1}%), {} to do",
+                count(*files_total, "file"),
                 human_bytes(*bytes_total),
                 files_done,
                 t.percent(),
@@ -169,17 +210,18 @@ fn apply(t: &mut Totals, ev: &Event, bar: Option<&ProgressBar>, mode: ProgressMo
             parts_total,
             ..
         } => {
-            let path = shown(path);
-            t.current = Some(if *first_part > 0 {
+            let name = shown(path);
+            let entry = if *first_part > 0 {
                 format!(
-                    "{path} (resuming at part {} of {parts_total})",
+                    "{name} (resuming at part {} of {parts_total})",
                     first_part + 1
                 )
             } else {
-                path.to_string()
-            });
+                name.to_string()
+            };
+            t.current.insert(path.clone(), entry);
             if let Some(b) = bar {
-                b.set_message(path.into_owned());
+                b.set_message(t.now().trim_start_matches(", ").to_owned());
             }
         }
         Event::Bytes(n) => {
@@ -189,12 +231,16 @@ fn apply(t: &mut Totals, ev: &Event, bar: Option<&ProgressBar>, mode: ProgressMo
             }
         }
         Event::PartStored { .. } => {}
-        Event::FileCompleted { .. } => t.files_done += 1,
+        Event::FileCompleted { path, .. } => {
+            t.files_done += 1;
+            t.current.remove(path);
+        }
         Event::FileRetry {
             path,
             error,
             retry_in,
         } => {
+            t.current.remove(path);
             say(format!(
                 "retry in {}: {}: {}",
                 human_duration(*retry_in),
@@ -207,6 +253,7 @@ fn apply(t: &mut Totals, ev: &Event, bar: Option<&ProgressBar>, mode: ProgressMo
             error,
             given_up,
         } => {
+            t.current.remove(path);
             let tail = if *given_up {
                 " (given up; `tgferry retry` resets it)"
             } else {
@@ -221,7 +268,7 @@ fn apply(t: &mut Totals, ev: &Event, bar: Option<&ProgressBar>, mode: ProgressMo
             "store asks to wait {}; waiting",
             human_duration(*wait)
         )),
-        Event::Stopping { .. } => t.current = None,
+        Event::Stopping { .. } => t.current.clear(),
     }
 }
 
@@ -288,7 +335,70 @@ mod tests {
             ProgressMode::Quiet,
         );
         let line = t.line(Duration::from_secs(1));
-        assert!(line.ends_with("now: evil\\x0a::error::x\\x1b[2J"), "{line}");
+        assert!(
+            line.ends_with("now (1): evil\\x0a::error::x\\x1b[2J"),
+            "{line}"
+        );
         assert!(!line.contains('\n') && !line.contains('\x1b'));
+    }
+
+    fn started(t: &mut Totals, path: &str) {
+        let ev = Event::FileStarted {
+            path: path.into(),
+            size: 1,
+            first_part: 0,
+            parts_total: 1,
+        };
+        apply(t, &ev, None, ProgressMode::Quiet);
+    }
+
+    #[test]
+    fn every_file_in_progress_is_counted() {
+        let mut t = Totals {
+            files_total: 10,
+            bytes_total: 100,
+            ..Totals::default()
+        };
+        for p in ["a", "b", "c", "d", "e", "f"] {
+            started(&mut t, p);
+        }
+        let line = t.line(Duration::from_secs(1));
+        assert!(line.ends_with(", now (6): a, b, c, d, 2 more"), "{line}");
+        let done = Event::FileCompleted {
+            path: "a".into(),
+            size: 1,
+        };
+        apply(&mut t, &done, None, ProgressMode::Quiet);
+        let failed = Event::FileFailed {
+            path: "b".into(),
+            error: "x".into(),
+            given_up: false,
+        };
+        apply(&mut t, &failed, None, ProgressMode::Quiet);
+        let line = t.line(Duration::from_secs(1));
+        assert!(line.ends_with(", now (4): c, d, e, f"), "{line}");
+    }
+
+    #[test]
+    fn the_eta_says_when_the_budget_stops_the_run_first() {
+        let mut t = Totals {
+            files_total: 2,
+            bytes_total: 1000,
+            bytes_done: 100,
+            ..Totals::default()
+        };
+        // 100 B/s, 900 B left: 9s at this rate, and 5s left in the budget.
+        t.budget_left = Some(Duration::from_secs(5));
+        let line = t.line(Duration::from_secs(1));
+        assert!(
+            line.contains("ETA 9s (the budget stops this run in 5s; the next run continues)"),
+            "{line}"
+        );
+        t.budget_left = Some(Duration::from_secs(3600));
+        let line = t.line(Duration::from_secs(1));
+        assert!(
+            line.contains("ETA 9s") && !line.contains("budget"),
+            "{line}"
+        );
     }
 }

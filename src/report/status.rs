@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use super::shown;
+use super::{count, shown};
 use crate::state::{Failed, RunRecord, State, StopReason};
-use crate::time::{Timestamp, human_bytes};
+use crate::time::{Timestamp, human_bytes, human_time};
 
 /// A state summarised.
 #[derive(Debug, Serialize, PartialEq)]
@@ -154,7 +154,7 @@ impl Status {
             "state:    {} (format {}, written {})",
             shown(state_path),
             self.version,
-            self.last_updated
+            human_time(self.last_updated)
         );
         let _ = writeln!(
             s,
@@ -164,18 +164,26 @@ impl Status {
         );
         let _ = writeln!(
             s,
-            "progress: {:.1}% of {} ({} files at the last listing)",
+            "progress: {:.1}% of {} ({} at the last listing)",
             self.percent_done,
             human_bytes(self.source_bytes),
-            self.source_files
+            count(self.source_files, "file")
+        );
+        // A column of counts: the noun keeps its width either way.
+        let files = |n: usize| if n == 1 { "file " } else { "files" };
+        let _ = writeln!(
+            s,
+            "  completed    {:>8} {}  {}",
+            self.completed_files,
+            files(self.completed_files as usize),
+            human_bytes(self.completed_bytes)
         );
         let _ = writeln!(
             s,
-            "  completed    {:>8} files  {}",
-            self.completed_files,
-            human_bytes(self.completed_bytes)
+            "  in progress  {:>8} {}",
+            self.in_progress.len(),
+            files(self.in_progress.len())
         );
-        let _ = writeln!(s, "  in progress  {:>8} files", self.in_progress.len());
         for ip in &self.in_progress {
             let _ = writeln!(
                 s,
@@ -189,30 +197,41 @@ impl Status {
         }
         let _ = writeln!(
             s,
-            "  failed       {:>8} files  (retried by the next run)",
-            self.failed.len()
+            "  failed       {:>8} {}  (retried by the next run)",
+            self.failed.len(),
+            files(self.failed.len())
         );
         let _ = writeln!(
             s,
-            "  given up     {:>8} files  (`tgferry retry STATE PATH...` or `--all` tries them again)",
-            self.given_up.len()
+            "  given up     {:>8} {}  (`tgferry retry STATE PATH...` or `--all` tries them again)",
+            self.given_up.len(),
+            files(self.given_up.len())
         );
-        let _ = writeln!(s, "  skipped      {:>8} entries", self.skipped);
+        let _ = writeln!(
+            s,
+            "  skipped      {:>8} {}",
+            self.skipped,
+            if self.skipped == 1 {
+                "entry"
+            } else {
+                "entries"
+            }
+        );
         if !self.last_runs.is_empty() {
             let _ = writeln!(s, "last runs ({} in all):", self.runs);
             for r in &self.last_runs {
                 let took = r.ended.duration_since(r.started);
                 let _ = writeln!(
                     s,
-                    "  {}  {:>9}  {:<13} {} files, {} parts, {}{}",
-                    r.started.strftime("%Y-%m-%d %H:%M:%S"),
+                    "  {}  {:>9}  {:<13} {}, {}, {}{}",
+                    human_time(r.started),
                     crate::time::human_duration(took.unsigned_abs()),
                     stop_word(r.stop_reason),
-                    r.files_completed,
-                    r.parts_stored,
+                    count(r.files_completed, "file"),
+                    count(r.parts_stored, "part"),
                     human_bytes(r.bytes),
                     r.resume_after
-                        .map(|t| format!(", come back after {t}"))
+                        .map(|t| format!(", come back after {}", human_time(t)))
                         .unwrap_or_default()
                         + &r.detail
                             .as_deref()
@@ -227,15 +246,15 @@ impl Status {
             for f in failures {
                 let _ = writeln!(
                     s,
-                    "  {}{}: failed in {} run(s), last {}: {}",
+                    "  {}{}: failed in {}, last {}: {}",
                     shown(&f.path),
                     if f.failure.given_up {
                         " [given up]"
                     } else {
                         ""
                     },
-                    f.failure.attempts,
-                    f.failure.last_failed,
+                    count(f.failure.attempts, "run"),
+                    human_time(f.failure.last_failed),
                     shown(&f.failure.last_error)
                 );
             }

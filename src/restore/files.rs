@@ -22,7 +22,7 @@ use super::paths::{self, Existing, Place, Selection};
 use super::{RestoreError, check_jobs, for_each_concurrent, short_id};
 use crate::beneath::{self, Dir};
 use crate::report::shown;
-use crate::state::{Completed, Encryption, Object, State, StoredPart};
+use crate::state::{Completed, Encryption, FolderMeta, Object, State, StoredPart};
 use crate::store::Store;
 use crate::time::Timestamp;
 use crate::vault::{MasterKey, ObjectParams, PartDecryptor};
@@ -189,8 +189,10 @@ pub struct RestoreReport {
     pub skipped: Vec<Skipped>,
     /// Files that failed (nothing was left under their names).
     pub failed: Vec<Failure>,
-    /// Patterns that matched no stored file.
+    /// Patterns that matched no stored file (nor folder).
     pub unmatched: Vec<String>,
+    /// Folders created or given their recorded permissions and modification time.
+    pub folders: usize,
     /// The restore was cancelled ([`RestoreOptions::cancel`]): files not listed above were
     /// not restored, and no temp file of this restore is left.
     pub interrupted: bool,
@@ -216,6 +218,8 @@ struct Job<'a> {
     path: &'a str,
     size: u64,
     mtime: Timestamp,
+    /// Permission bits to give it, when the state recorded them.
+    mode: Option<u32>,
     content: Content<'a>,
 }
 
@@ -295,6 +299,20 @@ pub async fn restore<S: Store>(
             Err(Outcome::Restored | Outcome::Interrupted) => unreachable!("pick only chooses"),
         }
     }
+    // Folders: those holding a selected file, and those a pattern selects (empty ones
+    // included); children come before their parents, whose times are set last.
+    let mut folders: Vec<(&str, &FolderMeta)> = state
+        .meta
+        .folders
+        .iter()
+        .filter(|(path, _)| {
+            let prefix = format!("{path}/");
+            selection.matches(path, &mut hits)
+                || jobs.iter().any(|j: &Job<'_>| j.path.starts_with(&prefix))
+        })
+        .map(|(p, f)| (p.as_str(), f))
+        .collect();
+    folders.reverse();
     report.unmatched = opts
         .patterns
         .iter()
@@ -317,7 +335,7 @@ pub async fn restore<S: Store>(
         files: jobs.len(),
         bytes: jobs.iter().map(|j| j.size).sum(),
     });
-    if jobs.is_empty() {
+    if jobs.is_empty() && folders.is_empty() {
         report.sort();
         return Ok(report);
     }
@@ -356,6 +374,30 @@ pub async fn restore<S: Store>(
         }
     }
     report.interrupted |= ctx.cancelled();
+    if !report.interrupted {
+        let root = ctx.root.clone();
+        let owned: Vec<(String, FolderMeta)> = folders
+            .iter()
+            .map(|(p, f)| ((*p).to_owned(), (*f).clone()))
+            .collect();
+        let results = tokio::task::spawn_blocking(move || {
+            owned
+                .into_iter()
+                .map(|(path, f)| {
+                    let done = restore_folder(&root, &path, &f);
+                    (path, done)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (path, done) in results {
+            match done {
+                Ok(()) => report.folders += 1,
+                Err(message) => report.failed.push(Failure { path, message }),
+            }
+        }
+    }
     // The renames survive a power cut once their folders are synced.
     let dirs = std::mem::take(&mut *ctx.dirs.lock().unwrap());
     let synced = tokio::task::spawn_blocking(move || {
@@ -380,6 +422,50 @@ pub async fn restore<S: Store>(
     report.stale_temps = sweep.removed;
     report.sort();
     Ok(report)
+}
+
+/// Creates the folder `rel` beneath `root` if missing (never through a link) and gives it
+/// its recorded permission bits and modification time.
+fn restore_folder(root: &Dir, rel: &str, f: &FolderMeta) -> Result<(), String> {
+    let place = paths::target(root, rel, true)
+        .map_err(|e| format!("{rel}: {e}"))?
+        .expect("created");
+    let name = place.name.clone();
+    let kind = place.dir.symlink_metadata(&name);
+    match kind {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => {
+            return Err(format!(
+                "{rel}: something other than a folder is in its place; left untouched"
+            ));
+        }
+        Err(_) => place
+            .dir
+            .create_dir(&name)
+            .map_err(|e| format!("{rel}: cannot create the folder: {e}"))?,
+    }
+    // Through the folder's parent handle: cap-std keeps every step beneath the restore
+    // folder, and the entry was just seen to be a folder.
+    #[cfg(unix)]
+    if let Some(mode) = f.mode {
+        use cap_std::fs::PermissionsExt;
+        place
+            .dir
+            .set_permissions(
+                &name,
+                cap_std::fs::Permissions::from_mode(mode & KEPT_MODE_BITS),
+            )
+            .map_err(|e| format!("{rel}: cannot set its permissions: {e}"))?;
+    }
+    use cap_fs_ext::DirExt;
+    let mtime = cap_fs_ext::SystemTimeSpec::Absolute(cap_std::time::SystemTime::from_std(
+        std::time::SystemTime::from(f.mtime),
+    ));
+    place
+        .dir
+        .set_times(&name, None, Some(mtime))
+        .map_err(|e| format!("{rel}: cannot set its modification time: {e}"))?;
+    Ok(())
 }
 
 /// Chooses the version of a file to restore.
@@ -414,6 +500,7 @@ fn pick<'a>(
             path,
             size: c.size,
             mtime: c.mtime,
+            mode: state.meta.modes.get(path).copied(),
             content: Content::Plain(&c.parts),
         });
     }
@@ -450,6 +537,7 @@ fn pick<'a>(
         path,
         size,
         mtime,
+        mode: state.meta.modes.get(path).copied(),
         content: Content::Vault { id, object },
     })
 }
@@ -611,14 +699,15 @@ async fn restore_inner<S: Store>(ctx: &Ctx<'_, S>, job: &Job<'_>) -> Result<Outc
     if ctx.cancelled() {
         return Ok(Outcome::Interrupted);
     }
-    let (root, rel, mtime, overwrite) = (
+    let (root, rel, mtime, mode, overwrite) = (
         ctx.root.clone(),
         path.to_owned(),
         job.mtime,
+        job.mode,
         ctx.opts.overwrite,
     );
     let (folder, dir) =
-        blocking(move || finish(&root, &rel, file, temp, place, mtime, overwrite)).await?;
+        blocking(move || finish(&root, &rel, file, temp, place, (mtime, mode), overwrite)).await?;
     ctx.dirs.lock().unwrap().insert(folder, dir);
     Ok(Outcome::Restored)
 }
@@ -707,7 +796,12 @@ fn prepare(
     }
 }
 
-/// Sets the modification time, fsyncs, checks the target once more and renames the temp
+/// The permission bits a restore gives back: read, write and execute for owner, group and
+/// others. Set-user-id, set-group-id and sticky bits are never set from a catalog (which
+/// is untrusted input).
+const KEPT_MODE_BITS: u32 = 0o777;
+
+/// Sets the modification time (and the permission bits), fsyncs, checks the target once more and renames the temp
 /// file into place (in the folder's handle, so never through a link); returns the folder
 /// to fsync.
 fn finish(
@@ -716,12 +810,20 @@ fn finish(
     file: std::fs::File,
     mut temp: TempFile,
     place: Place,
-    mtime: Timestamp,
+    (mtime, mode): (Timestamp, Option<u32>),
     overwrite: bool,
 ) -> Result<(String, Arc<Dir>), String> {
     let io = |e: std::io::Error, temp: &TempFile| write_error(rel, temp, e);
     file.set_modified(std::time::SystemTime::from(mtime))
         .map_err(|e| io(e, &temp))?;
+    #[cfg(unix)]
+    if let Some(mode) = mode {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode & KEPT_MODE_BITS))
+            .map_err(|e| io(e, &temp))?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
     file.sync_all().map_err(|e| io(e, &temp))?;
     drop(file);
     // The folders may have been moved or replaced while the parts were read: the file goes

@@ -103,8 +103,149 @@ pub struct RunReport {
     pub bytes_total: u64,
     /// For [`StopReason::RateLimited`]: how long the store asked to wait.
     pub rate_limit_wait: Option<Duration>,
-    /// Elapsed time of the run.
+    /// Time since the budget started (process start for the command line), on tokio's
+    /// clock. What people are shown is [`RunReport::took`].
     pub elapsed: Duration,
+    /// Files the source listed before filters (to tell a filter that matches nothing).
+    pub files_listed: u64,
+    /// Where every file in the source (after filters) stands at the end.
+    pub breakdown: Breakdown,
+}
+
+impl RunReport {
+    /// How long the run took, from its start to its end as the state's run record has
+    /// them: the one duration the summary, the job summary and `tgferry status` show.
+    pub fn took(&self) -> Duration {
+        self.run
+            .ended
+            .duration_since(self.run.started)
+            .unsigned_abs()
+    }
+}
+
+/// A number of files and their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Files.
+    pub files: u64,
+    /// Their bytes (whole sizes).
+    pub bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, size: u64) {
+        self.files += 1;
+        self.bytes += size;
+    }
+}
+
+/// Where every file in the source (after filters) stands when a run ends. Each file is in
+/// exactly one class, so the classes add up to the source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Breakdown {
+    /// Stored and unchanged.
+    pub stored: Tally,
+    /// Some of its parts stored, not all (resumed by the next run).
+    pub partly_stored: Tally,
+    /// Not stored yet (new, changed, or not reached), no failure.
+    pub to_do: Tally,
+    /// Failed, tried again by the next run.
+    pub failing: Tally,
+    /// Given up after repeated failures (until `tgferry retry`).
+    pub given_up: Tally,
+}
+
+impl Breakdown {
+    /// Classifies the files `listing` holds under `filter`, from the state `state` and the
+    /// files `left` for a later run.
+    fn of(
+        listing: &crate::source::Listing,
+        filter: &Filter,
+        state: &crate::state::State,
+        left: &HashSet<&str>,
+    ) -> Self {
+        let mut b = Breakdown::default();
+        for e in listing.files.iter().filter(|e| filter.matches(&e.path)) {
+            let path = e.path.as_str();
+            let class = match state.failed.get(path) {
+                Some(f) if f.given_up => &mut b.given_up,
+                Some(_) => &mut b.failing,
+                None if state
+                    .in_progress
+                    .get(path)
+                    .is_some_and(|ip| !ip.parts.is_empty()) =>
+                {
+                    &mut b.partly_stored
+                }
+                None if left.contains(path) => &mut b.to_do,
+                None if state
+                    .completed
+                    .get(path)
+                    .is_some_and(|c| c.size == e.size && c.mtime == e.mtime) =>
+                {
+                    &mut b.stored
+                }
+                None => &mut b.to_do,
+            };
+            class.add(e.size);
+        }
+        b
+    }
+
+    /// The files not stored as they are now (everything but [`Breakdown::stored`]).
+    pub fn not_stored(&self) -> u64 {
+        self.partly_stored.files + self.to_do.files + self.failing.files + self.given_up.files
+    }
+}
+
+/// What a listing found about permissions and folders, for the files and folders the run
+/// takes: a folder is kept when a file it takes lies under it, or when it is empty and the
+/// filter takes its path.
+fn meta_of(listing: &crate::source::Listing, filter: &Filter) -> crate::state::Meta {
+    let mut holding: HashSet<&str> = HashSet::new();
+    let mut meta = crate::state::Meta::default();
+    for e in listing.files.iter().filter(|e| filter.matches(&e.path)) {
+        for (i, _) in e.path.match_indices('/') {
+            holding.insert(&e.path[..i]);
+        }
+        if let Some(mode) = listing.modes.get(&e.path) {
+            meta.modes.insert(e.path.clone(), *mode);
+        }
+    }
+    // The folders above a kept empty folder are kept too.
+    for f in listing
+        .folders
+        .iter()
+        .filter(|f| f.empty && filter.matches(&f.path))
+    {
+        holding.insert(&f.path);
+        for (i, _) in f.path.match_indices('/') {
+            holding.insert(&f.path[..i]);
+        }
+    }
+    for f in &listing.folders {
+        if holding.contains(f.path.as_str()) {
+            meta.folders.insert(
+                f.path.clone(),
+                crate::state::FolderMeta {
+                    mtime: f.mtime,
+                    mode: f.mode,
+                },
+            );
+        }
+    }
+    meta
+}
+
+/// A file's error without the file's name in front (the report puts it there once).
+fn without_path(path: &str, message: String) -> String {
+    match message
+        .strip_prefix(path)
+        .and_then(|rest| rest.strip_prefix(": "))
+    {
+        Some(rest) => rest.to_owned(),
+        None => message,
+    }
 }
 
 /// Records a run that could not start because the store asks to wait `wait` first (a
@@ -210,6 +351,8 @@ impl<S: Source, T: Store> Runner<S, T> {
                             bytes_total,
                             rate_limit_wait: Some(wait),
                             elapsed: self.budget.started().elapsed(),
+                            files_listed: listing.files.len() as u64,
+                            breakdown: Breakdown::default(),
                         };
                         Ok((state, report))
                     }
@@ -275,6 +418,8 @@ impl<S: Source, T: Store> Runner<S, T> {
             bytes_total: plan.bytes_total,
             rate_limit_wait: None,
             elapsed: Duration::ZERO,
+            files_listed: listing.files.len() as u64,
+            breakdown: Breakdown::default(),
         };
         match self.record_plan(state, &plan) {
             Ok(garbage) => transfer::remove_all(&*self.store, garbage).await,
@@ -304,8 +449,18 @@ impl<S: Source, T: Store> Runner<S, T> {
             let err = FileError::Source(error.clone());
             self.fail_for_run(state, path, &err, 1, &mut report);
         }
+        state
+            .lock()
+            .unwrap()
+            .set_meta(meta_of(&listing, &cfg.filter));
         if plan.work.is_empty() {
             report.stop_reason = StopReason::NothingToDo;
+            report.breakdown = Breakdown::of(
+                &listing,
+                &cfg.filter,
+                state.lock().unwrap().state(),
+                &HashSet::new(),
+            );
             self.events.emit(Event::Stopping {
                 reason: report.stop_reason,
             });
@@ -465,7 +620,7 @@ impl<S: Source, T: Store> Runner<S, T> {
                                 {
                                     self.events.emit(Event::FileRetry {
                                         path: p.item.entry.path.clone(),
-                                        error: err.to_string(),
+                                        error: without_path(&p.item.entry.path, err.to_string()),
                                         retry_in: d,
                                     });
                                     waiting.push(Waiting { at, item: p });
@@ -545,6 +700,10 @@ impl<S: Source, T: Store> Runner<S, T> {
                 p.item.entry.size.saturating_sub(done)
             })
             .sum();
+        report.breakdown = {
+            let left: HashSet<&str> = left.iter().map(|p| p.item.entry.path.as_str()).collect();
+            Breakdown::of(&listing, &cfg.filter, state.lock().unwrap().state(), &left)
+        };
         report.stop_reason = stop.unwrap_or(StopReason::Complete);
         if report.stop_reason == StopReason::Complete && report.files_left > 0 {
             report.stop_reason = StopReason::BudgetSpent;
@@ -616,6 +775,7 @@ impl<S: Source, T: Store> Runner<S, T> {
         tries: u32,
         report: &mut RunReport,
     ) {
+        let message = without_path(path, message);
         let now = crate::time::now();
         let mut st = state.lock().unwrap();
         let prev = st.state().failed.get(path).cloned();
@@ -696,5 +856,103 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+    use crate::source::{Listing, SourceEntry};
+    use crate::state::{Completed, Encryption, InProgress, Job, State};
+
+    #[test]
+    fn an_error_names_its_file_once() {
+        let e = SourceError::Unreadable {
+            path: "a/b.txt".into(),
+            message: "denied".into(),
+        };
+        assert_eq!(
+            without_path("a/b.txt", e.to_string()),
+            "cannot be read: denied"
+        );
+        assert_eq!(
+            without_path("other", e.to_string()),
+            "a/b.txt: cannot be read: denied"
+        );
+    }
+
+    #[test]
+    fn the_breakdown_adds_up_to_the_source() {
+        let t = |s| crate::time::Timestamp::from_second(s).unwrap();
+        let entry = |path: &str, size| SourceEntry {
+            path: path.into(),
+            size,
+            mtime: t(1),
+        };
+        let listing = Listing {
+            files: ["stored", "partly", "todo", "failing", "gone", "skipped/x"]
+                .iter()
+                .zip([1, 2, 3, 4, 5, 6])
+                .map(|(p, n)| entry(p, n))
+                .collect(),
+            ..Listing::default()
+        };
+        let mut st = State::new(Job {
+            source: "s".into(),
+            store: "t".into(),
+            encryption: Encryption::None,
+            vault_id: None,
+        });
+        let done = Completed {
+            size: 1,
+            mtime: t(1),
+            stored_at: t(2),
+            parts: Vec::new(),
+            object: None,
+            versions: Vec::new(),
+        };
+        st.completed.insert("stored".into(), done);
+        let mut ip = InProgress {
+            size: 2,
+            mtime: t(1),
+            part_size: 1,
+            parts_total: 2,
+            started: t(2),
+            parts: Vec::new(),
+            vault: None,
+        };
+        ip.parts.push(crate::state::StoredPart {
+            loc: "partly.001".into(),
+            len: 1,
+            sha256: String::new(),
+            salt: None,
+            nonce_prefix: None,
+            store_mtime: None,
+        });
+        st.in_progress.insert("partly".into(), ip);
+        let failed = |given_up| Failed {
+            attempts: 1,
+            tries: 1,
+            last_error: "x".into(),
+            kind: FailureKind::Transient,
+            first_failed: t(3),
+            last_failed: t(3),
+            given_up,
+        };
+        st.failed.insert("failing".into(), failed(false));
+        st.failed.insert("gone".into(), failed(true));
+        let filter = Filter::new(&[], &["skipped/**".into()]).unwrap();
+        let left: HashSet<&str> = ["todo", "partly"].into_iter().collect();
+        let b = Breakdown::of(&listing, &filter, &st, &left);
+        let one = |files, bytes| Tally { files, bytes };
+        assert_eq!(b.stored, one(1, 1));
+        assert_eq!(b.partly_stored, one(1, 2));
+        assert_eq!(b.to_do, one(1, 3));
+        assert_eq!(b.failing, one(1, 4));
+        assert_eq!(b.given_up, one(1, 5));
+        assert_eq!(b.not_stored(), 4);
+        let all = [b.stored, b.partly_stored, b.to_do, b.failing, b.given_up];
+        assert_eq!(all.iter().map(|t| t.files).sum::<u64>(), 5);
+        assert_eq!(all.iter().map(|t| t.bytes).sum::<u64>(), 15);
     }
 }

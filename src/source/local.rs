@@ -149,6 +149,20 @@ fn entry_from_std(path: &str, md: &std::fs::Metadata) -> SourceEntry {
     }
 }
 
+/// The permission bits of a file or folder (Unix only).
+fn mode_of(md: &cap_std::fs::Metadata) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use cap_std::fs::MetadataExt;
+        Some(md.mode() & 0o7777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = md;
+        None
+    }
+}
+
 fn entry_from(path: String, md: &cap_std::fs::Metadata) -> SourceEntry {
     let mtime = md
         .modified()
@@ -217,25 +231,31 @@ struct Pending {
 
 /// Lists `root` recursively (blocking), depth first in byte order of names, and returns
 /// the root's handle with it.
-fn list_blocking(root: &Path) -> Result<(Listing, Dir), SourceError> {
+/// Checks that `root` is a folder that can be looked at (blocking): a job checks its
+/// source this way before it creates anything (a vault, a store, a state).
+pub fn check_root(root: &Path) -> Result<(), SourceError> {
     let unavailable = |message: String| SourceError::Unavailable {
         root: root.display().to_string(),
         message,
     };
     match std::fs::metadata(root) {
-        Ok(md) if md.is_dir() => {}
-        Ok(_) => {
-            return Err(unavailable(
-                "is not a directory; --source takes a folder".into(),
-            ));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(unavailable(
-                "does not exist; check --source (or TGFERRY_SOURCE)".into(),
-            ));
-        }
-        Err(e) => return Err(unavailable(format!("cannot be read: {e}"))),
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => Err(unavailable(
+            "is not a directory; --source takes a folder".into(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(unavailable(
+            "does not exist; check --source (or TGFERRY_SOURCE)".into(),
+        )),
+        Err(e) => Err(unavailable(format!("cannot be read: {e}"))),
     }
+}
+
+fn list_blocking(root: &Path) -> Result<(Listing, Dir), SourceError> {
+    let unavailable = |message: String| SourceError::Unavailable {
+        root: root.display().to_string(),
+        message,
+    };
+    check_root(root)?;
     let root_dir =
         beneath::open_root(root).map_err(|e| unavailable(format!("cannot be read: {e}")))?;
     let mut listing = Listing::default();
@@ -290,6 +310,22 @@ fn list_blocking(root: &Path) -> Result<(Listing, Dir), SourceError> {
             }
         };
         entries.sort_by_key(|e| e.file_name());
+        if !prefix.is_empty()
+            && let Ok(md) = dir.dir_metadata()
+        {
+            listing.folders.push(super::FolderEntry {
+                path: prefix.clone(),
+                mtime: crate::time::from_system(
+                    md.modified()
+                        .map(|t| t.into_std())
+                        .unwrap_or(std::time::UNIX_EPOCH),
+                ),
+                mode: mode_of(&md),
+                empty: entries
+                    .iter()
+                    .all(|e| e.file_name() == "." || e.file_name() == ".."),
+            });
+        }
         let mut subfolders = Vec::new();
         for entry in entries {
             let name = entry.file_name();
@@ -347,7 +383,12 @@ fn list_blocking(root: &Path) -> Result<(Listing, Dir), SourceError> {
                 ));
             } else {
                 match entry.metadata() {
-                    Ok(md) if md.is_file() => listing.files.push(entry_from(key, &md)),
+                    Ok(md) if md.is_file() => {
+                        if let Some(mode) = mode_of(&md) {
+                            listing.modes.insert(key.clone(), mode);
+                        }
+                        listing.files.push(entry_from(key, &md))
+                    }
                     Ok(_) => listing
                         .refused
                         .push((key, "not a regular file (socket, device or pipe)".into())),

@@ -36,6 +36,24 @@ pub struct Listing {
     pub refused: Vec<(String, String)>,
     /// Entries that could not be examined (permission denied on a folder, ...).
     pub errors: Vec<(String, SourceError)>,
+    /// Permission bits (`mode & 0o7777`) of the files, where the source has them (a local
+    /// folder on Unix; rclone remotes say nothing).
+    pub modes: std::collections::BTreeMap<String, u32>,
+    /// The folders under the root (not the root), empty ones included.
+    pub folders: Vec<FolderEntry>,
+}
+
+/// A folder a listing found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderEntry {
+    /// Its path relative to the source, as a [key].
+    pub path: String,
+    /// Its modification time.
+    pub mtime: Timestamp,
+    /// Its permission bits, where the source has them.
+    pub mode: Option<u32>,
+    /// It holds nothing at all.
+    pub empty: bool,
 }
 
 /// Errors from a source.

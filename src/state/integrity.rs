@@ -530,13 +530,13 @@ impl StateFile {
         let store = &self.state.job.store;
         let take = if catalog_helps > 0 {
             format!(
-                "the store's catalog holds an intact entry for {catalog_helps} of them, which                  is taken from it; the others are forgotten"
+                "the store's catalog holds an intact entry for {catalog_helps} of them, which is taken from it; the others are forgotten"
             )
         } else {
             "the damaged entries are forgotten".to_owned()
         };
         let message = format!(
-            "state file {path} is damaged: what it records about {files} does not match              {their} (a flipped bit, a bad edit or an altered artifact): {}. Nothing was              stored or deleted, and the state and the store's catalog were left as they were.              To go on, rerun with --on-corrupt-state fresh or run `tgferry verify --repair              --state {path} --store {store}`: {take}, the next run stores forgotten files              again from the source (files in progress start over), and a copy of the damaged              state is kept beside it. Or put back an earlier copy of the state (an earlier CI              artifact)",
+            "state file {path} is damaged: what it records about {files} does not match {their} (a flipped bit, a bad edit or an altered artifact): {}. Nothing was stored or deleted, and the state and the store's catalog were left as they were. To go on, rerun with --on-corrupt-state fresh or run `tgferry verify --repair --state {path} --store {store}`: {take}, the next run stores forgotten files again from the source (files in progress start over), and a copy of the damaged state is kept beside it. Or put back an earlier copy of the state (an earlier CI artifact)",
             list.join(", ")
         );
         StateError::Damaged {

@@ -20,6 +20,7 @@ pub mod integrity;
 pub mod journal;
 pub mod model;
 
+use crate::job::identity::same_place;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -295,6 +296,16 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+impl Drop for StateFile {
+    /// A run refused before its state was ever saved leaves no empty `<state>.lock`
+    /// behind (removed while the lock is still held).
+    fn drop(&mut self) {
+        if !self.path.exists() {
+            let _ = std::fs::remove_file(lock_path(&self.path));
+        }
+    }
+}
+
 fn lock_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
@@ -402,7 +413,8 @@ impl StateFile {
             // --force: its stored data would not be readable the other way.
             let vault_ok = job.vault_id.is_none() || job.vault_id == state.job.vault_id;
             let format_ok = job.encryption == state.job.encryption && vault_ok;
-            let place_ok = job.source == state.job.source && job.store == state.job.store;
+            let place_ok = same_place(&state.job.source, &job.source)
+                && same_place(&state.job.store, &job.store);
             if !format_ok || (!place_ok && !opts.force) {
                 return Err(StateError::Foreign {
                     path: path.to_owned(),
@@ -410,7 +422,9 @@ impl StateFile {
                     wanted: Box::new(job.clone()),
                 });
             }
-            if !place_ok {
+            // Adopted with --force, or recorded as typed by an earlier tgferry (migrated to
+            // the canonical form).
+            if state.job.source != job.source || state.job.store != job.store {
                 state.job.source = job.source.clone();
                 state.job.store = job.store.clone();
                 adopted = true;
@@ -497,7 +511,8 @@ impl StateFile {
         let found = &catalog.job;
         let format_ok = found.encryption == job.encryption
             && (job.vault_id.is_none() || job.vault_id == found.vault_id);
-        let place_ok = found.source == job.source && found.store == job.store;
+        let place_ok =
+            same_place(&found.source, &job.source) && same_place(&found.store, &job.store);
         if !format_ok || (!place_ok && !force) {
             return Err(StateError::Foreign {
                 path: self.path.clone(),
@@ -641,6 +656,12 @@ impl StateFile {
                 source,
             }),
         }
+    }
+
+    /// Records what the run's listing found about permissions and folders (saved with the
+    /// state at the end of the run; not covered by integrity tags, so no tag goes stale).
+    pub fn set_meta(&mut self, meta: Meta) {
+        self.state.meta = meta;
     }
 
     /// Mutable access for commands that edit the state outside a run (`retry`); call

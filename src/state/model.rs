@@ -63,6 +63,10 @@ pub struct State {
     /// "integrity"); absent in a state written before tgferry had them.
     #[serde(default, skip_serializing_if = "Integrity::is_empty")]
     pub integrity: Integrity,
+    /// Permission bits and folders as of the last listing, which `restore` gives back
+    /// (absent in states written before they were recorded).
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
+    pub meta: Meta,
 }
 
 /// Integrity tags over what identifies stored bytes, one per `completed` and `in_progress`
@@ -111,6 +115,38 @@ pub enum Encryption {
     None,
     /// The encrypted vault (docs/format.md): opaque part names, deduplicated objects.
     Vault,
+}
+
+/// What a listing found about files and folders beyond their content: permission bits
+/// and the source's folders (empty ones included) with their modification times. Not
+/// covered by the integrity tags: it does not say which stored bytes are whose, and a
+/// damaged entry costs a permission or a folder time, never content.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Meta {
+    /// Permission bits (`mode & 0o7777`) of files, by path; sources without them (rclone)
+    /// record none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub modes: BTreeMap<String, u32>,
+    /// The source's folders, by path relative to the source (not the source itself).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub folders: BTreeMap<String, FolderMeta>,
+}
+
+impl Meta {
+    /// Nothing recorded.
+    pub fn is_empty(&self) -> bool {
+        self.modes.is_empty() && self.folders.is_empty()
+    }
+}
+
+/// A folder of the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FolderMeta {
+    /// Its modification time.
+    pub mtime: Timestamp,
+    /// Its permission bits (`mode & 0o7777`), where the source has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
 }
 
 /// A stored part: where it is and what it holds.
@@ -373,6 +409,7 @@ impl State {
             stats: Stats::default(),
             runs: Vec::new(),
             integrity: Integrity::default(),
+            meta: Meta::default(),
         }
     }
 

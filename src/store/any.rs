@@ -82,7 +82,14 @@ impl AnyStore<GrammersApi> {
     /// read from `TGFERRY_TG_*` and checked for shape, and nothing connects yet.
     pub fn open(spec: &StoreSpec, options: StoreOptions) -> Result<Self, StoreOpenError> {
         match spec {
-            StoreSpec::Local(root) => Ok(AnyStore::Local(LocalStore::new(root))),
+            StoreSpec::Local(root) => match std::fs::metadata(root) {
+                Ok(md) if !md.is_dir() => Err(StoreOpenError::Missing(format!(
+                    "--store {} is a file, not a folder: give --store a folder (it is created \
+                     if missing) or telegram:CHAT (nothing was written)",
+                    root.display()
+                ))),
+                _ => Ok(AnyStore::Local(LocalStore::new(root))),
+            },
             StoreSpec::Telegram(chat) => open_telegram(chat, options),
         }
     }
@@ -97,8 +104,15 @@ impl AnyStore<GrammersApi> {
         match std::fs::metadata(root) {
             Ok(md) if md.is_dir() => Ok(AnyStore::Local(LocalStore::new(root))),
             Ok(_) => Err(StoreOpenError::Missing(format!(
-                "store {shown} is not a folder; check --store"
+                "--store {shown} is a file, not a folder: a local store is the folder a run \
+                 stored into; check --store"
             ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreOpenError::Missing(format!(
+                    "store {shown} does not exist: was it deleted or moved? Check --store \
+                     (a local store is the folder `tgferry run` stored into)"
+                )))
+            }
             Err(e) => Err(StoreOpenError::Missing(format!(
                 "store {shown} cannot be opened: {e}; check --store"
             ))),
