@@ -504,6 +504,12 @@ impl<S: Source, T: Store> Runner<S, T> {
         let mut stop: Option<StopReason> = None;
 
         loop {
+            // A signal that a transfer saw first (and stopped for) is still the reason the
+            // run stops, whichever branch of the select below ran first.
+            if stop.is_none() && self.interrupt.is_cancelled() {
+                stop = Some(StopReason::Interrupted);
+                cancel.cancel();
+            }
             let now = Instant::now();
             // Retries whose time has come go first.
             let (ready, still): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|w| w.at <= now);
