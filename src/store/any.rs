@@ -94,10 +94,9 @@ impl AnyStore<GrammersApi> {
         match spec {
             StoreSpec::Local(root) => Ok(AnyStore::Local(LocalStore::new(root))),
             StoreSpec::Telegram(chat) => open_telegram(chat, options),
-            StoreSpec::Rclone(remote) => Ok(AnyStore::Rclone(RcloneStore::new(
-                remote,
-                options.plain,
-            ))),
+            StoreSpec::Rclone(remote) => {
+                Ok(AnyStore::Rclone(RcloneStore::new(remote, options.plain)))
+            }
         }
     }
 

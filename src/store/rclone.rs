@@ -5,7 +5,8 @@
 //!   disk by tgferry. Where the remote can rename on the server (rclone's `Move`
 //!   feature: SFTP, FTP, WebDAV, Drive), a part is written under `.tgferry/tmp/` and moved
 //!   to its name once complete, so a part under its name is always whole and a killed
-//!   upload leaves only a temp object, cleared by the next [`Store::prepare`]. Elsewhere
+//!   upload leaves only a temp object, which a later [`Store::prepare`] removes once it is
+//!   an hour old (on the side: the run does not wait for it). Elsewhere
 //!   (object stores: S3 and the like) an upload is atomic by itself and goes straight to
 //!   its name. Each finished part is looked at again (`operations/stat`): a stored length
 //!   that differs from the bytes sent fails the part.
@@ -24,17 +25,18 @@
 //! There is no lock across processes on a remote: runs over one store must not overlap
 //! (in GitHub Actions, a `concurrency` group).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::json;
 use sha2::Digest;
 use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{PartInfo, PartStat, STAGING_PREFIX, Store, StoreError, Upload, staged_name};
-use crate::rclone::reader::RangeReader;
 use crate::rclone::rcd::RcUpload;
-use crate::rclone::{Class, Rcd, RcError, RcloneConfig, Remote};
+use crate::rclone::reader::RangeReader;
+use crate::rclone::{Class, RcError, Rcd, RcloneConfig, Remote};
 use crate::source::rclone::{FsInfo, Item, parse_mtime};
 use crate::time::Timestamp;
 
@@ -45,6 +47,8 @@ pub const PREFIX: &str = "rclone:";
 const OWN: &str = ".tgferry";
 /// Where parts are written before they are moved to their names.
 const TMP_DIR: &str = ".tgferry/tmp";
+/// How old a temp object must be for [`Store::prepare`] to take it for a leftover.
+const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Where a new meta blob is written before it replaces the old one.
 const META_NEW_DIR: &str = ".tgferry/meta-new";
 
@@ -57,6 +61,8 @@ pub struct RcloneStore {
     remote: Remote,
     caps: OnceCell<Caps>,
     prepared: OnceCell<()>,
+    /// Removing leftovers of killed uploads, stopped with the store.
+    cleanup: Mutex<Option<AbortOnDropHandle<()>>>,
 }
 
 /// What uploads share with the store.
@@ -108,6 +114,7 @@ impl RcloneStore {
             remote: Remote::new(remote),
             caps: OnceCell::new(),
             prepared: OnceCell::new(),
+            cleanup: Mutex::new(None),
         }
     }
 
@@ -122,8 +129,7 @@ impl RcloneStore {
 
     /// The store as shown in messages: `rclone:REMOTE:PATH`, inline secrets masked.
     pub fn shown(&self) -> String {
-        self.remote
-            .redact(&format!("{PREFIX}{}", self.remote.fs))
+        self.remote.redact(&format!("{PREFIX}{}", self.remote.fs))
     }
 
     fn ctx(&self) -> &Arc<Ctx> {
@@ -184,12 +190,10 @@ impl RcloneStore {
 
     /// `name` if the store may write it: a clean relative path outside `.tgferry/`.
     fn checked<'a>(&self, name: &'a str) -> Result<&'a str, StoreError> {
-        if !crate::source::is_clean_relative(name) || name == OWN || name.starts_with(".tgferry/")
-        {
+        if !crate::source::is_clean_relative(name) || name == OWN || name.starts_with(".tgferry/") {
             return Err(StoreError::Refused {
                 name: name.into(),
-                reason: "not a clean relative path outside the store's own .tgferry/ folder"
-                    .into(),
+                reason: "not a clean relative path outside the store's own .tgferry/ folder".into(),
             });
         }
         Ok(name)
@@ -238,20 +242,13 @@ impl RcloneStore {
 
     async fn meta_blob(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let ctx = self.ctx();
-        let mut r = match RangeReader::open(
-            ctx.rcd.clone(),
-            ctx.remote.clone(),
-            path,
-            0,
-            None,
-            None,
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(e) if e.class == Class::NotFound => return Ok(None),
-            Err(e) => return Err(ctx.error(e, None)),
-        };
+        let mut r =
+            match RangeReader::open(ctx.rcd.clone(), ctx.remote.clone(), path, 0, None, None).await
+            {
+                Ok(r) => r,
+                Err(e) if e.class == Class::NotFound => return Ok(None),
+                Err(e) => return Err(ctx.error(e, None)),
+            };
         let mut bytes = Vec::new();
         r.read_to_end(&mut bytes)
             .await
@@ -263,7 +260,11 @@ impl RcloneStore {
 }
 
 impl Ctx {
-    async fn call(&self, method: &str, params: serde_json::Value) -> Result<serde_json::Value, RcError> {
+    async fn call(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, RcError> {
         self.rcd.call(method, &params).await
     }
 
@@ -501,15 +502,37 @@ impl Store for RcloneStore {
                     });
                 }
                 if !caps.media_only {
-                    ctx.call("operations/mkdir", json!({ "fs": ctx.remote.fs, "remote": "" }))
-                        .await
-                        .map_err(|e| ctx.error(e, None))?;
+                    ctx.call(
+                        "operations/mkdir",
+                        json!({ "fs": ctx.remote.fs, "remote": "" }),
+                    )
+                    .await
+                    .map_err(|e| ctx.error(e, None))?;
                 }
                 if caps.can_move {
-                    // Leftovers of uploads that were killed.
-                    for item in ctx.list(TMP_DIR).await? {
-                        ctx.delete(&item.path).await?;
-                    }
+                    // Leftovers of uploads that were killed, removed on the side (the run
+                    // need not wait) once they are an hour old: a server may still hold
+                    // an upload its client died in the middle of (`rclone serve webdav`
+                    // hangs on deleting such a file), and without a lock across
+                    // processes a fresh one may be another run's.
+                    let ctx = ctx.clone();
+                    let cleanup = tokio::spawn(async move {
+                        let left = match ctx.list(TMP_DIR).await {
+                            Ok(left) => left,
+                            Err(e) => {
+                                tracing::debug!("listing {TMP_DIR} for leftovers: {e}");
+                                return;
+                            }
+                        };
+                        let cutoff = crate::time::now() - LEFTOVER_AGE;
+                        let old = |i: &Item| parse_mtime(&i.mod_time).is_some_and(|t| t < cutoff);
+                        for item in left.into_iter().filter(old) {
+                            if let Err(e) = ctx.delete(&item.path).await {
+                                tracing::debug!("removing the leftover {}: {e}", item.path);
+                            }
+                        }
+                    });
+                    *self.cleanup.lock().unwrap() = Some(AbortOnDropHandle::new(cleanup));
                 }
                 Ok(())
             })
@@ -786,7 +809,10 @@ mod tests {
             e(Class::NotFound, "object not found"),
             StoreError::Missing { .. }
         ));
-        let t = e(Class::Transient, "dial :s3,secret_access_key=hunter22:b: refused");
+        let t = e(
+            Class::Transient,
+            "dial :s3,secret_access_key=hunter22:b: refused",
+        );
         assert!(!t.is_fatal());
         assert!(!t.to_string().contains("hunter22"), "{t}");
     }
