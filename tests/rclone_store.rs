@@ -393,6 +393,7 @@ fn corpus(root: &Path, n: u64, big: usize) -> BTreeMap<String, Vec<u8>> {
 
 /// Spawns a run and kills it with `signal` once the store holds at least one new part
 /// (or after 5 s); waits for it (at most 20 s) and returns its output.
+#[allow(clippy::zombie_processes)] // waited for in every path; clippy cannot tell
 fn killed_run(d: &Dirs, mut cmd: Command, signal: &str, stored: impl Fn() -> usize) -> Output {
     let before = stored();
     let child = cmd
@@ -877,7 +878,9 @@ fn store_errors_are_clear() {
         "rclone::sftp,host=127.0.0.1,port={},user={USER},pass={bad_pass}:x",
         sftp.port
     );
-    let cases: Vec<(&str, String, Option<&str>, i32, &[&str])> = vec![
+    // (name, store, TGFERRY_RCLONE, exit code, what the message says)
+    type Case<'a> = (&'a str, String, Option<&'a str>, i32, &'a [&'a str]);
+    let cases: Vec<Case> = vec![
         (
             "missing binary",
             format!("rclone:{}x", sftp.remote()),

@@ -137,6 +137,8 @@ fn open_telegram(
 }
 
 /// A local folder, a Telegram chat reached through `T`, or an rclone remote.
+// One per run: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum AnyStore<T: TelegramApi> {
     /// A local folder.
     Local(LocalStore),
