@@ -359,7 +359,7 @@ impl Source for RcloneSource {
 
     async fn open(&self, path: &str, offset: u64) -> Result<RcloneReader, SourceError> {
         let end = self.known.lock().unwrap().get(path).map(|k| k.size);
-        RangeReader::open(
+        match RangeReader::open(
             self.rcd().clone(),
             self.remote.clone(),
             path,
@@ -368,7 +368,19 @@ impl Source for RcloneSource {
             end,
         )
         .await
-        .map_err(|f| self.file_error(path, f))
+        {
+            Ok(r) => Ok(r),
+            // Some backends answer "not found" when the server is away: gone only if a
+            // stat says so too.
+            Err(f) if f.class == Class::NotFound => match self.stat(path).await {
+                Ok(_) => Err(SourceError::Transient {
+                    path: path.to_owned(),
+                    message: self.remote.redact(&f.message),
+                }),
+                Err(e) => Err(e),
+            },
+            Err(f) => Err(self.file_error(path, f)),
+        }
     }
 
     async fn stat(&self, path: &str) -> Result<SourceEntry, SourceError> {
