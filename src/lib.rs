@@ -15,6 +15,7 @@
 //! - [`runner`]: the budgeted loop: scheduling, retries with backoff, failure cap, stopping.
 //! - [`restore`]: getting files back out of a store (`restore`) and checking it (`verify`).
 //! - [`prune`]: deleting abandoned uploads and parts nothing refers to.
+//! - [`rclone`]: the one long-lived `rclone rcd` of a run, shared by rclone sources and stores.
 //! - [`report`]: turning runner events and states into progress bars, CI lines and status text.
 //! - [`telegram`]: Telegram through one narrow interface, the grammers adapter and a double.
 //! - [`github`]: GitHub Actions: the state artifact through the REST API, job summaries.
@@ -30,6 +31,7 @@ pub mod github;
 pub mod job;
 pub mod keyring;
 pub mod prune;
+pub mod rclone;
 pub mod report;
 pub mod restore;
 pub mod runner;

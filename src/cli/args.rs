@@ -92,8 +92,9 @@ pub struct RunArgs {
     /// docs/rclone.md).
     #[arg(long, env = "TGFERRY_SOURCE", value_name = "DIR|rclone:REMOTE:PATH")]
     pub source: String,
-    /// Where to store it: a local folder, or telegram:CHAT (@username, a -100… id or me;
-    /// credentials from TGFERRY_TG_*, see docs/telegram.md).
+    /// Where to store it: a local folder, telegram:CHAT (@username, a -100… id or me;
+    /// credentials from TGFERRY_TG_*, see docs/telegram.md), or an rclone remote as
+    /// rclone:REMOTE:PATH (see docs/rclone.md).
     #[arg(long, env = "TGFERRY_STORE", value_name = "STORE")]
     pub store: String,
     /// The state file (created on the first run).

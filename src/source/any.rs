@@ -52,6 +52,8 @@ impl SourceSpec {
 
 /// A local folder or an rclone remote.
 #[derive(Debug)]
+// One per run: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum AnySource {
     /// A local folder.
     Local(LocalSource),

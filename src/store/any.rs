@@ -1,4 +1,5 @@
-//! [`AnyStore`]: whichever store `--store` names (a local folder or `telegram:CHAT`), as one
+//! [`AnyStore`]: whichever store `--store` names (a local folder, `telegram:CHAT` or
+//! `rclone:REMOTE:PATH`), as one
 //! type, and [`StoreSpec`], that name parsed. With [`crate::source::any::AnySource`] this is
 //! the only place that knows every store backend: the job, restore and verify drive one
 //! type for all of them, and adding a store touches its own module and this file.
@@ -11,6 +12,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::local::{LocalStore, LocalUpload};
+use super::rclone::{PREFIX as RCLONE_PREFIX, RcloneStore, RcloneUpload};
 use super::telegram::{TelegramOptions, TelegramReader, TelegramStore, TelegramUpload};
 use super::{PartInfo, PartStat, Store, StoreError, Upload};
 use crate::telegram::api::{ChatRef, TelegramApi};
@@ -28,6 +30,8 @@ pub enum StoreSpec {
     Local(PathBuf),
     /// A Telegram chat.
     Telegram(ChatRef),
+    /// An rclone remote as rclone spells it (`box:backup`, `:sftp,host=…:dir`).
+    Rclone(String),
 }
 
 /// Errors opening the store a `--store` value names, before any I/O with it.
@@ -45,10 +49,16 @@ pub enum StoreOpenError {
 }
 
 impl StoreSpec {
-    /// Parses a `--store` value: `telegram:CHAT`, else a local folder.
+    /// Parses a `--store` value: `telegram:CHAT`, `rclone:REMOTE:PATH`, else a local
+    /// folder.
     pub fn parse(text: &str) -> Result<Self, StoreOpenError> {
         if text.trim().is_empty() {
             return Err(StoreOpenError::Spec("--store must not be empty".into()));
+        }
+        if let Some(found) = RcloneStore::from_store(text, false) {
+            return found
+                .map(|_| StoreSpec::Rclone(text[RCLONE_PREFIX.len()..].to_owned()))
+                .map_err(StoreOpenError::Spec);
         }
         match text.trim().strip_prefix(TELEGRAM_PREFIX) {
             Some(chat) => ChatRef::parse(chat)
@@ -62,7 +72,7 @@ impl StoreSpec {
     pub fn local_root(&self) -> Option<&Path> {
         match self {
             StoreSpec::Local(root) => Some(root),
-            StoreSpec::Telegram(_) => None,
+            StoreSpec::Telegram(_) | StoreSpec::Rclone(_) => None,
         }
     }
 }
@@ -91,6 +101,9 @@ impl AnyStore<GrammersApi> {
                 _ => Ok(AnyStore::Local(LocalStore::new(root))),
             },
             StoreSpec::Telegram(chat) => open_telegram(chat, options),
+            StoreSpec::Rclone(remote) => {
+                Ok(AnyStore::Rclone(RcloneStore::new(remote, options.plain)))
+            }
         }
     }
 
@@ -137,12 +150,16 @@ fn open_telegram(
     )))
 }
 
-/// A local folder or a Telegram chat reached through `T`.
+/// A local folder, a Telegram chat reached through `T`, or an rclone remote.
+// One per run: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum AnyStore<T: TelegramApi> {
     /// A local folder.
     Local(LocalStore),
     /// A Telegram chat.
     Telegram(TelegramStore<T>),
+    /// An rclone remote.
+    Rclone(RcloneStore),
 }
 
 /// A part being written to an [`AnyStore`].
@@ -151,6 +168,8 @@ pub enum AnyUpload<T: TelegramApi> {
     Local(LocalUpload),
     /// To Telegram.
     Telegram(TelegramUpload<T>),
+    /// To an rclone remote.
+    Rclone(RcloneUpload),
 }
 
 /// A part being read from an [`AnyStore`].
@@ -159,6 +178,8 @@ pub enum AnyReader {
     Local(tokio::fs::File),
     /// From Telegram.
     Telegram(TelegramReader),
+    /// From an rclone remote.
+    Rclone(crate::rclone::reader::RangeReader),
 }
 
 impl AsyncRead for AnyReader {
@@ -170,6 +191,7 @@ impl AsyncRead for AnyReader {
         match self.get_mut() {
             AnyReader::Local(f) => Pin::new(f).poll_read(cx, buf),
             AnyReader::Telegram(r) => Pin::new(r).poll_read(cx, buf),
+            AnyReader::Rclone(r) => Pin::new(r).poll_read(cx, buf),
         }
     }
 }
@@ -179,6 +201,7 @@ impl<T: TelegramApi> Upload for AnyUpload<T> {
         match self {
             AnyUpload::Local(u) => u.write(buf).await,
             AnyUpload::Telegram(u) => u.write(buf).await,
+            AnyUpload::Rclone(u) => u.write(buf).await,
         }
     }
 
@@ -186,6 +209,7 @@ impl<T: TelegramApi> Upload for AnyUpload<T> {
         match self {
             AnyUpload::Local(u) => u.finish().await,
             AnyUpload::Telegram(u) => u.finish().await,
+            AnyUpload::Rclone(u) => u.finish().await,
         }
     }
 
@@ -193,6 +217,7 @@ impl<T: TelegramApi> Upload for AnyUpload<T> {
         match self {
             AnyUpload::Local(u) => u.finish_timed().await,
             AnyUpload::Telegram(u) => u.finish_timed().await,
+            AnyUpload::Rclone(u) => u.finish_timed().await,
         }
     }
 }
@@ -205,6 +230,7 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.prepare().await,
             AnyStore::Telegram(s) => s.prepare().await,
+            AnyStore::Rclone(s) => s.prepare().await,
         }
     }
 
@@ -212,6 +238,7 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.set_wait_deadline(deadline),
             AnyStore::Telegram(s) => s.set_wait_deadline(deadline),
+            AnyStore::Rclone(s) => s.set_wait_deadline(deadline),
         }
     }
 
@@ -219,6 +246,7 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.begin(name, len).await.map(AnyUpload::Local),
             AnyStore::Telegram(s) => s.begin(name, len).await.map(AnyUpload::Telegram),
+            AnyStore::Rclone(s) => s.begin(name, len).await.map(AnyUpload::Rclone),
         }
     }
 
@@ -226,6 +254,7 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.names_are_locations(),
             AnyStore::Telegram(s) => s.names_are_locations(),
+            AnyStore::Rclone(s) => s.names_are_locations(),
         }
     }
 
@@ -233,6 +262,7 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.begin_staged(name, len).await.map(AnyUpload::Local),
             AnyStore::Telegram(s) => s.begin_staged(name, len).await.map(AnyUpload::Telegram),
+            AnyStore::Rclone(s) => s.begin_staged(name, len).await.map(AnyUpload::Rclone),
         }
     }
 
@@ -240,6 +270,7 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.place(from, name).await,
             AnyStore::Telegram(s) => s.place(from, name).await,
+            AnyStore::Rclone(s) => s.place(from, name).await,
         }
     }
 
@@ -247,6 +278,7 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.staged().await,
             AnyStore::Telegram(s) => s.staged().await,
+            AnyStore::Rclone(s) => s.staged().await,
         }
     }
 
@@ -254,6 +286,7 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.stat(loc).await,
             AnyStore::Telegram(s) => s.stat(loc).await,
+            AnyStore::Rclone(s) => s.stat(loc).await,
         }
     }
 
@@ -261,6 +294,7 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.open(loc).await.map(AnyReader::Local),
             AnyStore::Telegram(s) => s.open(loc).await.map(AnyReader::Telegram),
+            AnyStore::Rclone(s) => s.open(loc).await.map(AnyReader::Rclone),
         }
     }
 
@@ -268,6 +302,7 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.len(loc).await,
             AnyStore::Telegram(s) => s.len(loc).await,
+            AnyStore::Rclone(s) => s.len(loc).await,
         }
     }
 
@@ -275,6 +310,7 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.remove(loc).await,
             AnyStore::Telegram(s) => s.remove(loc).await,
+            AnyStore::Rclone(s) => s.remove(loc).await,
         }
     }
 
@@ -282,6 +318,7 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.put_meta(name, bytes).await,
             AnyStore::Telegram(s) => s.put_meta(name, bytes).await,
+            AnyStore::Rclone(s) => s.put_meta(name, bytes).await,
         }
     }
 
@@ -289,6 +326,7 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.get_meta(name).await,
             AnyStore::Telegram(s) => s.get_meta(name).await,
+            AnyStore::Rclone(s) => s.get_meta(name).await,
         }
     }
 
@@ -296,6 +334,7 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         match self {
             AnyStore::Local(s) => s.list_parts(hint).await,
             AnyStore::Telegram(s) => s.list_parts(hint).await,
+            AnyStore::Rclone(s) => s.list_parts(hint).await,
         }
     }
 }
@@ -319,5 +358,13 @@ mod tests {
             Err(StoreOpenError::Spec(_))
         ));
         assert!(matches!(StoreSpec::parse(""), Err(StoreOpenError::Spec(_))));
+        assert_eq!(
+            StoreSpec::parse("rclone::sftp,host=h:dir").unwrap(),
+            StoreSpec::Rclone(":sftp,host=h:dir".into())
+        );
+        match StoreSpec::parse("rclone:") {
+            Err(StoreOpenError::Spec(m)) => assert!(m.contains("rclone:REMOTE:PATH"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

