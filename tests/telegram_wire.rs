@@ -18,7 +18,7 @@ use tgferry::runner::{Budget, Events, RunConfig, Runner, VaultKeys};
 use tgferry::source::memory::MemorySource;
 use tgferry::state::{Encryption, Job, LoadOptions, StateFile, StopReason};
 use tgferry::store::telegram::{TelegramOptions, TelegramStore};
-use tgferry::store::{META_KEY_FILE, Store};
+use tgferry::store::{META_KEY_FILE, Store, Upload as _};
 use tgferry::telegram::api::ChatRef;
 use tgferry::telegram::credentials;
 use tgferry::telegram::grammers::{GrammersApi, GrammersConfig};
@@ -199,4 +199,416 @@ async fn a_bot_stores_and_reads_back_a_multi_part_vault_file_over_mtproto() {
     )
     .await
     .expect("the round trip ends within a minute");
+}
+
+// ---------------------------------------------------------------------------------------
+// A backup job over the wire, as tests/telegram.rs runs them over the double.
+// ---------------------------------------------------------------------------------------
+
+const PASS: &str = "correct horse battery staple";
+
+fn pass() -> SecretString {
+    SecretString::from(PASS.to_owned())
+}
+
+/// One backup job against a fakegram: the account's session, a source, a state file.
+struct Wire {
+    server: Server,
+    env: HashMap<String, String>,
+    chat: ChatRef,
+    src: MemorySource,
+    _dir: tempfile::TempDir,
+    state: std::path::PathBuf,
+    plain: bool,
+    part_size: u64,
+}
+
+impl Wire {
+    /// A fakegram without the message-rate rules (tests that want them turn them on).
+    async fn start(kind: AccountKind) -> Wire {
+        Wire::with(
+            kind,
+            Config {
+                rate_limits: false,
+                ..Config::default()
+            },
+        )
+        .await
+    }
+
+    async fn with(kind: AccountKind, config: Config) -> Wire {
+        let server = Server::start(config).await.unwrap();
+        let creds = server.credentials(kind);
+        let chat = ChatRef::parse(&creds.chat).unwrap();
+        let dir = common::tempdir();
+        Wire {
+            env: env_of(&creds),
+            chat,
+            src: MemorySource::new(),
+            state: dir.path().join("state.json"),
+            _dir: dir,
+            server,
+            plain: false,
+            part_size: MIB as u64,
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("telegram:{}", self.chat)
+    }
+
+    fn store(&self) -> TelegramStore<GrammersApi> {
+        let creds = credentials::from(&|k| self.env.get(k).cloned()).expect("the fake's variables");
+        let config = GrammersConfig::from_credentials(creds, self.chat.clone()).unwrap();
+        TelegramStore::new(
+            GrammersApi::new(config),
+            self.chat.clone(),
+            TelegramOptions {
+                plain: self.plain,
+                premium: false,
+            },
+        )
+    }
+
+    fn job(&self) -> Job {
+        Job {
+            source: "mem:src".into(),
+            store: self.name(),
+            encryption: if self.plain {
+                Encryption::None
+            } else {
+                Encryption::Vault
+            },
+            vault_id: None,
+        }
+    }
+
+    async fn init_vault(&self) {
+        let store = self.store();
+        store.prepare().await.unwrap();
+        let params = KdfParams {
+            m_cost_kib: 64,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        let (key_file, _) = KeyFile::create(&pass(), params).unwrap();
+        store
+            .put_meta(META_KEY_FILE, &key_file.to_json())
+            .await
+            .unwrap();
+    }
+
+    /// One run as `tgferry run` does it: connect, unlock, run, save the catalog.
+    async fn try_run(
+        &self,
+        budget: Option<Duration>,
+    ) -> Result<tgferry::runner::RunReport, String> {
+        let store = Arc::new(self.store());
+        let (mut file, _) =
+            StateFile::open(&self.state, &self.job(), &LoadOptions::default()).unwrap();
+        let mut config = RunConfig {
+            part_size: self.part_size,
+            jobs: 2,
+            ..RunConfig::default()
+        };
+        store.prepare().await.map_err(|e| e.to_string())?;
+        if !self.plain {
+            let (key_file, master, _) = keyring::unlock(&*store, &self.name(), &pass(), false)
+                .await
+                .unwrap();
+            file.bind_vault(&key_file.vault_id_hex()).unwrap();
+            config.vault = Some(Arc::new(VaultKeys::new(master)));
+        }
+        let vault = config.vault.clone();
+        let start = Instant::now();
+        let budget = match budget {
+            Some(b) => Budget::until(start, start + b, Duration::ZERO),
+            None => Budget::unlimited(start),
+        };
+        let (events, mut rx) = Events::channel();
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let runner = Runner::new(
+            Arc::new(self.src.clone()),
+            store.clone(),
+            config,
+            budget,
+            events,
+            CancellationToken::new(),
+        );
+        let result = runner.run(file).await;
+        drain.await.unwrap();
+        let (file, report) = result.map_err(|(_, e)| e.to_string())?;
+        if let Some(keys) = vault {
+            keyring::save_catalog(&*store, &keys.master, file.state())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(report)
+    }
+
+    async fn run(&self, budget: Option<Duration>) -> tgferry::runner::RunReport {
+        self.try_run(budget).await.unwrap()
+    }
+
+    fn saved_state(&self) -> tgferry::state::State {
+        let (file, _) = StateFile::open(&self.state, &self.job(), &LoadOptions::default())
+            .expect("state opens");
+        file.state().clone()
+    }
+
+    async fn master(&self, store: &TelegramStore<GrammersApi>) -> tgferry::vault::MasterKey {
+        store.prepare().await.unwrap();
+        keyring::unlock(store, &self.name(), &pass(), false)
+            .await
+            .unwrap()
+            .1
+    }
+
+    /// Restores the saved state from the chat (a new process) and compares every file.
+    async fn assert_restores(&self, files: &BTreeMap<String, Vec<u8>>) {
+        let state = self.saved_state();
+        let store = self.store();
+        let master = if self.plain {
+            None
+        } else {
+            Some(self.master(&store).await)
+        };
+        let out = common::tempdir();
+        let r = restore(
+            &store,
+            &state,
+            master.as_ref(),
+            &RestoreOptions::new(out.path()),
+        )
+        .await
+        .unwrap();
+        assert!(r.is_success(), "{:?}", r.failed);
+        let got = common::tree(out.path());
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            files.keys().collect::<Vec<_>>()
+        );
+        for (path, data) in files {
+            assert!(got[path] == *data, "{path}: content differs");
+        }
+    }
+
+    /// Document names in the chat, each with how many messages carry it.
+    fn document_names(&self) -> BTreeMap<String, usize> {
+        let chat = match self.chat {
+            ChatRef::Id(id) if id < -1_000_000_000_000 => {
+                fakegram::Chat::Channel(-id - 1_000_000_000_000)
+            }
+            ChatRef::Id(id) => fakegram::Chat::Group(-id),
+            _ => self.server.channel(),
+        };
+        let mut names = BTreeMap::new();
+        for m in self.server.messages(chat) {
+            if let Some((name, _, _)) = m.document {
+                *names.entry(name).or_default() += 1;
+            }
+        }
+        names
+    }
+}
+
+fn put(
+    src: &MemorySource,
+    files: &mut BTreeMap<String, Vec<u8>>,
+    path: &str,
+    seed: u64,
+    len: usize,
+) {
+    let data = common::bytes(seed, len);
+    src.put(path, data.clone());
+    files.insert(path.to_owned(), data);
+}
+
+const HOURS_49: Duration = Duration::from_secs(49 * 3600);
+
+fn within_a_minute<F: std::future::Future>(f: F) -> impl std::future::Future<Output = F::Output> {
+    async move {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("done within a minute")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The fixes of issue 12, each proved over the wire.
+// ---------------------------------------------------------------------------------------
+
+/// A bot may not delete messages older than 48 hours: the catalog it replaces two days
+/// later stays in the chat (reported in the log) and the run still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_replaces_a_catalog_older_than_48_hours_without_failing_the_run() {
+    within_a_minute(async {
+        let w = Wire::start(AccountKind::Bot).await;
+        w.init_vault().await;
+        let mut files = BTreeMap::new();
+        put(&w.src, &mut files, "a.bin", 1, 300_000);
+        w.run(None).await;
+        w.server.advance(HOURS_49);
+        put(&w.src, &mut files, "b.bin", 2, 200_000);
+        let report = w.try_run(None).await.expect("the run does not fail");
+        assert_eq!(report.stop_reason, StopReason::Complete);
+        // Both catalogs are in the chat: the old one could not be deleted.
+        assert_eq!(w.document_names().get("tgferry-catalog"), Some(&2));
+        w.assert_restores(&files).await;
+    })
+    .await;
+}
+
+/// Prune by a bot: leftovers older than 48 hours are kept and reported with who can
+/// delete them; the prune does not fail. Younger ones are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_prune_reports_what_it_may_not_delete_and_how() {
+    use tgferry::prune::{PruneOptions, prune};
+    within_a_minute(async {
+        let w = Wire::start(AccountKind::Bot).await;
+        w.init_vault().await;
+        let mut files = BTreeMap::new();
+        put(&w.src, &mut files, "kept.bin", 1, 100_000);
+        w.run(None).await;
+        // An orphan part (a run killed before its checkpoint), then two days pass, then
+        // another orphan.
+        let store = w.store();
+        store.prepare().await.unwrap();
+        let orphan = |seed: u64| {
+            let store = &store;
+            async move {
+                let mut up = store
+                    .begin(&format!("data/0f/{:032x}", seed), 5_000)
+                    .await
+                    .unwrap();
+                up.write(&common::bytes(seed, 5_000)).await.unwrap();
+                up.finish().await.unwrap()
+            }
+        };
+        let old = orphan(7).await;
+        w.server.advance(HOURS_49);
+        let young = orphan(8).await;
+        let master = w.master(&store).await;
+        let catalog = keyring::load_catalog(&store, &master)
+            .await
+            .unwrap()
+            .unwrap();
+        let (mut file, _) = StateFile::open(&w.state, &w.job(), &LoadOptions::default()).unwrap();
+        let report = prune(
+            &store,
+            &mut file,
+            Some(&catalog),
+            &PruneOptions {
+                older_than: Duration::ZERO,
+                dry_run: false,
+                // The fake's clock is 49 hours ahead: both orphans are older than now.
+                now: tgferry::time::now() + jiff::SignedDuration::from_secs(50 * 3600),
+            },
+        )
+        .await
+        .expect("prune does not fail");
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let gone: Vec<&str> = report.unreferenced.iter().map(|p| p.loc.as_str()).collect();
+        assert_eq!(gone, [young.as_str()]);
+        assert_eq!(report.undeletable.len(), 1, "{:?}", report.undeletable);
+        let (loc, how) = &report.undeletable[0];
+        assert_eq!(loc, &old);
+        assert!(
+            how.contains("48 hours") && how.contains("user session") && how.contains("by hand"),
+            "{how}"
+        );
+        drop((file, store));
+        w.assert_restores(&files).await;
+    })
+    .await;
+}
+
+/// AUTH_KEY_DUPLICATED: the session is dead; the error says so and how to make a new one
+/// (not "in use, wait").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicated_session_is_reported_dead_with_the_way_to_a_new_one() {
+    within_a_minute(async {
+        let w = Wire::start(AccountKind::User).await;
+        w.server.duplicate_session(AccountKind::User);
+        let err = w.store().prepare().await.unwrap_err();
+        let tgferry::store::StoreError::Denied { message, .. } = &err else {
+            panic!("not a refusal: {err:?}");
+        };
+        assert!(
+            message.contains("AUTH_KEY_DUPLICATED")
+                && message.contains("two places")
+                && message.contains("tgferry telegram login"),
+            "{message}"
+        );
+        assert_eq!(tgferry::cli::exit::for_store_error(&err), 13);
+    })
+    .await;
+}
+
+/// A document send whose reply is lost (carried out, connection closed) is retried with
+/// the same random id; Telegram's RANDOM_ID_DUPLICATE leads to the message already sent,
+/// so no part is sent twice. The same for the index's text message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_whose_reply_was_lost_is_not_sent_twice() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    within_a_minute(async {
+        for kind in [AccountKind::User, AccountKind::Bot] {
+            let w = Wire::start(kind).await;
+            w.server
+                .inject(fakegram::Fault::lose_reply(Some("messages.sendMessage")));
+            w.init_vault().await;
+            assert_eq!(w.server.pending_faults(), 0);
+            let texts = w
+                .server
+                .messages(w.server.channel())
+                .iter()
+                .filter(|m| m.document.is_none() && m.pin_of.is_none())
+                .count();
+            assert_eq!(texts, 1, "{kind:?}: one index message");
+            w.server
+                .inject(fakegram::Fault::lose_reply(Some("messages.sendMedia")).times(2));
+            let mut files = BTreeMap::new();
+            put(&w.src, &mut files, "a.bin", 1, 2 * MIB + 5);
+            put(&w.src, &mut files, "b.txt", 2, 3_000);
+            let report = w.run(None).await;
+            assert_eq!(report.stop_reason, StopReason::Complete, "{report:?}");
+            assert_eq!(w.server.pending_faults(), 0);
+            let names = w.document_names();
+            assert!(names.values().all(|n| *n == 1), "{kind:?}: {names:#?}");
+            w.assert_restores(&files).await;
+        }
+    })
+    .await;
+}
+
+/// In a basic group a message can be edited for 48 hours only: two days on, a new index
+/// is sent and pinned instead of editing the old one, and everything is found again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_basic_group_index_older_than_48_hours_is_replaced_not_edited() {
+    within_a_minute(async {
+        let mut w = Wire::start(AccountKind::User).await;
+        let group = w.server.create_group("vault group", false);
+        w.chat = ChatRef::parse(&group.spec()).unwrap();
+        w.init_vault().await;
+        let mut files = BTreeMap::new();
+        put(&w.src, &mut files, "a.bin", 1, 70_000);
+        w.run(None).await;
+        w.server.advance(HOURS_49);
+        put(&w.src, &mut files, "b.bin", 2, 80_000);
+        let report = w.try_run(None).await.expect("the run does not fail");
+        assert_eq!(report.stop_reason, StopReason::Complete);
+        w.assert_restores(&files).await;
+        // The catalog in the chat is the newest (a lost state starts from it).
+        let store = w.store();
+        let master = w.master(&store).await;
+        let catalog = keyring::load_catalog(&store, &master)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(catalog.completed.contains_key("b.bin"));
+    })
+    .await;
 }

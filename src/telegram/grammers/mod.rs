@@ -207,8 +207,8 @@ impl TelegramApi for GrammersApi {
         send::send_document(self, upload, name, caption).await
     }
 
-    async fn send_text(&self, text: &str) -> Result<MessageInfo, TgError> {
-        send::send_text(self, text).await
+    async fn send_text(&self, text: &str, random_id: i64) -> Result<MessageInfo, TgError> {
+        send::send_text(self, text, random_id).await
     }
 
     async fn edit_text(&self, id: i32, text: &str) -> Result<(), TgError> {
