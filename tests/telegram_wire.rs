@@ -19,7 +19,7 @@ use tgferry::source::memory::MemorySource;
 use tgferry::state::{Encryption, Job, LoadOptions, StateFile, StopReason};
 use tgferry::store::telegram::{TelegramOptions, TelegramStore};
 use tgferry::store::{META_KEY_FILE, Store, Upload as _};
-use tgferry::telegram::api::ChatRef;
+use tgferry::telegram::api::{ChatRef, TgError};
 use tgferry::telegram::credentials;
 use tgferry::telegram::grammers::{GrammersApi, GrammersConfig};
 use tgferry::vault::{KdfParams, KeyFile};
@@ -609,6 +609,265 @@ async fn a_basic_group_index_older_than_48_hours_is_replaced_not_edited() {
             .unwrap()
             .unwrap();
         assert!(catalog.completed.contains_key("b.bin"));
+    })
+    .await;
+}
+
+/// Answers `telegram login`'s questions from the fake: its phone, the code it sent, then
+/// the passwords given, in order.
+struct FakePrompt<'a> {
+    server: &'a Server,
+    passwords: Vec<&'static str>,
+    asked: Vec<String>,
+}
+
+impl tgferry::telegram::login::Prompt for FakePrompt<'_> {
+    fn ask(&mut self, question: &str) -> std::io::Result<String> {
+        self.asked.push(question.to_owned());
+        if question.starts_with("Phone") {
+            Ok(self.server.phone())
+        } else {
+            Ok(self.server.last_login_code().expect("a code was sent"))
+        }
+    }
+    fn ask_secret(&mut self, question: &str) -> std::io::Result<SecretString> {
+        self.asked.push(question.to_owned());
+        Ok(SecretString::from(self.passwords.remove(0)))
+    }
+}
+
+fn login_session(server: &Server) -> tgferry::telegram::session::PortableSession {
+    tgferry::telegram::session::PortableSession::import(&server.login_credentials().session)
+        .unwrap()
+}
+
+/// `tgferry telegram login` over the wire: the phone moves to its home data centre
+/// (PHONE_MIGRATE), a code, a wrong two-step password, then the right one (a retry needs
+/// fresh SRP parameters: each challenge answers one check). With `--chat` the channel is
+/// resolved at login and kept in the session line: runs never list the dialogs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_login_takes_a_code_a_wrong_then_the_right_password_and_keeps_the_chat() {
+    within_a_minute(async {
+        let server = Server::start(Config {
+            password: Some("hunter2".into()),
+            ..Config::default()
+        })
+        .await
+        .unwrap();
+        let creds = server.login_credentials();
+        let chat = ChatRef::parse(&creds.chat).unwrap();
+        let mut prompt = FakePrompt {
+            server: &server,
+            passwords: vec!["wrong", "hunter2"],
+            asked: Vec::new(),
+        };
+        let session = tgferry::telegram::login::login_with(
+            login_session(&server),
+            creds.api_id,
+            &SecretString::from(creds.api_hash.clone()),
+            &mut prompt,
+            Some(&chat),
+        )
+        .await
+        .expect("the login succeeds on the second password");
+        assert_eq!(prompt.asked.len(), 4, "{:?}", prompt.asked);
+        assert!(
+            prompt.asked[3].contains("not accepted"),
+            "{:?}",
+            prompt.asked
+        );
+        assert!(prompt.asked[2].contains("hint: the fakegram password"));
+        let dialogs = server.requests("messages.getDialogs");
+        assert!(dialogs >= 1, "the login resolved the chat");
+
+        // A run with the new session: signed in, the chat known without a dialog scan.
+        let env = HashMap::from([
+            ("TGFERRY_TG_API_ID".to_owned(), creds.api_id.to_string()),
+            ("TGFERRY_TG_API_HASH".to_owned(), creds.api_hash.clone()),
+            (
+                "TGFERRY_TG_SESSION".to_owned(),
+                secrecy::ExposeSecret::expose_secret(&session).to_owned(),
+            ),
+        ]);
+        let s = store(&env, &chat);
+        s.prepare().await.expect("the new session works");
+        s.put_meta("probe", b"hello").await.unwrap();
+        assert_eq!(
+            s.get_meta("probe").await.unwrap().as_deref(),
+            Some(&b"hello"[..])
+        );
+        assert_eq!(
+            server.requests("messages.getDialogs"),
+            dialogs,
+            "no dialog scan on a run"
+        );
+    })
+    .await;
+}
+
+/// `tgferry telegram login --bot`: one sign-in, a session line every run reuses. Signing in
+/// on every run (a bare token) meets Telegram's flood wait on bot sign-ins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_signs_in_once_and_its_runs_reuse_the_session() {
+    within_a_minute(async {
+        let server = Server::start(Config::default()).await.unwrap();
+        let creds = server.login_credentials();
+        let hash = SecretString::from(creds.api_hash.clone());
+        let token = SecretString::from(server.bot_token());
+        let session = tgferry::telegram::login::login_bot(
+            login_session(&server),
+            creds.api_id,
+            &hash,
+            &token,
+        )
+        .await
+        .expect("the bot signs in");
+        let env = HashMap::from([
+            ("TGFERRY_TG_API_ID".to_owned(), creds.api_id.to_string()),
+            ("TGFERRY_TG_API_HASH".to_owned(), creds.api_hash.clone()),
+            (
+                "TGFERRY_TG_SESSION".to_owned(),
+                secrecy::ExposeSecret::expose_secret(&session).to_owned(),
+            ),
+        ]);
+        let chat = ChatRef::parse(&creds.chat).unwrap();
+        // (Two requests: the first meets the bot's home data centre, USER_MIGRATE.)
+        let signins = server.requests("auth.importBotAuthorization");
+        for i in 0..6 {
+            let s = store(&env, &chat);
+            s.prepare().await.expect("the bot's session connects");
+            s.put_meta("probe", format!("run {i}").as_bytes())
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            server.requests("auth.importBotAuthorization"),
+            signins,
+            "runs do not sign in"
+        );
+
+        // Signing in again and again (what a bare token does on every run) is refused.
+        let mut refused = None;
+        for _ in 0..6 {
+            match tgferry::telegram::login::login_bot(
+                login_session(&server),
+                creds.api_id,
+                &hash,
+                &token,
+            )
+            .await
+            {
+                Ok(_) => {}
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let refused = refused.expect("Telegram floods frequent bot sign-ins");
+        assert!(
+            matches!(
+                refused,
+                tgferry::telegram::login::LoginError::Telegram(TgError::Wait { .. })
+            ),
+            "{refused}"
+        );
+    })
+    .await;
+}
+
+/// Answers grammers panics on become clear errors: a login code that Telegram wants paid
+/// for (auth.sentCodePaymentRequired), and a dialog whose peer the answer leaves out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_grammers_would_panic_on_are_clear_errors() {
+    use grammers_client::tl::{self, Serializable as _};
+    within_a_minute(async {
+        let server = Server::start(Config::default()).await.unwrap();
+        let creds = server.login_credentials();
+        let pay: tl::enums::auth::SentCode = tl::types::auth::SentCodePaymentRequired {
+            store_product: "fake.login".into(),
+            phone_code_hash: "0".into(),
+            support_email_address: "support@example.org".into(),
+            support_email_subject: "login".into(),
+            premium_days: 0,
+            currency: "EUR".into(),
+            amount: 100,
+        }
+        .into();
+        server.inject(fakegram::Fault::reply("auth.sendCode", pay.to_bytes()).times(2));
+        let mut prompt = FakePrompt {
+            server: &server,
+            passwords: vec![],
+            asked: Vec::new(),
+        };
+        let err = tgferry::telegram::login::login_with(
+            login_session(&server),
+            creds.api_id,
+            &SecretString::from(creds.api_hash.clone()),
+            &mut prompt,
+            None,
+        )
+        .await
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("payment") && text.contains("official Telegram app"),
+            "{text}"
+        );
+
+        // A dialog with a peer nobody described: the chat is not found, nothing panics.
+        let dialogs: tl::enums::messages::Dialogs = tl::types::messages::Dialogs {
+            dialogs: vec![
+                tl::types::Dialog {
+                    pinned: false,
+                    unread_mark: false,
+                    view_forum_as_messages: false,
+                    peer: tl::types::PeerUser { user_id: 4242 }.into(),
+                    top_message: 0,
+                    read_inbox_max_id: 0,
+                    read_outbox_max_id: 0,
+                    unread_count: 0,
+                    unread_mentions_count: 0,
+                    unread_reactions_count: 0,
+                    unread_poll_votes_count: 0,
+                    notify_settings: tl::types::PeerNotifySettings {
+                        show_previews: None,
+                        silent: None,
+                        mute_until: None,
+                        ios_sound: None,
+                        android_sound: None,
+                        other_sound: None,
+                        stories_muted: None,
+                        stories_hide_sender: None,
+                        stories_ios_sound: None,
+                        stories_android_sound: None,
+                        stories_other_sound: None,
+                    }
+                    .into(),
+                    pts: None,
+                    draft: None,
+                    folder_id: None,
+                    ttl_period: None,
+                }
+                .into(),
+            ],
+            messages: vec![],
+            chats: vec![],
+            users: vec![],
+        }
+        .into();
+        server.inject(fakegram::Fault::reply(
+            "messages.getDialogs",
+            dialogs.to_bytes(),
+        ));
+        let user = server.credentials(AccountKind::User);
+        let chat = ChatRef::parse(&user.chat).unwrap();
+        let err = store(&env_of(&user), &chat).prepare().await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is not among this account's chats"),
+            "{err}"
+        );
     })
     .await;
 }

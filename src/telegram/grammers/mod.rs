@@ -39,6 +39,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use super::api::{Account, ChatRef, MessageInfo, TelegramApi, TgError, UploadRef};
 use super::session::{PortableSession, SessionLock};
 use chats::Target;
+pub(crate) use chats::find_channel;
 pub(crate) use conn::Conn;
 use download::FileLocation;
 pub(crate) use errors::map_invocation;
