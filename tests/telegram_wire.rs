@@ -426,12 +426,10 @@ fn put(
 
 const HOURS_49: Duration = Duration::from_secs(49 * 3600);
 
-fn within_a_minute<F: std::future::Future>(f: F) -> impl std::future::Future<Output = F::Output> {
-    async move {
-        tokio::time::timeout(Duration::from_secs(60), f)
-            .await
-            .expect("done within a minute")
-    }
+async fn within_a_minute<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("done within a minute")
 }
 
 // ---------------------------------------------------------------------------------------
