@@ -303,6 +303,14 @@ impl Wire {
         &self,
         budget: Option<Duration>,
     ) -> Result<tgferry::runner::RunReport, String> {
+        self.try_run_with(budget, CancellationToken::new()).await
+    }
+
+    async fn try_run_with(
+        &self,
+        budget: Option<Duration>,
+        interrupt: CancellationToken,
+    ) -> Result<tgferry::runner::RunReport, String> {
         let store = Arc::new(self.store());
         let (mut file, _) =
             StateFile::open(&self.state, &self.job(), &LoadOptions::default()).unwrap();
@@ -333,7 +341,7 @@ impl Wire {
             config,
             budget,
             events,
-            CancellationToken::new(),
+            interrupt,
         );
         let result = runner.run(file).await;
         drain.await.unwrap();
@@ -344,6 +352,19 @@ impl Wire {
                 .map_err(|e| e.to_string())?;
         }
         Ok(report)
+    }
+
+    /// A run stopped by a signal (SIGTERM) after `after`: it saves what it checkpointed.
+    async fn interrupted_run(&self, after: Duration) -> tgferry::runner::RunReport {
+        let stop = CancellationToken::new();
+        let cancel = stop.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            cancel.cancel();
+        });
+        let r = self.try_run_with(None, stop).await.unwrap();
+        timer.abort();
+        r
     }
 
     async fn run(&self, budget: Option<Duration>) -> tgferry::runner::RunReport {
@@ -866,6 +887,255 @@ async fn answers_grammers_would_panic_on_are_clear_errors() {
                 .contains("is not among this account's chats"),
             "{err}"
         );
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The scenarios of tests/telegram.rs, through the real client, for a bot and a user.
+// ---------------------------------------------------------------------------------------
+
+const KINDS: [AccountKind; 2] = [AccountKind::User, AccountKind::Bot];
+
+/// A corpus of the shapes that matter at 1 MiB parts: empty, one chunk and one more byte,
+/// several parts, a duplicate (a big file is in the chat-alone test).
+fn corpus(src: &MemorySource) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for (i, (path, len)) in [
+        ("empty", 0),
+        ("a/chunk+1", 512 * 1024 + 1),
+        ("a/part", MIB),
+        ("b/multi part.bin", 3 * MIB + 12_345),
+        ("b/small.txt", 4_000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        put(src, &mut files, path, i as u64 + 1, len);
+    }
+    src.put("b/copy-of-part", files["a/part"].clone());
+    files.insert("b/copy-of-part".into(), files["a/part"].clone());
+    files
+}
+
+/// Budgeted runs at a capped line (16 MiB/s a connection), one of them stopped by a signal,
+/// until the backup completes; then a restore and a full verify from the chat, for a bot
+/// and a user; a second run has nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgeted_runs_and_a_signal_complete_and_restore_for_a_bot_and_a_user() {
+    within_a_minute(async {
+        for kind in KINDS {
+            let w = Wire::with(
+                kind,
+                Config {
+                    rate_limits: false,
+                    conn_rate: Some(16 << 20),
+                    ..Config::default()
+                },
+            )
+            .await;
+            w.init_vault().await;
+            let files = corpus(&w.src);
+            let first = w.run(Some(Duration::from_millis(700))).await;
+            assert_eq!(first.stop_reason, StopReason::BudgetSpent, "{kind:?}");
+            let stopped = w.interrupted_run(Duration::from_millis(400)).await;
+            assert_eq!(stopped.stop_reason, StopReason::Interrupted, "{kind:?}");
+            let mut reports = Vec::new();
+            loop {
+                let r = w.run(Some(Duration::from_secs(3))).await;
+                let stop = r.stop_reason;
+                reports.push(r);
+                if stop == StopReason::Complete {
+                    break;
+                }
+                assert_eq!(stop, StopReason::BudgetSpent, "{kind:?}: {reports:?}");
+                assert!(reports.len() < 15, "{kind:?}: no progress");
+            }
+            assert_eq!(
+                w.run(None).await.stop_reason,
+                StopReason::NothingToDo,
+                "{kind:?}"
+            );
+            w.assert_restores(&files).await;
+            let state = w.saved_state();
+            let store = w.store();
+            let master = w.master(&store).await;
+            let checked = verify(&store, &state, Some(&master), &VerifyOptions::full())
+                .await
+                .unwrap();
+            assert!(checked.is_clean(), "{kind:?}: {:?}", checked.problems);
+        }
+    })
+    .await;
+}
+
+/// Flood waits: one that ends before the budget is sat out (the run completes); one longer
+/// than the budget stops the run `rate_limited` with the wait, and the next run resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_waits_that_fit_are_sat_out_and_longer_ones_stop_the_run() {
+    within_a_minute(async {
+        for kind in KINDS {
+            let w = Wire::start(kind).await;
+            w.init_vault().await;
+            let mut files = BTreeMap::new();
+            put(&w.src, &mut files, "one.bin", 1, 600_000);
+            w.server
+                .inject(fakegram::Fault::flood_wait(Some("upload.saveFilePart"), 1));
+            let r = w.run(Some(Duration::from_secs(20))).await;
+            assert_eq!(r.stop_reason, StopReason::Complete, "{kind:?}");
+            assert_eq!(w.server.stats().flood_waits.len(), 1);
+
+            put(&w.src, &mut files, "two.bin", 2, 300_000);
+            w.server.inject(fakegram::Fault::flood_wait(
+                Some("messages.sendMedia"),
+                3600,
+            ));
+            let r = w.run(Some(Duration::from_secs(20))).await;
+            assert_eq!(r.stop_reason, StopReason::RateLimited, "{kind:?}");
+            assert_eq!(r.rate_limit_wait, Some(Duration::from_secs(3600)));
+            let r = w.run(Some(Duration::from_secs(20))).await;
+            assert_eq!(r.stop_reason, StopReason::Complete, "{kind:?}");
+            w.assert_restores(&files).await;
+        }
+    })
+    .await;
+}
+
+/// The chat alone restores: the pinned index leads to the key file and the catalog (the
+/// newest run's state), with the passphrase and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_alone_restores_through_its_index_and_catalog() {
+    within_a_minute(async {
+        for kind in KINDS {
+            let w = Wire::start(kind).await;
+            w.init_vault().await;
+            let mut files = BTreeMap::new();
+            put(&w.src, &mut files, "x/one.bin", 1, MIB + 3);
+            if kind == AccountKind::User {
+                // Over 10 MiB: upload.saveBigFilePart.
+                put(&w.src, &mut files, "x/big", 3, 11 * MIB + 7);
+            }
+            w.run(None).await;
+            put(&w.src, &mut files, "x/two.bin", 2, 5_000);
+            w.run(None).await;
+            let pinned: Vec<_> = w
+                .server
+                .messages(w.server.channel())
+                .into_iter()
+                .filter(|m| m.pinned)
+                .collect();
+            assert_eq!(pinned.len(), 1, "{kind:?}: one pinned index");
+            assert!(pinned[0].text.starts_with("tgferry index v1"));
+            // A new process with nothing but the chat and the passphrase.
+            let store = w.store();
+            let master = w.master(&store).await;
+            let catalog = keyring::load_catalog(&store, &master)
+                .await
+                .unwrap()
+                .expect("the chat has a catalog");
+            let out = common::tempdir();
+            let r = restore(
+                &store,
+                &catalog,
+                Some(&master),
+                &RestoreOptions::new(out.path()),
+            )
+            .await
+            .unwrap();
+            assert!(r.is_success(), "{:?}", r.failed);
+            for (path, data) in &files {
+                assert!(
+                    std::fs::read(out.path().join(path)).unwrap() == *data,
+                    "{path}"
+                );
+            }
+        }
+    })
+    .await;
+}
+
+/// Plain mode: each file is a document under its own name (split into `.001`, `.002`…
+/// past a part), its path in the caption; it restores from the state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_mode_sends_files_as_themselves() {
+    within_a_minute(async {
+        for kind in KINDS {
+            let mut w = Wire::start(kind).await;
+            w.plain = true;
+            let mut files = BTreeMap::new();
+            put(&w.src, &mut files, "photos/holiday.jpg", 1, 300_000);
+            put(&w.src, &mut files, "video.mp4", 2, 2 * MIB + 10);
+            let r = w.run(None).await;
+            assert_eq!(r.stop_reason, StopReason::Complete, "{kind:?}");
+            let names = w.document_names();
+            for name in [
+                "holiday.jpg",
+                "video.mp4.001",
+                "video.mp4.002",
+                "video.mp4.003",
+            ] {
+                assert!(names.contains_key(name), "{kind:?}: {names:?}");
+            }
+            let captions: Vec<String> = w
+                .server
+                .messages(w.server.channel())
+                .into_iter()
+                .filter(|m| m.document.is_some())
+                .map(|m| m.text)
+                .collect();
+            assert!(
+                captions.contains(&"photos/holiday.jpg\n#tgferry".to_owned()),
+                "{captions:?}"
+            );
+            w.assert_restores(&files).await;
+        }
+    })
+    .await;
+}
+
+/// Prune by a user (who may delete at any age): old leftovers go two days on, what the
+/// catalog needs stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_prune_deletes_old_leftovers_and_keeps_what_the_catalog_needs() {
+    use tgferry::prune::{PruneOptions, prune};
+    within_a_minute(async {
+        let w = Wire::start(AccountKind::User).await;
+        w.init_vault().await;
+        let mut files = BTreeMap::new();
+        put(&w.src, &mut files, "kept.bin", 1, 100_000);
+        w.run(None).await;
+        let store = w.store();
+        store.prepare().await.unwrap();
+        let mut up = store
+            .begin("data/0f/0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f", 5_000)
+            .await
+            .unwrap();
+        up.write(&common::bytes(9, 5_000)).await.unwrap();
+        let orphan = up.finish().await.unwrap();
+        w.server.advance(HOURS_49);
+        let master = w.master(&store).await;
+        let catalog = keyring::load_catalog(&store, &master)
+            .await
+            .unwrap()
+            .unwrap();
+        let (mut file, _) = StateFile::open(&w.state, &w.job(), &LoadOptions::default()).unwrap();
+        let report = prune(
+            &store,
+            &mut file,
+            Some(&catalog),
+            &PruneOptions {
+                older_than: Duration::from_secs(24 * 3600),
+                dry_run: false,
+                now: tgferry::time::now() + jiff::SignedDuration::from_secs(50 * 3600),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(report.failed.is_empty() && report.undeletable.is_empty());
+        let gone: Vec<&str> = report.unreferenced.iter().map(|p| p.loc.as_str()).collect();
+        assert_eq!(gone, [orphan.as_str()]);
+        drop((file, store));
+        w.assert_restores(&files).await;
     })
     .await;
 }

@@ -1150,6 +1150,9 @@ fn post(
     random_id: Option<i64>,
 ) -> Msg {
     let now = w.now();
+    if service.is_none() {
+        w.stats.messages += 1;
+    }
     let template = Msg {
         id: 0,
         date: now,
