@@ -1,5 +1,5 @@
 //! Every rule of real Telegram the fake enforces, each written once here with where it
-//! comes from. Handlers in [`crate::rpc`] call these functions and never repeat a number.
+//! comes from. Handlers in `rpc.rs` call these functions and never repeat a number.
 //!
 //! Sources (quoted where the wording matters):
 //! - FILES: <https://core.telegram.org/api/files>, "Uploading files" and "Downloading files".
