@@ -67,7 +67,7 @@ build() {
         return
     fi
     echo "build: cargo build --release (tgferry, fakegram)" >&2
-    (cd "$REPO" && cargo build --release --quiet --bin tgferry -p tgferry -p fakegram)
+    (cd "$REPO" && cargo build --release --quiet -p tgferry -p fakegram)
     TGFERRY=$TARGET/release/tgferry
     FAKEGRAM=$TARGET/release/fakegram
 }
