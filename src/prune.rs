@@ -52,6 +52,9 @@ pub struct PruneReport {
     pub too_recent: usize,
     /// Parts that could not be deleted, with the error.
     pub failed: Vec<(String, StoreError)>,
+    /// Parts this account may not delete (a Telegram bot and messages older than 48
+    /// hours), with who can: reported, not a failure.
+    pub undeletable: Vec<(String, String)>,
     /// Bytes freed (or, in a dry run, that would be).
     pub bytes: u64,
 }
@@ -106,6 +109,12 @@ pub async fn prune<S: Store>(
         if !options.dry_run {
             for loc in &a.locs {
                 if let Err(e) = store.remove(loc).await {
+                    if let StoreError::Undeletable { reason, .. } = e {
+                        // Nothing more to do from here: the draft goes, the report says
+                        // who can delete the part.
+                        report.undeletable.push((loc.clone(), reason));
+                        continue;
+                    }
                     if e.is_fatal() {
                         return Err(e);
                     }
@@ -158,6 +167,10 @@ pub async fn prune<S: Store>(
         if !options.dry_run
             && let Err(e) = store.remove(&part.loc).await
         {
+            if let StoreError::Undeletable { reason, .. } = e {
+                report.undeletable.push((part.loc.clone(), reason));
+                continue;
+            }
             if e.is_fatal() {
                 return Err(e);
             }

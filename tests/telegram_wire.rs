@@ -18,8 +18,8 @@ use tgferry::runner::{Budget, Events, RunConfig, Runner, VaultKeys};
 use tgferry::source::memory::MemorySource;
 use tgferry::state::{Encryption, Job, LoadOptions, StateFile, StopReason};
 use tgferry::store::telegram::{TelegramOptions, TelegramStore};
-use tgferry::store::{META_KEY_FILE, Store};
-use tgferry::telegram::api::ChatRef;
+use tgferry::store::{META_KEY_FILE, Store, Upload as _};
+use tgferry::telegram::api::{ChatRef, TgError};
 use tgferry::telegram::credentials;
 use tgferry::telegram::grammers::{GrammersApi, GrammersConfig};
 use tgferry::vault::{KdfParams, KeyFile};
@@ -199,4 +199,943 @@ async fn a_bot_stores_and_reads_back_a_multi_part_vault_file_over_mtproto() {
     )
     .await
     .expect("the round trip ends within a minute");
+}
+
+// ---------------------------------------------------------------------------------------
+// A backup job over the wire, as tests/telegram.rs runs them over the double.
+// ---------------------------------------------------------------------------------------
+
+const PASS: &str = "correct horse battery staple";
+
+fn pass() -> SecretString {
+    SecretString::from(PASS.to_owned())
+}
+
+/// One backup job against a fakegram: the account's session, a source, a state file.
+struct Wire {
+    server: Server,
+    env: HashMap<String, String>,
+    chat: ChatRef,
+    src: MemorySource,
+    _dir: tempfile::TempDir,
+    state: std::path::PathBuf,
+    plain: bool,
+    part_size: u64,
+}
+
+impl Wire {
+    /// A fakegram without the message-rate rules (tests that want them turn them on).
+    async fn start(kind: AccountKind) -> Wire {
+        Wire::with(
+            kind,
+            Config {
+                rate_limits: false,
+                ..Config::default()
+            },
+        )
+        .await
+    }
+
+    async fn with(kind: AccountKind, config: Config) -> Wire {
+        let server = Server::start(config).await.unwrap();
+        let creds = server.credentials(kind);
+        let chat = ChatRef::parse(&creds.chat).unwrap();
+        let dir = common::tempdir();
+        Wire {
+            env: env_of(&creds),
+            chat,
+            src: MemorySource::new(),
+            state: dir.path().join("state.json"),
+            _dir: dir,
+            server,
+            plain: false,
+            part_size: MIB as u64,
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("telegram:{}", self.chat)
+    }
+
+    fn store(&self) -> TelegramStore<GrammersApi> {
+        let creds = credentials::from(&|k| self.env.get(k).cloned()).expect("the fake's variables");
+        let config = GrammersConfig::from_credentials(creds, self.chat.clone()).unwrap();
+        TelegramStore::new(
+            GrammersApi::new(config),
+            self.chat.clone(),
+            TelegramOptions {
+                plain: self.plain,
+                premium: false,
+            },
+        )
+    }
+
+    fn job(&self) -> Job {
+        Job {
+            source: "mem:src".into(),
+            store: self.name(),
+            encryption: if self.plain {
+                Encryption::None
+            } else {
+                Encryption::Vault
+            },
+            vault_id: None,
+        }
+    }
+
+    async fn init_vault(&self) {
+        let store = self.store();
+        store.prepare().await.unwrap();
+        let params = KdfParams {
+            m_cost_kib: 64,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        let (key_file, _) = KeyFile::create(&pass(), params).unwrap();
+        store
+            .put_meta(META_KEY_FILE, &key_file.to_json())
+            .await
+            .unwrap();
+    }
+
+    /// One run as `tgferry run` does it: connect, unlock, run, save the catalog.
+    async fn try_run(
+        &self,
+        budget: Option<Duration>,
+    ) -> Result<tgferry::runner::RunReport, String> {
+        self.try_run_with(budget, CancellationToken::new()).await
+    }
+
+    async fn try_run_with(
+        &self,
+        budget: Option<Duration>,
+        interrupt: CancellationToken,
+    ) -> Result<tgferry::runner::RunReport, String> {
+        let store = Arc::new(self.store());
+        let (mut file, _) =
+            StateFile::open(&self.state, &self.job(), &LoadOptions::default()).unwrap();
+        let mut config = RunConfig {
+            part_size: self.part_size,
+            jobs: 2,
+            ..RunConfig::default()
+        };
+        store.prepare().await.map_err(|e| e.to_string())?;
+        if !self.plain {
+            let (key_file, master, _) = keyring::unlock(&*store, &self.name(), &pass(), false)
+                .await
+                .unwrap();
+            file.bind_vault(&key_file.vault_id_hex()).unwrap();
+            config.vault = Some(Arc::new(VaultKeys::new(master)));
+        }
+        let vault = config.vault.clone();
+        let start = Instant::now();
+        let budget = match budget {
+            Some(b) => Budget::until(start, start + b, Duration::ZERO),
+            None => Budget::unlimited(start),
+        };
+        let (events, mut rx) = Events::channel();
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let runner = Runner::new(
+            Arc::new(self.src.clone()),
+            store.clone(),
+            config,
+            budget,
+            events,
+            interrupt,
+        );
+        let result = runner.run(file).await;
+        drain.await.unwrap();
+        let (file, report) = result.map_err(|(_, e)| e.to_string())?;
+        if let Some(keys) = vault {
+            keyring::save_catalog(&*store, &keys.master, file.state())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(report)
+    }
+
+    /// A run stopped by a signal (SIGTERM) after `after`: it saves what it checkpointed.
+    async fn interrupted_run(&self, after: Duration) -> tgferry::runner::RunReport {
+        let stop = CancellationToken::new();
+        let cancel = stop.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            cancel.cancel();
+        });
+        let r = self.try_run_with(None, stop).await.unwrap();
+        timer.abort();
+        r
+    }
+
+    async fn run(&self, budget: Option<Duration>) -> tgferry::runner::RunReport {
+        self.try_run(budget).await.unwrap()
+    }
+
+    fn saved_state(&self) -> tgferry::state::State {
+        let (file, _) = StateFile::open(&self.state, &self.job(), &LoadOptions::default())
+            .expect("state opens");
+        file.state().clone()
+    }
+
+    async fn master(&self, store: &TelegramStore<GrammersApi>) -> tgferry::vault::MasterKey {
+        store.prepare().await.unwrap();
+        keyring::unlock(store, &self.name(), &pass(), false)
+            .await
+            .unwrap()
+            .1
+    }
+
+    /// Restores the saved state from the chat (a new process) and compares every file.
+    async fn assert_restores(&self, files: &BTreeMap<String, Vec<u8>>) {
+        let state = self.saved_state();
+        let store = self.store();
+        let master = if self.plain {
+            None
+        } else {
+            Some(self.master(&store).await)
+        };
+        let out = common::tempdir();
+        let r = restore(
+            &store,
+            &state,
+            master.as_ref(),
+            &RestoreOptions::new(out.path()),
+        )
+        .await
+        .unwrap();
+        assert!(r.is_success(), "{:?}", r.failed);
+        let got = common::tree(out.path());
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            files.keys().collect::<Vec<_>>()
+        );
+        for (path, data) in files {
+            assert!(got[path] == *data, "{path}: content differs");
+        }
+    }
+
+    /// Document names in the chat, each with how many messages carry it.
+    fn document_names(&self) -> BTreeMap<String, usize> {
+        let chat = match self.chat {
+            ChatRef::Id(id) if id < -1_000_000_000_000 => {
+                fakegram::Chat::Channel(-id - 1_000_000_000_000)
+            }
+            ChatRef::Id(id) => fakegram::Chat::Group(-id),
+            _ => self.server.channel(),
+        };
+        let mut names = BTreeMap::new();
+        for m in self.server.messages(chat) {
+            if let Some((name, _, _)) = m.document {
+                *names.entry(name).or_default() += 1;
+            }
+        }
+        names
+    }
+}
+
+fn put(
+    src: &MemorySource,
+    files: &mut BTreeMap<String, Vec<u8>>,
+    path: &str,
+    seed: u64,
+    len: usize,
+) {
+    let data = common::bytes(seed, len);
+    src.put(path, data.clone());
+    files.insert(path.to_owned(), data);
+}
+
+const HOURS_49: Duration = Duration::from_secs(49 * 3600);
+
+async fn within_a_minute<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("done within a minute")
+}
+
+// ---------------------------------------------------------------------------------------
+// The fixes of issue 12, each proved over the wire.
+// ---------------------------------------------------------------------------------------
+
+/// A bot may not delete messages older than 48 hours: the catalog it replaces two days
+/// later stays in the chat (reported in the log) and the run still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_replaces_a_catalog_older_than_48_hours_without_failing_the_run() {
+    within_a_minute(async {
+        let w = Wire::start(AccountKind::Bot).await;
+        w.init_vault().await;
+        let mut files = BTreeMap::new();
+        put(&w.src, &mut files, "a.bin", 1, 300_000);
+        w.run(None).await;
+        w.server.advance(HOURS_49);
+        put(&w.src, &mut files, "b.bin", 2, 200_000);
+        let report = w.try_run(None).await.expect("the run does not fail");
+        assert_eq!(report.stop_reason, StopReason::Complete);
+        // Both catalogs are in the chat: the old one could not be deleted.
+        assert_eq!(w.document_names().get("tgferry-catalog"), Some(&2));
+        w.assert_restores(&files).await;
+    })
+    .await;
+}
+
+/// Prune by a bot: leftovers older than 48 hours are kept and reported with who can
+/// delete them; the prune does not fail. Younger ones are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_prune_reports_what_it_may_not_delete_and_how() {
+    use tgferry::prune::{PruneOptions, prune};
+    within_a_minute(async {
+        let w = Wire::start(AccountKind::Bot).await;
+        w.init_vault().await;
+        let mut files = BTreeMap::new();
+        put(&w.src, &mut files, "kept.bin", 1, 100_000);
+        w.run(None).await;
+        // An orphan part (a run killed before its checkpoint), then two days pass, then
+        // another orphan.
+        let store = w.store();
+        store.prepare().await.unwrap();
+        let orphan = |seed: u64| {
+            let store = &store;
+            async move {
+                let mut up = store
+                    .begin(&format!("data/0f/{:032x}", seed), 5_000)
+                    .await
+                    .unwrap();
+                up.write(&common::bytes(seed, 5_000)).await.unwrap();
+                up.finish().await.unwrap()
+            }
+        };
+        let old = orphan(7).await;
+        w.server.advance(HOURS_49);
+        let young = orphan(8).await;
+        let master = w.master(&store).await;
+        let catalog = keyring::load_catalog(&store, &master)
+            .await
+            .unwrap()
+            .unwrap();
+        let (mut file, _) = StateFile::open(&w.state, &w.job(), &LoadOptions::default()).unwrap();
+        let report = prune(
+            &store,
+            &mut file,
+            Some(&catalog),
+            &PruneOptions {
+                older_than: Duration::ZERO,
+                dry_run: false,
+                // The fake's clock is 49 hours ahead: both orphans are older than now.
+                now: tgferry::time::now() + jiff::SignedDuration::from_secs(50 * 3600),
+            },
+        )
+        .await
+        .expect("prune does not fail");
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let gone: Vec<&str> = report.unreferenced.iter().map(|p| p.loc.as_str()).collect();
+        assert_eq!(gone, [young.as_str()]);
+        assert_eq!(report.undeletable.len(), 1, "{:?}", report.undeletable);
+        let (loc, how) = &report.undeletable[0];
+        assert_eq!(loc, &old);
+        assert!(
+            how.contains("48 hours") && how.contains("user session") && how.contains("by hand"),
+            "{how}"
+        );
+        drop((file, store));
+        w.assert_restores(&files).await;
+    })
+    .await;
+}
+
+/// AUTH_KEY_DUPLICATED: the session is dead; the error says so and how to make a new one
+/// (not "in use, wait").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicated_session_is_reported_dead_with_the_way_to_a_new_one() {
+    within_a_minute(async {
+        let w = Wire::start(AccountKind::User).await;
+        w.server.duplicate_session(AccountKind::User);
+        let err = w.store().prepare().await.unwrap_err();
+        let tgferry::store::StoreError::Denied { message, .. } = &err else {
+            panic!("not a refusal: {err:?}");
+        };
+        assert!(
+            message.contains("AUTH_KEY_DUPLICATED")
+                && message.contains("two places")
+                && message.contains("tgferry telegram login"),
+            "{message}"
+        );
+        assert_eq!(tgferry::cli::exit::for_store_error(&err), 13);
+    })
+    .await;
+}
+
+/// A document send whose reply is lost (carried out, connection closed) is retried with
+/// the same random id; Telegram's RANDOM_ID_DUPLICATE leads to the message already sent,
+/// so no part is sent twice. The same for the index's text message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_whose_reply_was_lost_is_not_sent_twice() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    within_a_minute(async {
+        for kind in [AccountKind::User, AccountKind::Bot] {
+            let w = Wire::start(kind).await;
+            w.server
+                .inject(fakegram::Fault::lose_reply(Some("messages.sendMessage")));
+            w.init_vault().await;
+            assert_eq!(w.server.pending_faults(), 0);
+            let texts = w
+                .server
+                .messages(w.server.channel())
+                .iter()
+                .filter(|m| m.document.is_none() && m.pin_of.is_none())
+                .count();
+            assert_eq!(texts, 1, "{kind:?}: one index message");
+            w.server
+                .inject(fakegram::Fault::lose_reply(Some("messages.sendMedia")).times(2));
+            let mut files = BTreeMap::new();
+            put(&w.src, &mut files, "a.bin", 1, 2 * MIB + 5);
+            put(&w.src, &mut files, "b.txt", 2, 3_000);
+            let report = w.run(None).await;
+            assert_eq!(report.stop_reason, StopReason::Complete, "{report:?}");
+            assert_eq!(w.server.pending_faults(), 0);
+            let names = w.document_names();
+            assert!(names.values().all(|n| *n == 1), "{kind:?}: {names:#?}");
+            w.assert_restores(&files).await;
+        }
+    })
+    .await;
+}
+
+/// In a basic group a message can be edited for 48 hours only: two days on, a new index
+/// is sent and pinned instead of editing the old one, and everything is found again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_basic_group_index_older_than_48_hours_is_replaced_not_edited() {
+    within_a_minute(async {
+        let mut w = Wire::start(AccountKind::User).await;
+        let group = w.server.create_group("vault group", false);
+        w.chat = ChatRef::parse(&group.spec()).unwrap();
+        w.init_vault().await;
+        let mut files = BTreeMap::new();
+        put(&w.src, &mut files, "a.bin", 1, 70_000);
+        w.run(None).await;
+        w.server.advance(HOURS_49);
+        put(&w.src, &mut files, "b.bin", 2, 80_000);
+        let report = w.try_run(None).await.expect("the run does not fail");
+        assert_eq!(report.stop_reason, StopReason::Complete);
+        w.assert_restores(&files).await;
+        // The catalog in the chat is the newest (a lost state starts from it).
+        let store = w.store();
+        let master = w.master(&store).await;
+        let catalog = keyring::load_catalog(&store, &master)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(catalog.completed.contains_key("b.bin"));
+    })
+    .await;
+}
+
+/// Answers `telegram login`'s questions from the fake: its phone, the code it sent, then
+/// the passwords given, in order.
+struct FakePrompt<'a> {
+    server: &'a Server,
+    passwords: Vec<&'static str>,
+    asked: Vec<String>,
+}
+
+impl tgferry::telegram::login::Prompt for FakePrompt<'_> {
+    fn ask(&mut self, question: &str) -> std::io::Result<String> {
+        self.asked.push(question.to_owned());
+        if question.starts_with("Phone") {
+            Ok(self.server.phone())
+        } else {
+            Ok(self.server.last_login_code().expect("a code was sent"))
+        }
+    }
+    fn ask_secret(&mut self, question: &str) -> std::io::Result<SecretString> {
+        self.asked.push(question.to_owned());
+        Ok(SecretString::from(self.passwords.remove(0)))
+    }
+}
+
+fn login_session(server: &Server) -> tgferry::telegram::session::PortableSession {
+    tgferry::telegram::session::PortableSession::import(&server.login_credentials().session)
+        .unwrap()
+}
+
+/// `tgferry telegram login` over the wire: the phone moves to its home data centre
+/// (PHONE_MIGRATE), a code, a wrong two-step password, then the right one (a retry needs
+/// fresh SRP parameters: each challenge answers one check). With `--chat` the channel is
+/// resolved at login and kept in the session line: runs never list the dialogs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_login_takes_a_code_a_wrong_then_the_right_password_and_keeps_the_chat() {
+    within_a_minute(async {
+        let server = Server::start(Config {
+            password: Some("hunter2".into()),
+            ..Config::default()
+        })
+        .await
+        .unwrap();
+        let creds = server.login_credentials();
+        let chat = ChatRef::parse(&creds.chat).unwrap();
+        let mut prompt = FakePrompt {
+            server: &server,
+            passwords: vec!["wrong", "hunter2"],
+            asked: Vec::new(),
+        };
+        let session = tgferry::telegram::login::login_with(
+            login_session(&server),
+            creds.api_id,
+            &SecretString::from(creds.api_hash.clone()),
+            &mut prompt,
+            Some(&chat),
+        )
+        .await
+        .expect("the login succeeds on the second password");
+        assert_eq!(prompt.asked.len(), 4, "{:?}", prompt.asked);
+        assert!(
+            prompt.asked[3].contains("not accepted"),
+            "{:?}",
+            prompt.asked
+        );
+        assert!(prompt.asked[2].contains("hint: the fakegram password"));
+        let dialogs = server.requests("messages.getDialogs");
+        assert!(dialogs >= 1, "the login resolved the chat");
+
+        // A run with the new session: signed in, the chat known without a dialog scan.
+        let env = HashMap::from([
+            ("TGFERRY_TG_API_ID".to_owned(), creds.api_id.to_string()),
+            ("TGFERRY_TG_API_HASH".to_owned(), creds.api_hash.clone()),
+            (
+                "TGFERRY_TG_SESSION".to_owned(),
+                secrecy::ExposeSecret::expose_secret(&session).to_owned(),
+            ),
+        ]);
+        let s = store(&env, &chat);
+        s.prepare().await.expect("the new session works");
+        s.put_meta("probe", b"hello").await.unwrap();
+        assert_eq!(
+            s.get_meta("probe").await.unwrap().as_deref(),
+            Some(&b"hello"[..])
+        );
+        assert_eq!(
+            server.requests("messages.getDialogs"),
+            dialogs,
+            "no dialog scan on a run"
+        );
+    })
+    .await;
+}
+
+/// `tgferry telegram login --bot`: one sign-in, a session line every run reuses. Signing in
+/// on every run (a bare token) meets Telegram's flood wait on bot sign-ins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_signs_in_once_and_its_runs_reuse_the_session() {
+    within_a_minute(async {
+        let server = Server::start(Config::default()).await.unwrap();
+        let creds = server.login_credentials();
+        let hash = SecretString::from(creds.api_hash.clone());
+        let token = SecretString::from(server.bot_token());
+        let session = tgferry::telegram::login::login_bot(
+            login_session(&server),
+            creds.api_id,
+            &hash,
+            &token,
+        )
+        .await
+        .expect("the bot signs in");
+        let env = HashMap::from([
+            ("TGFERRY_TG_API_ID".to_owned(), creds.api_id.to_string()),
+            ("TGFERRY_TG_API_HASH".to_owned(), creds.api_hash.clone()),
+            (
+                "TGFERRY_TG_SESSION".to_owned(),
+                secrecy::ExposeSecret::expose_secret(&session).to_owned(),
+            ),
+        ]);
+        let chat = ChatRef::parse(&creds.chat).unwrap();
+        // (Two requests: the first meets the bot's home data centre, USER_MIGRATE.)
+        let signins = server.requests("auth.importBotAuthorization");
+        for i in 0..6 {
+            let s = store(&env, &chat);
+            s.prepare().await.expect("the bot's session connects");
+            s.put_meta("probe", format!("run {i}").as_bytes())
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            server.requests("auth.importBotAuthorization"),
+            signins,
+            "runs do not sign in"
+        );
+
+        // Signing in again and again (what a bare token does on every run) is refused.
+        let mut refused = None;
+        for _ in 0..6 {
+            match tgferry::telegram::login::login_bot(
+                login_session(&server),
+                creds.api_id,
+                &hash,
+                &token,
+            )
+            .await
+            {
+                Ok(_) => {}
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let refused = refused.expect("Telegram floods frequent bot sign-ins");
+        assert!(
+            matches!(
+                refused,
+                tgferry::telegram::login::LoginError::Telegram(TgError::Wait { .. })
+            ),
+            "{refused}"
+        );
+    })
+    .await;
+}
+
+/// Answers grammers panics on become clear errors: a login code that Telegram wants paid
+/// for (auth.sentCodePaymentRequired), and a dialog whose peer the answer leaves out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_grammers_would_panic_on_are_clear_errors() {
+    use grammers_client::tl::{self, Serializable as _};
+    within_a_minute(async {
+        let server = Server::start(Config::default()).await.unwrap();
+        let creds = server.login_credentials();
+        let pay: tl::enums::auth::SentCode = tl::types::auth::SentCodePaymentRequired {
+            store_product: "fake.login".into(),
+            phone_code_hash: "0".into(),
+            support_email_address: "support@example.org".into(),
+            support_email_subject: "login".into(),
+            premium_days: 0,
+            currency: "EUR".into(),
+            amount: 100,
+        }
+        .into();
+        server.inject(fakegram::Fault::reply("auth.sendCode", pay.to_bytes()).times(2));
+        let mut prompt = FakePrompt {
+            server: &server,
+            passwords: vec![],
+            asked: Vec::new(),
+        };
+        let err = tgferry::telegram::login::login_with(
+            login_session(&server),
+            creds.api_id,
+            &SecretString::from(creds.api_hash.clone()),
+            &mut prompt,
+            None,
+        )
+        .await
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("payment") && text.contains("official Telegram app"),
+            "{text}"
+        );
+
+        // A dialog with a peer nobody described: the chat is not found, nothing panics.
+        let dialogs: tl::enums::messages::Dialogs = tl::types::messages::Dialogs {
+            dialogs: vec![
+                tl::types::Dialog {
+                    pinned: false,
+                    unread_mark: false,
+                    view_forum_as_messages: false,
+                    peer: tl::types::PeerUser { user_id: 4242 }.into(),
+                    top_message: 0,
+                    read_inbox_max_id: 0,
+                    read_outbox_max_id: 0,
+                    unread_count: 0,
+                    unread_mentions_count: 0,
+                    unread_reactions_count: 0,
+                    unread_poll_votes_count: 0,
+                    notify_settings: tl::types::PeerNotifySettings {
+                        show_previews: None,
+                        silent: None,
+                        mute_until: None,
+                        ios_sound: None,
+                        android_sound: None,
+                        other_sound: None,
+                        stories_muted: None,
+                        stories_hide_sender: None,
+                        stories_ios_sound: None,
+                        stories_android_sound: None,
+                        stories_other_sound: None,
+                    }
+                    .into(),
+                    pts: None,
+                    draft: None,
+                    folder_id: None,
+                    ttl_period: None,
+                }
+                .into(),
+            ],
+            messages: vec![],
+            chats: vec![],
+            users: vec![],
+        }
+        .into();
+        server.inject(fakegram::Fault::reply(
+            "messages.getDialogs",
+            dialogs.to_bytes(),
+        ));
+        let user = server.credentials(AccountKind::User);
+        let chat = ChatRef::parse(&user.chat).unwrap();
+        let err = store(&env_of(&user), &chat).prepare().await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is not among this account's chats"),
+            "{err}"
+        );
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The scenarios of tests/telegram.rs, through the real client, for a bot and a user.
+// ---------------------------------------------------------------------------------------
+
+const KINDS: [AccountKind; 2] = [AccountKind::User, AccountKind::Bot];
+
+/// A corpus of the shapes that matter at 1 MiB parts: empty, one chunk and one more byte,
+/// several parts, a duplicate (a big file is in the chat-alone test).
+fn corpus(src: &MemorySource) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for (i, (path, len)) in [
+        ("empty", 0),
+        ("a/chunk+1", 512 * 1024 + 1),
+        ("a/part", MIB),
+        ("b/multi part.bin", 3 * MIB + 12_345),
+        ("b/small.txt", 4_000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        put(src, &mut files, path, i as u64 + 1, len);
+    }
+    src.put("b/copy-of-part", files["a/part"].clone());
+    files.insert("b/copy-of-part".into(), files["a/part"].clone());
+    files
+}
+
+/// Budgeted runs at a capped line (16 MiB/s a connection), one of them stopped by a signal,
+/// until the backup completes; then a restore and a full verify from the chat, for a bot
+/// and a user; a second run has nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgeted_runs_and_a_signal_complete_and_restore_for_a_bot_and_a_user() {
+    within_a_minute(async {
+        for kind in KINDS {
+            let w = Wire::with(
+                kind,
+                Config {
+                    rate_limits: false,
+                    conn_rate: Some(16 << 20),
+                    ..Config::default()
+                },
+            )
+            .await;
+            w.init_vault().await;
+            let files = corpus(&w.src);
+            let first = w.run(Some(Duration::from_millis(700))).await;
+            assert_eq!(first.stop_reason, StopReason::BudgetSpent, "{kind:?}");
+            let stopped = w.interrupted_run(Duration::from_millis(400)).await;
+            assert_eq!(stopped.stop_reason, StopReason::Interrupted, "{kind:?}");
+            let mut reports = Vec::new();
+            loop {
+                let r = w.run(Some(Duration::from_secs(3))).await;
+                let stop = r.stop_reason;
+                reports.push(r);
+                if stop == StopReason::Complete {
+                    break;
+                }
+                assert_eq!(stop, StopReason::BudgetSpent, "{kind:?}: {reports:?}");
+                assert!(reports.len() < 15, "{kind:?}: no progress");
+            }
+            assert_eq!(
+                w.run(None).await.stop_reason,
+                StopReason::NothingToDo,
+                "{kind:?}"
+            );
+            w.assert_restores(&files).await;
+            let state = w.saved_state();
+            let store = w.store();
+            let master = w.master(&store).await;
+            let checked = verify(&store, &state, Some(&master), &VerifyOptions::full())
+                .await
+                .unwrap();
+            assert!(checked.is_clean(), "{kind:?}: {:?}", checked.problems);
+        }
+    })
+    .await;
+}
+
+/// Flood waits: one that ends before the budget is sat out (the run completes); one longer
+/// than the budget stops the run `rate_limited` with the wait, and the next run resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_waits_that_fit_are_sat_out_and_longer_ones_stop_the_run() {
+    within_a_minute(async {
+        for kind in KINDS {
+            let w = Wire::start(kind).await;
+            w.init_vault().await;
+            let mut files = BTreeMap::new();
+            put(&w.src, &mut files, "one.bin", 1, 600_000);
+            w.server
+                .inject(fakegram::Fault::flood_wait(Some("upload.saveFilePart"), 1));
+            let r = w.run(Some(Duration::from_secs(20))).await;
+            assert_eq!(r.stop_reason, StopReason::Complete, "{kind:?}");
+            assert_eq!(w.server.stats().flood_waits.len(), 1);
+
+            put(&w.src, &mut files, "two.bin", 2, 300_000);
+            w.server.inject(fakegram::Fault::flood_wait(
+                Some("messages.sendMedia"),
+                3600,
+            ));
+            let r = w.run(Some(Duration::from_secs(20))).await;
+            assert_eq!(r.stop_reason, StopReason::RateLimited, "{kind:?}");
+            assert_eq!(r.rate_limit_wait, Some(Duration::from_secs(3600)));
+            let r = w.run(Some(Duration::from_secs(20))).await;
+            assert_eq!(r.stop_reason, StopReason::Complete, "{kind:?}");
+            w.assert_restores(&files).await;
+        }
+    })
+    .await;
+}
+
+/// The chat alone restores: the pinned index leads to the key file and the catalog (the
+/// newest run's state), with the passphrase and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_alone_restores_through_its_index_and_catalog() {
+    within_a_minute(async {
+        for kind in KINDS {
+            let w = Wire::start(kind).await;
+            w.init_vault().await;
+            let mut files = BTreeMap::new();
+            put(&w.src, &mut files, "x/one.bin", 1, MIB + 3);
+            if kind == AccountKind::User {
+                // Over 10 MiB: upload.saveBigFilePart.
+                put(&w.src, &mut files, "x/big", 3, 11 * MIB + 7);
+            }
+            w.run(None).await;
+            put(&w.src, &mut files, "x/two.bin", 2, 5_000);
+            w.run(None).await;
+            let pinned: Vec<_> = w
+                .server
+                .messages(w.server.channel())
+                .into_iter()
+                .filter(|m| m.pinned)
+                .collect();
+            assert_eq!(pinned.len(), 1, "{kind:?}: one pinned index");
+            assert!(pinned[0].text.starts_with("tgferry index v1"));
+            // A new process with nothing but the chat and the passphrase.
+            let store = w.store();
+            let master = w.master(&store).await;
+            let catalog = keyring::load_catalog(&store, &master)
+                .await
+                .unwrap()
+                .expect("the chat has a catalog");
+            let out = common::tempdir();
+            let r = restore(
+                &store,
+                &catalog,
+                Some(&master),
+                &RestoreOptions::new(out.path()),
+            )
+            .await
+            .unwrap();
+            assert!(r.is_success(), "{:?}", r.failed);
+            for (path, data) in &files {
+                assert!(
+                    std::fs::read(out.path().join(path)).unwrap() == *data,
+                    "{path}"
+                );
+            }
+        }
+    })
+    .await;
+}
+
+/// Plain mode: each file is a document under its own name (split into `.001`, `.002`…
+/// past a part), its path in the caption; it restores from the state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_mode_sends_files_as_themselves() {
+    within_a_minute(async {
+        for kind in KINDS {
+            let mut w = Wire::start(kind).await;
+            w.plain = true;
+            let mut files = BTreeMap::new();
+            put(&w.src, &mut files, "photos/holiday.jpg", 1, 300_000);
+            put(&w.src, &mut files, "video.mp4", 2, 2 * MIB + 10);
+            let r = w.run(None).await;
+            assert_eq!(r.stop_reason, StopReason::Complete, "{kind:?}");
+            let names = w.document_names();
+            for name in [
+                "holiday.jpg",
+                "video.mp4.001",
+                "video.mp4.002",
+                "video.mp4.003",
+            ] {
+                assert!(names.contains_key(name), "{kind:?}: {names:?}");
+            }
+            let captions: Vec<String> = w
+                .server
+                .messages(w.server.channel())
+                .into_iter()
+                .filter(|m| m.document.is_some())
+                .map(|m| m.text)
+                .collect();
+            assert!(
+                captions.contains(&"photos/holiday.jpg\n#tgferry".to_owned()),
+                "{captions:?}"
+            );
+            w.assert_restores(&files).await;
+        }
+    })
+    .await;
+}
+
+/// Prune by a user (who may delete at any age): old leftovers go two days on, what the
+/// catalog needs stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_prune_deletes_old_leftovers_and_keeps_what_the_catalog_needs() {
+    use tgferry::prune::{PruneOptions, prune};
+    within_a_minute(async {
+        let w = Wire::start(AccountKind::User).await;
+        w.init_vault().await;
+        let mut files = BTreeMap::new();
+        put(&w.src, &mut files, "kept.bin", 1, 100_000);
+        w.run(None).await;
+        let store = w.store();
+        store.prepare().await.unwrap();
+        let mut up = store
+            .begin("data/0f/0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f", 5_000)
+            .await
+            .unwrap();
+        up.write(&common::bytes(9, 5_000)).await.unwrap();
+        let orphan = up.finish().await.unwrap();
+        w.server.advance(HOURS_49);
+        let master = w.master(&store).await;
+        let catalog = keyring::load_catalog(&store, &master)
+            .await
+            .unwrap()
+            .unwrap();
+        let (mut file, _) = StateFile::open(&w.state, &w.job(), &LoadOptions::default()).unwrap();
+        let report = prune(
+            &store,
+            &mut file,
+            Some(&catalog),
+            &PruneOptions {
+                older_than: Duration::from_secs(24 * 3600),
+                dry_run: false,
+                now: tgferry::time::now() + jiff::SignedDuration::from_secs(50 * 3600),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(report.failed.is_empty() && report.undeletable.is_empty());
+        let gone: Vec<&str> = report.unreferenced.iter().map(|p| p.loc.as_str()).collect();
+        assert_eq!(gone, [orphan.as_str()]);
+        drop((file, store));
+        w.assert_restores(&files).await;
+    })
+    .await;
 }

@@ -399,6 +399,10 @@ impl Reader {
                         return Err(Stop::Close);
                     }
                     Some(Action::Error { code, message }) => Err(RpcErr::new(code, message)),
+                    Some(Action::Reply(answer)) => {
+                        tracing::info!(method = call.name, "fault: a made-up answer");
+                        Ok(answer)
+                    }
                     Some(Action::LoseReply) => {
                         let _ = rpc::execute(&mut w, &ctx, &call);
                         tracing::info!(method = call.name, "fault: reply lost");

@@ -1,5 +1,7 @@
 //! Faults a test injects: an RPC error such as `FLOOD_WAIT_X` on any method, a dropped
-//! connection, a request that is carried out but whose reply is lost, a slow reply.
+//! connection, a request that is carried out but whose reply is lost, a slow reply, and an
+//! answer of the test's own (what real Telegram sends and the model does not, such as
+//! `auth.sentCodePaymentRequired`).
 //! Each fault matches a method (or any) and optionally a data centre, may let some
 //! matching calls pass first, and fires a number of times.
 
@@ -21,6 +23,9 @@ pub enum Action {
     LoseReply,
     /// The reply comes this much later.
     Delay(Duration),
+    /// The request is not carried out; this answer (a serialized TL object) is sent
+    /// instead.
+    Reply(Vec<u8>),
 }
 
 /// One injected fault (see the module documentation).
@@ -84,6 +89,11 @@ impl Fault {
     /// `method`'s reply is sent `by` later.
     pub fn delay(method: Option<&str>, by: Duration) -> Fault {
         Fault::new(method, Action::Delay(by))
+    }
+
+    /// `method` is answered with `answer` (a serialized TL object) and not carried out.
+    pub fn reply(method: &str, answer: Vec<u8>) -> Fault {
+        Fault::new(Some(method), Action::Reply(answer))
     }
 
     /// Only in data centre `dc`.

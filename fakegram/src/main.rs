@@ -1,6 +1,8 @@
 //! `fakegram`: the loopback Telegram as a program. Prints, on the first line of standard
 //! output, the shell assignments tgferry reads (`TGFERRY_TG_API_ID`, `TGFERRY_TG_API_HASH`,
-//! `TGFERRY_TG_SESSION`, `TGFERRY_TG_CHAT`), then serves until it is killed.
+//! `TGFERRY_TG_SESSION`, `TGFERRY_TG_CHAT`), then serves until it is killed; on SIGTERM or
+//! Ctrl-C it prints its counts (requests, messages, flood waits) to standard error and,
+//! with `--stats-file`, to that file.
 //!
 //! ```sh
 //! fakegram --listen 127.0.0.1 > fakegram.env &
@@ -35,6 +37,10 @@ struct Args {
     /// The user's two-step verification password (for trying `tgferry telegram login`).
     #[arg(long)]
     password: Option<String>,
+    /// On exit (SIGTERM, Ctrl-C) write the request, message and flood-wait counts to this
+    /// file (they always go to standard error).
+    #[arg(long)]
+    stats_file: Option<PathBuf>,
     /// Turn off the message-rate rules (20 a minute from a bot into a group or channel,
     /// about one a second per chat).
     #[arg(long)]
@@ -74,6 +80,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let args_stats = args.stats_file.clone();
     let config = fakegram::Config {
         listen,
         port,
@@ -128,6 +135,13 @@ async fn main() -> std::process::ExitCode {
         let _ = tokio::signal::ctrl_c().await;
     };
     stop.await;
+    // What the bench reads: requests, messages, flood waits.
+    eprintln!("fakegram stats: {}", server.stats().summary());
+    if let Some(path) = &args_stats {
+        if let Err(e) = std::fs::write(path, format!("{}\n", server.stats().summary())) {
+            eprintln!("fakegram: cannot write {}: {e}", path.display());
+        }
+    }
     server.flush();
     drop(server);
     std::process::ExitCode::SUCCESS

@@ -420,6 +420,31 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes written to clients.
     pub bytes_out: u64,
+    /// Messages posted (texts and documents; not service messages).
+    pub messages: u64,
+}
+
+impl Stats {
+    /// One line for people and scripts: `requests=… messages=… flood_waits=…
+    /// flood_wait_seconds=… connections=… bytes_in=… bytes_out=…`, then the requests by
+    /// method (`method=count`, most first).
+    pub fn summary(&self) -> String {
+        let total: u64 = self.requests.values().sum();
+        let waited: i64 = self.flood_waits.iter().map(|(_, s)| s).sum();
+        let mut methods: Vec<(&String, &u64)> = self.requests.iter().collect();
+        methods.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let methods: Vec<String> = methods.iter().map(|(m, n)| format!("{m}={n}")).collect();
+        format!(
+            "requests={total} messages={} flood_waits={} flood_wait_seconds={waited} \
+             connections={} bytes_in={} bytes_out={} | {}",
+            self.messages,
+            self.flood_waits.len(),
+            self.connections,
+            self.bytes_in,
+            self.bytes_out,
+            methods.join(" ")
+        )
+    }
 }
 
 /// The whole model: [`Persisted`] plus what a restart forgets.

@@ -1150,6 +1150,9 @@ fn post(
     random_id: Option<i64>,
 ) -> Msg {
     let now = w.now();
+    if service.is_none() {
+        w.stats.messages += 1;
+    }
     let template = Msg {
         id: 0,
         date: now,
@@ -1345,8 +1348,10 @@ fn send_media(
     let sizes: Vec<Option<usize>> = (0..parts)
         .map(|i| upload.parts.get(&i).map(|p| p.0))
         .collect();
-    let size = rules::check_assembled(&sizes, big)?;
+    // A repeated random id is refused before the parts are looked at: the first send
+    // used them, and its retry (after a lost reply) must learn that it was sent.
     check_send(w, me, peer, r.random_id)?;
+    let size = rules::check_assembled(&sizes, big)?;
     let name = media
         .attributes
         .iter()

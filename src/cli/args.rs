@@ -429,8 +429,9 @@ pub struct TelegramArgs {
 /// `tgferry telegram` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum TelegramCommand {
-    /// Sign in to a user account (phone, code, 2FA password) and print a session line for
-    /// TGFERRY_TG_SESSION; needs TGFERRY_TG_API_ID and TGFERRY_TG_API_HASH.
+    /// Sign in to a user account (phone, code, 2FA password), or a bot with --bot, and
+    /// print a session line for TGFERRY_TG_SESSION; needs TGFERRY_TG_API_ID and
+    /// TGFERRY_TG_API_HASH.
     Login(LoginArgs),
 }
 
@@ -440,4 +441,17 @@ pub struct LoginArgs {
     /// Write the session to this file (created with mode 0600) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Sign a bot in once (its token from TGFERRY_TG_BOT_TOKEN, else asked) and print a
+    /// session line for TGFERRY_TG_SESSION that every run reuses: Telegram makes bots
+    /// that sign in on every run wait, sometimes for an hour.
+    #[arg(long)]
+    pub bot: bool,
+    /// The chat the store will live in (-100…): resolved now and kept in the session
+    /// line, so that no run has to look for it among the account's chats.
+    #[arg(long, value_name = "CHAT", value_parser = parse_login_chat)]
+    pub chat: Option<crate::telegram::api::ChatRef>,
+}
+
+fn parse_login_chat(s: &str) -> Result<crate::telegram::api::ChatRef, String> {
+    crate::telegram::api::ChatRef::parse(s)
 }

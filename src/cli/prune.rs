@@ -82,6 +82,12 @@ fn render(report: &PruneReport, opts: &PruneOptions) -> String {
     for (loc, e) in &report.failed {
         let _ = writeln!(out, "could not delete {loc}: {e}");
     }
+    for (loc, reason) in &report.undeletable {
+        let _ = writeln!(
+            out,
+            "kept {loc}, which this account may not delete: {reason}"
+        );
+    }
     let _ = writeln!(
         out,
         "{}: {} abandoned uploads, {} unreferenced parts, {}; {} younger than {} kept",

@@ -1,6 +1,6 @@
-//! `tgferry telegram login`: signs a user account in on the terminal and hands out the
-//! portable session for `TGFERRY_TG_SESSION`, on stdout or into a 0600 file, never in a
-//! log line.
+//! `tgferry telegram login`: signs a user account (or, with `--bot`, a bot) in on the
+//! terminal and hands out the portable session for `TGFERRY_TG_SESSION`, on stdout or into
+//! a 0600 file, never in a log line.
 
 use std::io::Write;
 
@@ -8,8 +8,11 @@ use secrecy::ExposeSecret;
 
 use super::args::LoginArgs;
 use super::exit::{self, Exit};
-use crate::telegram::credentials::{self, SESSION_ENV};
-use crate::telegram::login::{TerminalPrompt, login as sign_in};
+use secrecy::SecretString;
+
+use crate::telegram::credentials::{self, BOT_TOKEN_ENV, SESSION_ENV};
+use crate::telegram::login::{Prompt as _, TerminalPrompt, login_bot, login_with};
+use crate::telegram::session::PortableSession;
 
 /// `tgferry telegram login`.
 pub(super) async fn login(a: LoginArgs) -> Result<u8, Exit> {
@@ -18,12 +21,34 @@ pub(super) async fn login(a: LoginArgs) -> Result<u8, Exit> {
             code: exit::STORE_DENIED,
             message: e.to_string(),
         })?;
-    let session = sign_in(api_id, &api_hash, &mut TerminalPrompt)
+    let failed = |e: crate::telegram::login::LoginError| Exit {
+        code: exit::STORE_DENIED,
+        message: format!("Telegram login failed: {e}"),
+    };
+    let session = if a.bot {
+        let token = match std::env::var(BOT_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+        {
+            Some(t) => SecretString::from(t.trim().to_owned()),
+            None => TerminalPrompt
+                .ask_secret("Bot token (from @BotFather): ")
+                .map_err(|e| failed(e.into()))?,
+        };
+        login_bot(PortableSession::new(), api_id, &api_hash, &token)
+            .await
+            .map_err(failed)?
+    } else {
+        login_with(
+            PortableSession::new(),
+            api_id,
+            &api_hash,
+            &mut TerminalPrompt,
+            a.chat.as_ref(),
+        )
         .await
-        .map_err(|e| Exit {
-            code: exit::STORE_DENIED,
-            message: format!("Telegram login failed: {e}"),
-        })?;
+        .map_err(failed)?
+    };
     match &a.output {
         Some(path) => {
             write_private(path, session.expose_secret()).map_err(|e| Exit {

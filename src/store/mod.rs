@@ -110,6 +110,15 @@ pub enum StoreError {
         /// The part's location.
         loc: String,
     },
+    /// The store keeps this part and this account may not delete it (a Telegram bot and a
+    /// message older than 48 hours): reported, never a failure.
+    #[error("could not delete {loc}: {reason}")]
+    Undeletable {
+        /// The part's location.
+        loc: String,
+        /// Why, and who can delete it.
+        reason: String,
+    },
 }
 
 impl StoreError {

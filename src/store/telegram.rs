@@ -54,6 +54,11 @@ const PLAIN_MARKER: &str = "#tgferry";
 /// Location of an empty part (Telegram refuses empty files; nothing is sent).
 const EMPTY_LOC: &str = "empty";
 
+/// What a bot is told about a message it may no longer delete.
+const BOT_DELETE_RULE: &str = "a Telegram bot may not delete messages older than 48 hours, \
+     even as an admin; delete it with a user session (TGFERRY_TG_SESSION from `tgferry \
+     telegram login`, for example `tgferry prune` run with it) or by hand in the chat";
+
 /// How a [`TelegramStore`] names and sizes what it sends.
 #[derive(Debug, Clone, Default)]
 pub struct TelegramOptions {
@@ -202,6 +207,10 @@ impl<A: TelegramApi> Shared<A> {
                 wait: Duration::from_secs(seconds.into()),
             },
             TgError::SessionInUse => StoreError::Locked { store },
+            e @ TgError::SessionDuplicated => StoreError::Denied {
+                store,
+                message: format!("{e}; store the new session line as TGFERRY_TG_SESSION"),
+            },
             TgError::Unauthorized(m) => StoreError::Denied {
                 store,
                 message: format!(
@@ -385,6 +394,119 @@ impl<A: TelegramApi> Shared<A> {
         }
     }
 
+    /// Deletes `ids`: `false` when the account is a bot that may not (Telegram answers
+    /// MESSAGE_DELETE_FORBIDDEN for messages older than 48 hours), which callers report
+    /// and never treat as a failure.
+    async fn delete(&self, ids: &[i32]) -> Result<bool, StoreError> {
+        let bot = self.connected().await?.bot;
+        self.call(|| async {
+            match self.api.delete_messages(ids).await {
+                Ok(()) => Ok(true),
+                Err(TgError::Forbidden(m)) if bot && m == "MESSAGE_DELETE_FORBIDDEN" => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// Runs a send (`send` retried on dropped connections with the same random id); when
+    /// Telegram answers RANDOM_ID_DUPLICATE, an earlier try was carried out and its reply
+    /// lost: the message already sent is looked up (`sent` tells it) instead of sending
+    /// it twice.
+    async fn send_once<F, Fut>(
+        &self,
+        send: F,
+        sent: impl Fn(&MessageInfo) -> bool,
+    ) -> Result<MessageInfo, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<MessageInfo, TgError>>,
+    {
+        let mut send = send;
+        let outcome = self
+            .call(|| {
+                let attempt = send();
+                async move {
+                    match attempt.await {
+                        Err(TgError::Invalid(m)) if m == "RANDOM_ID_DUPLICATE" => Ok(None),
+                        other => other.map(Some),
+                    }
+                }
+            })
+            .await?;
+        if let Some(info) = outcome {
+            self.see(info.id);
+            return Ok(info);
+        }
+        tracing::info!("a send's reply was lost; looking up the message it made");
+        match self.find_recent(&sent).await? {
+            Some(info) => {
+                self.see(info.id);
+                Ok(info)
+            }
+            None => Err(StoreError::Transient {
+                message: format!(
+                    "Telegram says a message was already sent to {} (RANDOM_ID_DUPLICATE) but \
+                     it cannot be found",
+                    self.name
+                ),
+            }),
+        }
+    }
+
+    /// The newest message after the highest id seen that `wanted` accepts: ids are read
+    /// 100 at a time (what bots may do) from there until a batch holds no message at all.
+    async fn find_recent(
+        &self,
+        wanted: &impl Fn(&MessageInfo) -> bool,
+    ) -> Result<Option<MessageInfo>, StoreError> {
+        let bot = self.connected().await?.bot;
+        let mut start = *self.highest_id.lock().unwrap() + 1;
+        if !bot && start == 1 {
+            let latest = self.call(|| self.api.latest_id()).await?.unwrap_or(0);
+            start = (latest - MAX_IDS_PER_CALL as i32 + 1).max(1);
+        }
+        let mut found = None;
+        loop {
+            let ids: Vec<i32> = (start..start.saturating_add(MAX_IDS_PER_CALL as i32)).collect();
+            let batch = self.call(|| self.api.get_messages(&ids)).await?;
+            if batch.iter().all(Option::is_none) {
+                return Ok(found);
+            }
+            for m in batch.into_iter().flatten() {
+                if wanted(&m) {
+                    found = Some(m);
+                }
+            }
+            start = start.saturating_add(MAX_IDS_PER_CALL as i32);
+        }
+    }
+
+    /// Deletes the message `id` that held `what` before it was replaced; a bot's message
+    /// older than 48 hours stays, reported in the log (never a failed run).
+    async fn delete_replaced(&self, what: &str, id: i32) -> Result<(), StoreError> {
+        if !self.delete(&[id]).await? {
+            tracing::warn!(
+                "{}: the previous {what} (message {id}) stays in the chat: {BOT_DELETE_RULE}",
+                self.name
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends and pins a new index.
+    async fn new_index(&self, text: &str) -> Result<i32, StoreError> {
+        let random_id = api::random_id().map_err(|e| self.error(e))?;
+        let sent = self
+            .send_once(
+                || self.api.send_text(text, random_id),
+                |m| m.document.is_none() && m.text.trim() == text.trim(),
+            )
+            .await?;
+        self.call(|| self.api.pin(sent.id)).await?;
+        Ok(sent.id)
+    }
+
     /// Sends a whole in-memory blob as a document.
     async fn send_blob(
         self: &Arc<Self>,
@@ -524,9 +646,16 @@ impl<A: TelegramApi> Upload for TelegramUpload<A> {
         let shared = self.shared.clone();
         let (upload, name, caption) = (self.upload, self.name, self.caption);
         let sent = shared
-            .call(|| shared.api.send_document(&upload, &name, &caption))
+            .send_once(
+                || shared.api.send_document(&upload, &name, &caption),
+                |m| {
+                    m.document
+                        .as_ref()
+                        .is_some_and(|d| d.name == name && d.size == upload.size)
+                        && m.text.trim() == caption.trim()
+                },
+            )
             .await?;
-        shared.see(sent.id);
         Ok(location(sent.id))
     }
 }
@@ -714,8 +843,14 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
         let id = message_id(loc)?;
         let s = &self.shared;
         s.lookups.lock().unwrap().remove(&id);
-        let ids = [id];
-        s.call(|| s.api.delete_messages(&ids)).await
+        if s.delete(&[id]).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Undeletable {
+                loc: loc.into(),
+                reason: BOT_DELETE_RULE.into(),
+            })
+        }
     }
 
     async fn put_meta(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
@@ -729,23 +864,31 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
         let text = render_index(&index);
         match index_id {
             Some(at) => {
-                s.call(|| async {
-                    match s.api.edit_text(at, &text).await {
-                        // The index already says this (a retried put after a lost reply).
-                        Err(TgError::Invalid(m)) if m == "MESSAGE_NOT_MODIFIED" => Ok(()),
-                        other => other,
-                    }
-                })
-                .await?
+                let edited = s
+                    .call(|| async {
+                        match s.api.edit_text(at, &text).await {
+                            // The index already says this (a retried put after a lost reply).
+                            Err(TgError::Invalid(m)) if m == "MESSAGE_NOT_MODIFIED" => Ok(true),
+                            // Outside channels a message can be edited for 48 hours only.
+                            Err(TgError::Forbidden(m)) if m == "MESSAGE_EDIT_TIME_EXPIRED" => {
+                                Ok(false)
+                            }
+                            other => other.map(|()| true),
+                        }
+                    })
+                    .await?;
+                if !edited {
+                    // A new index, pinned; the old one is deleted where the account may.
+                    s.new_index(&text).await?;
+                    s.delete_replaced("index", at).await?;
+                }
             }
             None => {
-                let sent = s.call(|| s.api.send_text(&text)).await?;
-                s.call(|| s.api.pin(sent.id)).await?;
+                s.new_index(&text).await?;
             }
         }
         if let Some(old) = old.filter(|o| *o != id) {
-            let ids = [old];
-            s.call(|| s.api.delete_messages(&ids)).await?;
+            s.delete_replaced(name, old).await?;
         }
         Ok(())
     }

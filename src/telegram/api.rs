@@ -144,6 +144,13 @@ impl UploadRef {
     }
 }
 
+/// A new random id for a send ([`TelegramApi::send_text`]).
+pub fn random_id() -> Result<i64, TgError> {
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).map_err(|e| TgError::Other(format!("no randomness: {e}")))?;
+    Ok(i64::from_le_bytes(id))
+}
+
 /// A document attached to a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocumentInfo {
@@ -201,9 +208,17 @@ pub enum TgError {
     /// or logged-out session.
     #[error("Telegram refused the credentials: {0}")]
     Unauthorized(String),
-    /// `AUTH_KEY_DUPLICATED`: the session is being used by another process.
-    #[error("the Telegram session is in use by another process (AUTH_KEY_DUPLICATED)")]
+    /// The session is locked by another process on this machine.
+    #[error("the Telegram session is in use by another process")]
     SessionInUse,
+    /// `AUTH_KEY_DUPLICATED`: Telegram saw the session used from two places at once and
+    /// revoked it; it is dead, waiting does not help.
+    #[error(
+        "Telegram revoked the session because it was used from two places at once \
+         (AUTH_KEY_DUPLICATED); it is dead: make a new one with `tgferry telegram login` and \
+         never use one session in two processes"
+    )]
+    SessionDuplicated,
     /// The chat does not exist or cannot be seen by this account.
     #[error("chat not found: {0}")]
     ChatNotFound(String),
@@ -241,7 +256,9 @@ pub trait TelegramApi: Send + Sync + 'static {
         bytes: Vec<u8>,
     ) -> impl Future<Output = Result<(), TgError>> + Send;
 
-    /// Sends a finished upload to the chat as a document named `name` with `caption`.
+    /// Sends a finished upload to the chat as a document named `name` with `caption`. The
+    /// upload's `file_id` is the send's random id: sending the same upload again (after a
+    /// reply was lost) fails with `Invalid("RANDOM_ID_DUPLICATE")` and sends nothing.
     fn send_document(
         &self,
         upload: &UploadRef,
@@ -249,8 +266,13 @@ pub trait TelegramApi: Send + Sync + 'static {
         caption: &str,
     ) -> impl Future<Output = Result<MessageInfo, TgError>> + Send;
 
-    /// Sends a text message.
-    fn send_text(&self, text: &str) -> impl Future<Output = Result<MessageInfo, TgError>> + Send;
+    /// Sends a text message with `random_id`, one per logical send (kept across retries):
+    /// a repeat fails with `Invalid("RANDOM_ID_DUPLICATE")` and sends nothing.
+    fn send_text(
+        &self,
+        text: &str,
+        random_id: i64,
+    ) -> impl Future<Output = Result<MessageInfo, TgError>> + Send;
 
     /// Replaces the text of one of our messages. Like Telegram, an edit that changes
     /// nothing fails with `Invalid("MESSAGE_NOT_MODIFIED")`.

@@ -1,7 +1,9 @@
 //! An in-memory Telegram for tests. [`TelegramDouble`] owns one account, one chat (its
 //! messages, documents and pins) and the server's unfinished uploads, and enforces the rules
 //! the real server does: chunk sizes, part counts, the big-file threshold, missing parts,
-//! message ids that only grow, no history for bots, download alignment. Like Telegram it also
+//! message ids that only grow, no history for bots, no deletes by bots of messages older
+//! than 48 hours (`MESSAGE_DELETE_FORBIDDEN`), one message per random id
+//! (`RANDOM_ID_DUPLICATE`), download alignment. Like Telegram it also
 //! trims texts and captions, limits their length, refuses an edit that changes nothing
 //! (`MESSAGE_NOT_MODIFIED`) and keeps several pins, showing the newest that still exists.
 //!
@@ -24,6 +26,9 @@ const TEXT_LIMIT: usize = 4096;
 const CAPTION_LIMIT: usize = 1024;
 /// Longest document caption for a Premium account (`caption_length_limit_premium`).
 const CAPTION_LIMIT_PREMIUM: usize = 4096;
+
+/// How old a message a bot may still delete, in seconds (48 hours).
+const BOT_DELETE_LIMIT: i64 = 48 * 60 * 60;
 
 /// A [`TelegramApi`] method, for fault injection and call counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,6 +115,8 @@ struct Inner {
     calls: HashMap<Op, u64>,
     bytes_uploaded: u64,
     bytes_downloaded: u64,
+    /// The random ids of every message sent (a repeat is refused).
+    random_ids: std::collections::HashSet<i64>,
 }
 
 /// An in-memory Telegram chat implementing [`TelegramApi`]; clones share the same server.
@@ -191,6 +198,7 @@ impl Inner {
             calls: HashMap::new(),
             bytes_uploaded: 0,
             bytes_downloaded: 0,
+            random_ids: std::collections::HashSet::new(),
         }
     }
 
@@ -529,6 +537,9 @@ impl TelegramApi for TelegramDouble {
     ) -> Result<MessageInfo, TgError> {
         let mut inner = self.begin(Op::SendDocument)?;
         inner.check_post("CHAT_WRITE_FORBIDDEN")?;
+        if inner.random_ids.contains(&upload.file_id) {
+            return Err(invalid("RANDOM_ID_DUPLICATE"));
+        }
         if upload.size == 0 {
             return Err(invalid("FILE_PARTS_INVALID"));
         }
@@ -551,14 +562,19 @@ impl TelegramApi for TelegramDouble {
             return Err(invalid("FILE_PARTS_INVALID"));
         }
         let id = inner.post(caption, Some((name.into(), bytes)), false);
+        inner.random_ids.insert(upload.file_id);
         Ok(inner.info(id).expect("just posted"))
     }
 
-    async fn send_text(&self, text: &str) -> Result<MessageInfo, TgError> {
+    async fn send_text(&self, text: &str, random_id: i64) -> Result<MessageInfo, TgError> {
         let mut inner = self.begin(Op::SendText)?;
         inner.check_post("CHAT_WRITE_FORBIDDEN")?;
+        if inner.random_ids.contains(&random_id) {
+            return Err(invalid("RANDOM_ID_DUPLICATE"));
+        }
         let text = Inner::message_text(text)?;
         let id = inner.post(text, None, false);
+        inner.random_ids.insert(random_id);
         Ok(inner.info(id).expect("just posted"))
     }
 
@@ -621,6 +637,19 @@ impl TelegramApi for TelegramDouble {
     async fn delete_messages(&self, ids: &[i32]) -> Result<(), TgError> {
         let mut inner = self.begin(Op::DeleteMessages)?;
         inner.check_post("CHAT_ADMIN_REQUIRED")?;
+        // Bots may not delete messages older than 48 hours, even as admins; every id is
+        // checked before any is deleted (fakegram's rules::check_bot_delete).
+        let now = inner.now();
+        if inner.account.bot
+            && ids.iter().any(|id| {
+                inner
+                    .messages
+                    .get(id)
+                    .is_some_and(|m| now - m.date >= BOT_DELETE_LIMIT)
+            })
+        {
+            return Err(TgError::Forbidden("MESSAGE_DELETE_FORBIDDEN".into()));
+        }
         for &id in ids {
             inner.remove(id);
         }
@@ -649,6 +678,10 @@ mod tests {
     use super::*;
     use crate::telegram::api::{DOWNLOAD_CHUNK, WaitKind};
     use tokio::time::Instant;
+
+    fn rid() -> i64 {
+        crate::telegram::api::random_id().unwrap()
+    }
 
     fn data(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8).collect()
@@ -683,7 +716,7 @@ mod tests {
     async fn connect_comes_first_and_reports_the_account() {
         let tg = TelegramDouble::user().premium(true);
         assert_eq!(
-            tg.send_text("hi").await,
+            tg.send_text("hi", rid()).await,
             Err(TgError::Other("not connected".into()))
         );
         let account = tg.connect().await.unwrap();
@@ -706,7 +739,7 @@ mod tests {
         let id = tg.post_foreign("theirs");
         let forbidden = |r: Result<(), TgError>| matches!(r, Err(TgError::Forbidden(_)));
         assert!(matches!(
-            tg.send_text("x").await,
+            tg.send_text("x", rid()).await,
             Err(TgError::Forbidden(_))
         ));
         assert!(forbidden(tg.edit_text(id, "x").await));
@@ -862,8 +895,18 @@ mod tests {
             .unwrap();
         let m = tg.send_document(&u, "f", "").await.unwrap();
         assert!(tg.document_bytes(m.id) == Some(bytes.clone()));
+        // Sending the same upload again is the same send (its file id is the random id).
         assert_eq!(
             tg.send_document(&u, "f", "").await,
+            Err(TgError::Invalid("RANDOM_ID_DUPLICATE".into()))
+        );
+        // Another send of its parts finds them consumed.
+        let again = UploadRef {
+            file_id: u.file_id ^ 1,
+            ..u
+        };
+        assert_eq!(
+            tg.send_document(&again, "f", "").await,
             Err(TgError::ChunkMissing { chunk: 0 })
         );
 
@@ -892,13 +935,13 @@ mod tests {
         let tg = connected(TelegramDouble::user()).await;
         tg.set_now(1_700_000_000);
         assert_eq!(tg.latest_id().await, Ok(None));
-        let a = tg.send_text("one").await.unwrap();
+        let a = tg.send_text("one", rid()).await.unwrap();
         let u = upload(&tg, &data(1000)).await;
         let b = tg.send_document(&u, "two", "caption").await.unwrap();
         assert_eq!((a.id, b.id, a.date), (1, 2, 1_700_000_000));
         tg.delete_messages(&[2, 99]).await.unwrap();
         assert_eq!(tg.latest_id().await, Ok(Some(1)));
-        assert_eq!(tg.send_text("three").await.unwrap().id, 3);
+        assert_eq!(tg.send_text("three", rid()).await.unwrap().id, 3);
         let got = tg.get_messages(&[3, 2, 1, 50]).await.unwrap();
         let ids: Vec<_> = got.iter().map(|m| m.as_ref().map(|m| m.id)).collect();
         assert_eq!(ids, [Some(3), None, Some(1), None]);
@@ -907,13 +950,13 @@ mod tests {
         tg.delete_behind_our_back(3);
         assert_eq!(tg.latest_id().await, Ok(Some(1)));
         assert_eq!(tg.post_foreign("someone"), 4);
-        assert_eq!(tg.send_text("five").await.unwrap().id, 5);
+        assert_eq!(tg.send_text("five", rid()).await.unwrap().id, 5);
     }
 
     #[tokio::test]
     async fn bots_cannot_read_history_but_can_fetch_by_id() {
         let tg = connected(TelegramDouble::bot()).await;
-        tg.send_text("x").await.unwrap();
+        tg.send_text("x", rid()).await.unwrap();
         assert_eq!(tg.latest_id().await, Err(TgError::BotMethodInvalid));
         assert!(tg.get_messages(&[1]).await.unwrap()[0].is_some());
     }
@@ -921,7 +964,7 @@ mod tests {
     #[tokio::test]
     async fn edits_follow_telegram() {
         let tg = connected(TelegramDouble::user()).await;
-        let id = tg.send_text("  index v1\n").await.unwrap().id;
+        let id = tg.send_text("  index v1\n", rid()).await.unwrap().id;
         assert_eq!(tg.messages()[0].text, "index v1", "Telegram trims text");
         let err = |s: &str| Err(TgError::Invalid(s.into()));
         assert_eq!(
@@ -940,7 +983,7 @@ mod tests {
         let long = "x".repeat(TEXT_LIMIT + 1);
         assert_eq!(tg.edit_text(id, &long).await, err("MESSAGE_TOO_LONG"));
         assert!(
-            matches!(tg.send_text(&long).await, Err(TgError::Invalid(e)) if e == "MESSAGE_TOO_LONG")
+            matches!(tg.send_text(&long, rid()).await, Err(TgError::Invalid(e)) if e == "MESSAGE_TOO_LONG")
         );
         let foreign = tg.post_foreign("theirs");
         assert!(matches!(
@@ -974,7 +1017,7 @@ mod tests {
             Err(TgError::Invalid("MESSAGE_ID_INVALID".into()))
         );
         for text in ["a", "b", "c"] {
-            tg.send_text(text).await.unwrap();
+            tg.send_text(text, rid()).await.unwrap();
         }
         tg.pin(1).await.unwrap();
         tg.pin(2).await.unwrap();
@@ -995,7 +1038,7 @@ mod tests {
         let bytes = data(3 * CHUNK + 5000);
         let u = upload(&tg, &bytes).await;
         let id = tg.send_document(&u, "f", "").await.unwrap().id;
-        let text = tg.send_text("no document").await.unwrap().id;
+        let text = tg.send_text("no document", rid()).await.unwrap().id;
         let step = u64::from(DOWNLOAD_CHUNK);
 
         // Compared with `assert!` so that a failure does not print megabytes.
@@ -1048,7 +1091,7 @@ mod tests {
         tg.inject(Op::SaveFilePart, flood(30));
         tg.inject(Op::Any, flood(5));
         tg.inject(Op::SaveFilePart, flood(60));
-        assert_eq!(tg.send_text("a").await, Err(flood(5)));
+        assert_eq!(tg.send_text("a", rid()).await, Err(flood(5)));
         let u = UploadRef::new(10).unwrap();
         assert_eq!(tg.save_file_part(&u, 0, data(10)).await, Err(flood(30)));
         assert_eq!(tg.save_file_part(&u, 0, data(10)).await, Err(flood(60)));
@@ -1057,7 +1100,7 @@ mod tests {
         assert_eq!(tg.pending_uploads(), 0);
         tg.save_file_part(&u, 0, data(10)).await.unwrap();
         assert_eq!(
-            tg.send_text("a").await.unwrap().id,
+            tg.send_text("a", rid()).await.unwrap().id,
             1,
             "the faulted send took no id"
         );
@@ -1071,7 +1114,7 @@ mod tests {
         let tg = connected(TelegramDouble::user()).await;
         tg.inject(Op::SendText, TgError::Disconnected("reset".into()));
         assert_eq!(
-            tg.send_text("a").await,
+            tg.send_text("a", rid()).await,
             Err(TgError::Disconnected("reset".into()))
         );
         assert!(matches!(
@@ -1085,11 +1128,11 @@ mod tests {
         tg.inject(Op::Reconnect, TgError::Disconnected("still down".into()));
         assert!(tg.reconnect().await.is_err());
         assert!(matches!(
-            tg.send_text("a").await,
+            tg.send_text("a", rid()).await,
             Err(TgError::Disconnected(_))
         ));
         tg.reconnect().await.unwrap();
-        assert_eq!(tg.send_text("a").await.unwrap().id, 1);
+        assert_eq!(tg.send_text("a", rid()).await.unwrap().id, 1);
 
         tg.drop_connection();
         assert!(matches!(tg.pinned().await, Err(TgError::Disconnected(_))));

@@ -1,16 +1,22 @@
 //! Interactive login of a user account (`tgferry telegram login`): phone number, login code
 //! and, if the account has one, its two-step verification password, asked through a
 //! [`Prompt`]; the result is the one-line [`PortableSession`] export to store as the
-//! `TGFERRY_TG_SESSION` secret.
+//! `TGFERRY_TG_SESSION` secret, holding the chat too when one is given (resolved once
+//! here, not on every run). A bot signs in once the same way ([`login_bot`]).
+//!
+//! grammers panics on a few answers it does not handle (`auth.sentCodeSuccess`,
+//! `auth.sentCodePaymentRequired`); those calls run in a task of their own and a panic
+//! becomes [`LoginError::Unexpected`].
 
 use std::io::{self, BufRead as _, Write as _};
 
 use grammers_client::client::PasswordToken;
-use grammers_client::{Client, SignInError};
+use grammers_client::session::types::{PeerId, PeerKind};
+use grammers_client::{Client, SignInError, tl};
 use secrecy::{ExposeSecret as _, SecretString};
 
-use super::api::TgError;
-use super::grammers::{Conn, map_invocation};
+use super::api::{ChatRef, TgError};
+use super::grammers::{Conn, find_channel, map_invocation};
 use super::session::PortableSession;
 
 /// Tries for the login code and for the password before giving up.
@@ -78,6 +84,9 @@ pub enum LoginError {
     /// The two-step verification password was wrong every time.
     #[error("the two-step verification password was wrong {TRIES} times")]
     WrongPassword,
+    /// Telegram answered in a way tgferry cannot handle (what, and what to do).
+    #[error("{0}")]
+    Unexpected(String),
     /// Anything else Telegram said (bad api id/hash, flood waits, no connection).
     #[error("{0}")]
     Telegram(#[from] TgError),
@@ -90,6 +99,20 @@ pub async fn login(
     api_hash: &SecretString,
     prompt: &mut dyn Prompt,
 ) -> Result<SecretString, LoginError> {
+    login_with(PortableSession::new(), api_id, api_hash, prompt, None).await
+}
+
+/// [`login`] starting from `session` (its data centres and keys: Telegram's for a new
+/// session, a test server's in tests); with `chat`, a `-100…` channel is resolved now and
+/// kept in the session line, so that no run has to look for it among the account's
+/// dialogs.
+pub async fn login_with(
+    session: PortableSession,
+    api_id: i32,
+    api_hash: &SecretString,
+    prompt: &mut dyn Prompt,
+    chat: Option<&ChatRef>,
+) -> Result<SecretString, LoginError> {
     let phone: String = prompt
         .ask("Phone number of the Telegram account (international format, e.g. +4915112345678): ")?
         .chars()
@@ -98,25 +121,27 @@ pub async fn login(
     if phone.is_empty() {
         return Err(LoginError::Empty("phone number"));
     }
-    let session = PortableSession::new();
     // Dropped when the login ends, however it ends: the connections stop.
     let conn = Conn::start(&session, api_id);
-    let token = conn
-        .client
-        .request_login_code(&phone, api_hash.expose_secret())
-        .await
-        .map_err(|e| {
-            if e.is("PHONE_NUMBER_*") {
-                match &e {
-                    grammers_client::InvocationError::Rpc(rpc) => {
-                        LoginError::PhoneRejected(rpc.name.clone())
-                    }
-                    _ => LoginError::Telegram(map_invocation(&e)),
+    let client = conn.client.clone();
+    let hash = api_hash.expose_secret().to_owned();
+    let asked = phone.clone();
+    // grammers panics on answers it does not handle (auth.sentCodeSuccess,
+    // auth.sentCodePaymentRequired): the request runs in a task of its own, whose panic
+    // becomes an error here.
+    let requested = guarded(async move { client.request_login_code(&asked, &hash).await }).await?;
+    let token = requested.map_err(|e| {
+        if e.is("PHONE_NUMBER_*") {
+            match &e {
+                grammers_client::InvocationError::Rpc(rpc) => {
+                    LoginError::PhoneRejected(rpc.name.clone())
                 }
-            } else {
-                LoginError::Telegram(map_invocation(&e))
+                _ => LoginError::Telegram(map_invocation(&e)),
             }
-        })?;
+        } else {
+            LoginError::Telegram(map_invocation(&e))
+        }
+    })?;
 
     let mut password = None;
     let mut question = "Login code (sent to your Telegram app or by SMS): ".to_owned();
@@ -152,9 +177,101 @@ pub async fn login(
             "the login finished without an authorization key".into(),
         )));
     }
+    remember_chat(&conn, &session, chat).await?;
     let exported = session.export();
     drop(conn);
     Ok(exported)
+}
+
+/// Signs a bot in once (`tgferry telegram login --bot`) and returns a session line for
+/// `TGFERRY_TG_SESSION` that every run reuses: Telegram answers frequent bot sign-ins
+/// (`auth.importBotAuthorization`) with long flood waits, which a bare token meets on
+/// every run.
+pub async fn login_bot(
+    session: PortableSession,
+    api_id: i32,
+    api_hash: &SecretString,
+    token: &SecretString,
+) -> Result<SecretString, LoginError> {
+    let conn = Conn::start(&session, api_id);
+    let client = conn.client.clone();
+    let (token, hash) = (
+        token.expose_secret().to_owned(),
+        api_hash.expose_secret().to_owned(),
+    );
+    guarded(async move { client.bot_sign_in(&token, &hash).await })
+        .await?
+        .map_err(|e| LoginError::Telegram(map_invocation(&e)))?;
+    if !session.has_home_key() {
+        return Err(LoginError::Telegram(TgError::Other(
+            "the login finished without an authorization key".into(),
+        )));
+    }
+    let exported = session.export();
+    drop(conn);
+    Ok(exported)
+}
+
+/// Resolves a `-100…` chat for a user account and keeps it in the session.
+async fn remember_chat(
+    conn: &Conn,
+    session: &PortableSession,
+    chat: Option<&ChatRef>,
+) -> Result<(), LoginError> {
+    let Some(ChatRef::Id(raw)) = chat else {
+        return Ok(());
+    };
+    let Some(id) = PeerId::from_bot_api_dialog_id(*raw).filter(|id| id.kind() == PeerKind::Channel)
+    else {
+        // Basic groups need no access hash; `me` and @names resolve in one request.
+        return Ok(());
+    };
+    match find_channel(conn, id).await? {
+        Some(hash) => {
+            session.remember_chat(id.bare_id_unchecked(), hash);
+            Ok(())
+        }
+        None => Err(LoginError::Telegram(TgError::ChatNotFound(format!(
+            "{raw} is not among this account's chats: join it first, or leave out --chat"
+        )))),
+    }
+}
+
+/// Runs a grammers call that may panic in a task of its own; a panic becomes
+/// [`LoginError::Unexpected`] naming what Telegram answered.
+async fn guarded<T: Send + 'static>(
+    call: impl Future<Output = T> + Send + 'static,
+) -> Result<T, LoginError> {
+    match tokio::spawn(call).await {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(LoginError::Unexpected(unexpected_answer(&text)))
+        }
+        Err(e) => Err(LoginError::Telegram(TgError::Other(e.to_string()))),
+    }
+}
+
+/// What a grammers panic during login means, in words.
+fn unexpected_answer(panic: &str) -> String {
+    if panic.contains("not implemented") {
+        "Telegram asks for a payment before it sends a login code to this number \
+         (auth.sentCodePaymentRequired), which tgferry cannot make: log in once in an \
+         official Telegram app with this number, then run `tgferry telegram login` again"
+            .into()
+    } else if panic.contains("should not have logged in yet") {
+        "Telegram answered the code request with a finished login \
+         (auth.sentCodeSuccess), which tgferry does not handle: run `tgferry telegram login` \
+         again"
+            .into()
+    } else {
+        format!("Telegram gave an answer tgferry does not handle ({panic})")
+    }
 }
 
 async fn check_password(
@@ -177,17 +294,27 @@ async fn check_password(
         if password.expose_secret().is_empty() {
             return Err(LoginError::Empty("password"));
         }
-        match client
-            .check_password(token, password.expose_secret().as_bytes())
-            .await
-        {
+        let checker = client.clone();
+        let secret = password.expose_secret().as_bytes().to_vec();
+        let checked = guarded(async move { checker.check_password(token, secret).await }).await?;
+        match checked {
             Ok(_) => return Ok(()),
-            Err(SignInError::InvalidPassword(t)) => token = t,
+            // Each SRP challenge answers one check: a retry needs new parameters.
+            Err(SignInError::InvalidPassword(_)) => token = fresh_password_token(client).await?,
             Err(SignInError::Other(e)) => return Err(LoginError::Telegram(map_invocation(&e))),
             Err(_) => return Err(LoginError::WrongPassword),
         }
     }
     Err(LoginError::WrongPassword)
+}
+
+/// New SRP parameters for the next password try (`account.getPassword`).
+async fn fresh_password_token(client: &Client) -> Result<PasswordToken, LoginError> {
+    let tl::enums::account::Password::Password(password) = client
+        .invoke(&tl::functions::account::GetPassword {})
+        .await
+        .map_err(|e| LoginError::Telegram(map_invocation(&e)))?;
+    Ok(PasswordToken::new(password))
 }
 
 #[cfg(test)]

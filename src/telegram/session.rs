@@ -61,6 +61,8 @@ struct Data {
     self_user: Option<PeerInfo>,
     peers: HashMap<PeerId, PeerInfo>,
     updates: UpdatesState,
+    /// Channels resolved at login: bare id → access hash.
+    chats: std::collections::BTreeMap<i64, i64>,
 }
 
 impl Drop for Data {
@@ -102,6 +104,18 @@ struct Wire {
     dcs: Vec<WireDc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user: Option<WireUser>,
+    /// Channels resolved at login (`tgferry telegram login --chat`), so that a run needs
+    /// no scan of the account's dialogs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    chats: Vec<WireChat>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireChat {
+    /// The bare channel id (without `-100`).
+    id: i64,
+    access_hash: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -137,6 +151,7 @@ impl PortableSession {
                 self_user: None,
                 peers: HashMap::new(),
                 updates: UpdatesState::default(),
+                chats: std::collections::BTreeMap::new(),
             })),
         }
     }
@@ -213,6 +228,12 @@ impl PortableSession {
                 data.peers.insert(info.id(), info.clone());
                 data.self_user = Some(info);
             }
+            for chat in &wire.chats {
+                if PeerId::channel(chat.id).is_none() {
+                    return Err(malformed("a chat id is out of range"));
+                }
+                data.chats.insert(chat.id, chat.access_hash);
+            }
         }
         if !session.has_home_key() {
             return Err(malformed("it holds no key for its home data centre"));
@@ -250,6 +271,14 @@ impl PortableSession {
                 home_dc: data.home_dc,
                 dcs,
                 user,
+                chats: data
+                    .chats
+                    .iter()
+                    .map(|(id, hash)| WireChat {
+                        id: *id,
+                        access_hash: *hash,
+                    })
+                    .collect(),
             }
         };
         let json = Zeroizing::new(serde_json::to_vec(&wire).unwrap_or_default());
@@ -276,6 +305,16 @@ impl PortableSession {
             Some(PeerInfo::User { id, .. }) => Some(*id),
             _ => None,
         }
+    }
+
+    /// Keeps a channel's access hash (resolved at login) in the session line.
+    pub fn remember_chat(&self, channel_id: i64, access_hash: i64) {
+        self.lock().chats.insert(channel_id, access_hash);
+    }
+
+    /// The access hash of a channel resolved at login, by its bare id.
+    pub fn chat_access_hash(&self, channel_id: i64) -> Option<i64> {
+        self.lock().chats.get(&channel_id).copied()
     }
 
     /// A second handle on the same session (what the grammers client is given, so that keys

@@ -105,22 +105,27 @@ impl GrammersApi {
                 if me.bot {
                     return self.resolve_for_bot(conn, id).await;
                 }
-                let mut dialogs = conn.client.iter_dialogs();
-                while let Some(dialog) = answered(dialogs.next()).await? {
-                    if dialog.peer.id() == id {
-                        let peer = dialog
-                            .peer
-                            .to_ref()
-                            .await
-                            .map_err(|_| TgError::Other("the session storage failed".into()))?;
-                        if let Some(peer) = peer {
-                            return Ok(target_of(peer));
-                        }
-                    }
+                // Resolved once, at login, into the session line.
+                if let Some(hash) = self.session.chat_access_hash(id.bare_id_unchecked()) {
+                    return Ok(target_of(PeerRef {
+                        id,
+                        auth: PeerAuth::from_hash(hash),
+                    }));
                 }
-                Err(TgError::ChatNotFound(format!(
-                    "{raw} is not among this account's chats (join it first, or use its @username)"
-                )))
+                tracing::info!(
+                    "looking for chat {raw} among the account's dialogs; `tgferry telegram login \
+                     --chat {raw}` makes a session that knows it"
+                );
+                match find_channel(conn, id).await? {
+                    Some(hash) => Ok(target_of(PeerRef {
+                        id,
+                        auth: PeerAuth::from_hash(hash),
+                    })),
+                    None => Err(TgError::ChatNotFound(format!(
+                        "{raw} is not among this account's chats (join it first, or use its \
+                         @username)"
+                    ))),
+                }
             }
         }
     }
@@ -157,6 +162,84 @@ impl GrammersApi {
             ))),
         }
     }
+}
+
+/// Most pages of dialogs read when looking for a chat (100 dialogs each).
+const DIALOG_PAGES: usize = 50;
+
+/// A channel's access hash, found among the account's dialogs (`messages.getDialogs`, read
+/// raw: grammers' dialog iterator panics on a dialog whose peer the answer leaves out).
+pub(crate) async fn find_channel(conn: &Conn, id: PeerId) -> Result<Option<i64>, TgError> {
+    use tl::enums::messages::Dialogs;
+    let mut request = tl::functions::messages::GetDialogs {
+        exclude_pinned: false,
+        folder_id: None,
+        offset_date: 0,
+        offset_id: 0,
+        offset_peer: tl::enums::InputPeer::Empty,
+        limit: 100,
+        hash: 0,
+    };
+    for _ in 0..DIALOG_PAGES {
+        let (dialogs, messages, users, chats, last) =
+            match answered(conn.client.invoke(&request)).await? {
+                Dialogs::Dialogs(d) => (d.dialogs, d.messages, d.users, d.chats, true),
+                Dialogs::Slice(d) => {
+                    let last = d.dialogs.len() < request.limit as usize;
+                    (d.dialogs, d.messages, d.users, d.chats, last)
+                }
+                Dialogs::NotModified(_) => return Ok(None),
+            };
+        if let Some(c) = channels_with_id(&chats, id).next() {
+            return Ok(Some(c.access_hash.unwrap_or(0)));
+        }
+        // The next page starts after this page's last dialog (its peer and top message).
+        let Some(tl::enums::Dialog::Dialog(tail)) = dialogs.last() else {
+            return Ok(None);
+        };
+        if last {
+            return Ok(None);
+        }
+        let offset_peer = match &tail.peer {
+            tl::enums::Peer::Channel(p) => chats.iter().find_map(|c| match c {
+                tl::enums::Chat::Channel(c) if c.id == p.channel_id => Some(
+                    tl::types::InputPeerChannel {
+                        channel_id: c.id,
+                        access_hash: c.access_hash.unwrap_or(0),
+                    }
+                    .into(),
+                ),
+                _ => None,
+            }),
+            tl::enums::Peer::User(p) => users.iter().find_map(|u| match u {
+                tl::enums::User::User(u) if u.id == p.user_id => Some(
+                    tl::types::InputPeerUser {
+                        user_id: u.id,
+                        access_hash: u.access_hash.unwrap_or(0),
+                    }
+                    .into(),
+                ),
+                _ => None,
+            }),
+            tl::enums::Peer::Chat(p) => {
+                Some(tl::types::InputPeerChat { chat_id: p.chat_id }.into())
+            }
+        };
+        // A dialog whose peer the answer left out ends the scan, never the process.
+        let Some(offset_peer) = offset_peer else {
+            return Ok(None);
+        };
+        let top = messages.iter().find_map(|m| match m {
+            tl::enums::Message::Message(m) if m.id == tail.top_message => Some(m.date),
+            tl::enums::Message::Service(m) if m.id == tail.top_message => Some(m.date),
+            _ => None,
+        });
+        request.offset_peer = offset_peer;
+        request.offset_id = tail.top_message;
+        request.offset_date = top.unwrap_or(0);
+        request.exclude_pinned = true;
+    }
+    Ok(None)
 }
 
 /// [`TelegramApi::pin`](crate::telegram::api::TelegramApi::pin).

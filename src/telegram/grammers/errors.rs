@@ -41,7 +41,7 @@ pub fn map_rpc(name: &str, value: Option<u32>) -> TgError {
             Some(chunk) => TgError::ChunkMissing { chunk },
             None => TgError::Invalid(name.to_owned()),
         },
-        "AUTH_KEY_DUPLICATED" => TgError::SessionInUse,
+        "AUTH_KEY_DUPLICATED" => TgError::SessionDuplicated,
         "AUTH_KEY_UNREGISTERED"
         | "AUTH_KEY_INVALID"
         | "AUTH_KEY_PERM_EMPTY"
@@ -186,7 +186,7 @@ mod tests {
         }
         assert_eq!(
             map_invocation(&rpc(406, "AUTH_KEY_DUPLICATED")),
-            TgError::SessionInUse
+            TgError::SessionDuplicated
         );
         for name in [
             "CHANNEL_INVALID",

@@ -39,6 +39,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use super::api::{Account, ChatRef, MessageInfo, TelegramApi, TgError, UploadRef};
 use super::session::{PortableSession, SessionLock};
 use chats::Target;
+pub(crate) use chats::find_channel;
 pub(crate) use conn::Conn;
 use download::FileLocation;
 pub(crate) use errors::map_invocation;
@@ -207,8 +208,8 @@ impl TelegramApi for GrammersApi {
         send::send_document(self, upload, name, caption).await
     }
 
-    async fn send_text(&self, text: &str) -> Result<MessageInfo, TgError> {
-        send::send_text(self, text).await
+    async fn send_text(&self, text: &str, random_id: i64) -> Result<MessageInfo, TgError> {
+        send::send_text(self, text, random_id).await
     }
 
     async fn edit_text(&self, id: i32, text: &str) -> Result<(), TgError> {

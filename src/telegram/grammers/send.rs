@@ -60,7 +60,8 @@ pub(super) async fn send_document(
     caption: &str,
 ) -> Result<MessageInfo, TgError> {
     let (conn, target, _) = api.ready()?;
-    let random_id = random_id()?;
+    // One random id per logical send: the upload's own, the same on every retry.
+    let random_id = upload.file_id;
     let request = tl::functions::messages::SendMedia {
         silent: true,
         background: false,
@@ -93,9 +94,12 @@ pub(super) async fn send_document(
 }
 
 /// [`TelegramApi::send_text`](crate::telegram::api::TelegramApi::send_text).
-pub(super) async fn send_text(api: &GrammersApi, text: &str) -> Result<MessageInfo, TgError> {
+pub(super) async fn send_text(
+    api: &GrammersApi,
+    text: &str,
+    random_id: i64,
+) -> Result<MessageInfo, TgError> {
     let (conn, target, _) = api.ready()?;
-    let random_id = random_id()?;
     let request = tl::functions::messages::SendMessage {
         no_webpage: true,
         silent: true,
@@ -122,13 +126,6 @@ pub(super) async fn send_text(api: &GrammersApi, text: &str) -> Result<MessageIn
     };
     let updates = api.invoke(&conn, &request).await?;
     sent_message(&updates, random_id, text, None)
-}
-
-/// The random id a send carries, by which its new message is found in the answer.
-fn random_id() -> Result<i64, TgError> {
-    let mut id = [0u8; 8];
-    getrandom::fill(&mut id).map_err(|e| TgError::Other(format!("no randomness: {e}")))?;
-    Ok(i64::from_le_bytes(id))
 }
 
 /// The document to send for a finished upload.
