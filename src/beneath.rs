@@ -151,6 +151,8 @@ pub fn open_dir(dir: &Dir, names: &[OsString], create: bool) -> Result<Dir, Bloc
 fn blocked(parent: &Dir, name: &OsStr, i: usize, e: io::Error) -> Blocked {
     match kind(parent, name) {
         Ok(Kind::Missing) => Blocked::Missing(i),
+        // Missing when it was opened, made since (restores make folders side by side).
+        Ok(Kind::Dir) if e.kind() == io::ErrorKind::NotFound => Blocked::Missing(i),
         Ok(Kind::Link) => Blocked::Link(i),
         Ok(Kind::File | Kind::Other) => Blocked::NotDir(i),
         Ok(Kind::Dir) | Err(_) => Blocked::Io(i, e),

@@ -137,10 +137,10 @@ async fn main() -> std::process::ExitCode {
     stop.await;
     // What the bench reads: requests, messages, flood waits.
     eprintln!("fakegram stats: {}", server.stats().summary());
-    if let Some(path) = &args_stats {
-        if let Err(e) = std::fs::write(path, format!("{}\n", server.stats().summary())) {
-            eprintln!("fakegram: cannot write {}: {e}", path.display());
-        }
+    if let Some(path) = &args_stats
+        && let Err(e) = std::fs::write(path, format!("{}\n", server.stats().summary()))
+    {
+        eprintln!("fakegram: cannot write {}: {e}", path.display());
     }
     server.flush();
     drop(server);
