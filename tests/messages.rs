@@ -81,6 +81,10 @@ fn a_file(dir: &Path) {
     std::fs::write(dir.join("afile"), b"not a folder").unwrap();
 }
 
+fn an_empty_store(dir: &Path) {
+    std::fs::create_dir(dir.join("store")).unwrap();
+}
+
 fn an_empty_folder(dir: &Path) {
     std::fs::create_dir(dir.join("empty")).unwrap();
 }
@@ -100,6 +104,12 @@ fn plain_run_recorded_as_typed(dir: &Path) {
 const VAULT: &[(&str, &str)] = &[
     ("TGFERRY_PASSPHRASE", PASS),
     ("TGFERRY_ENCRYPTION", "vault"),
+];
+/// A vault job over an rclone source, with a config of its own (no remote in it).
+const RCLONE_VAULT: &[(&str, &str)] = &[
+    ("TGFERRY_PASSPHRASE", PASS),
+    ("TGFERRY_ENCRYPTION", "vault"),
+    ("RCLONE_CONFIG", "{dir}/rclone.conf"),
 ];
 const RUN: &[&str] = &[
     "run",
@@ -129,6 +139,45 @@ const CASES: &[Case] = &[
         says: &["source srx: does not exist; check --source"],
         never: &["created a new vault"],
         absent: &["store", "state.json", "state.json.lock"],
+    },
+    Case {
+        name: "an rclone remote that is not configured is reported before a vault or store is created",
+        setup: nothing,
+        args: &[
+            "run",
+            "--source",
+            "rclone:nosuchremote:photos",
+            "--store",
+            "store",
+            "--state",
+            "state.json",
+        ],
+        env: RCLONE_VAULT,
+        code: 8,
+        says: &[
+            "rclone:nosuchremote:photos",
+            "\"nosuchremote\" is not configured",
+        ],
+        never: &["created a new vault"],
+        absent: &["store", "state.json", "state.json.lock"],
+    },
+    Case {
+        name: "an rclone path that does not exist leaves an existing store without a vault",
+        setup: an_empty_store,
+        args: &[
+            "run",
+            "--source",
+            "rclone::local:{dir}/srx",
+            "--store",
+            "store",
+            "--state",
+            "state.json",
+        ],
+        env: RCLONE_VAULT,
+        code: 8,
+        says: &["srx: does not exist on the remote", "check the path"],
+        never: &["created a new vault"],
+        absent: &["store/.tgferry", "state.json", "state.json.lock"],
     },
     Case {
         name: "--budget 5M is ambiguous",
