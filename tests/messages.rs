@@ -139,6 +139,18 @@ fn a_file(dir: &Path) {
     std::fs::write(dir.join("afile"), b"not a folder").unwrap();
 }
 
+/// A vault run restored into `out`, then a restored file changed there.
+fn restored_then_changed(dir: &Path) {
+    vault_run(dir);
+    let out = run_in(
+        dir,
+        &["restore", "--store", "store", "--to", "out"],
+        &[("TGFERRY_PASSPHRASE", PASS)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    std::fs::write(dir.join("out/one.txt"), b"changed").unwrap();
+}
+
 fn an_empty_store(dir: &Path) {
     std::fs::create_dir(dir.join("store")).unwrap();
 }
@@ -248,6 +260,24 @@ fn cases() -> Vec<Case> {
             .code(10)
             .says(&["has no vault key file"])
             .absent(&["out"]),
+        cmd("restore says what it gave back", &["restore", "--store", "store", "--to", "out"])
+            .setup(vault_run)
+            .env(VAULT)
+            .says(&[
+                "restored 2 files (7 B) and 1 folder (with their permissions and times) into out in ",
+            ]),
+        cmd(
+            "restoring over a changed file hints at --overwrite, not at damage",
+            &["restore", "--store", "store", "--to", "out"],
+        )
+        .setup(restored_then_changed)
+        .env(VAULT)
+        .code(3)
+        .says(&[
+            "one.txt: a different file",
+            "1 failed (see the errors above; --overwrite replaces files in the way)",
+        ])
+        .never(&["verify --full"]),
         cmd("init on a store that has a vault exits 10", &["init", "--store", "store"])
             .setup(vault_run)
             .env(VAULT)
@@ -312,7 +342,10 @@ fn cases() -> Vec<Case> {
                 "one.txt",
             ],
         )
-        .says(&["stored 1 file (1 part, ", "1 file (3 B) in the source"])
+        .says(&[
+            "stored 1 file (1 part, 3 B in the store) in ",
+            "1 file (3 B) in the source",
+        ])
         .never(&["1 files", "1 parts", "\x1b["]),
         run_from("the same folder by another path is the same job", "./src/", "{dir}/store")
             .setup(plain_run)
