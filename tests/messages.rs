@@ -11,13 +11,13 @@ use common::{assert_exit, tgferry};
 /// Passphrase of every vault here.
 const PASS: &str = "p";
 
-/// One command and what it must do.
+/// One command and what it must do (built with [`run`], [`run_from`] or [`cmd`]).
 struct Case {
     name: &'static str,
     /// Prepares the case's folder (which always holds `src/` with two files).
     setup: fn(&Path),
     /// The command line; `{dir}` is the case's folder (the working directory).
-    args: &'static [&'static str],
+    args: Vec<&'static str>,
     env: &'static [(&'static str, &'static str)],
     code: i32,
     /// Each must appear in stdout or stderr.
@@ -26,6 +26,64 @@ struct Case {
     never: &'static [&'static str],
     /// Paths (relative to the folder) that must not exist afterwards.
     absent: &'static [&'static str],
+}
+
+/// `args` as typed, in an untouched folder, exiting 0, with nothing to check yet.
+fn cmd(name: &'static str, args: &[&'static str]) -> Case {
+    Case {
+        name,
+        setup: nothing,
+        args: args.to_vec(),
+        env: &[],
+        code: 0,
+        says: &[],
+        never: &[],
+        absent: &[],
+    }
+}
+
+/// `run` from `source` into `store` with `state.json`.
+fn run_from(name: &'static str, source: &'static str, store: &'static str) -> Case {
+    cmd(
+        name,
+        &[
+            "run",
+            "--source",
+            source,
+            "--store",
+            store,
+            "--state",
+            "state.json",
+        ],
+    )
+}
+
+/// [`RUN`] and `extra` flags.
+fn run(name: &'static str, extra: &[&'static str]) -> Case {
+    let mut case = cmd(name, RUN);
+    case.args.extend_from_slice(extra);
+    case
+}
+
+impl Case {
+    fn setup(self, setup: fn(&Path)) -> Self {
+        Case { setup, ..self }
+    }
+    fn env(self, env: &'static [(&'static str, &'static str)]) -> Self {
+        Case { env, ..self }
+    }
+    fn code(self, code: i32) -> Self {
+        Case { code, ..self }
+    }
+    fn says(self, says: &'static [&'static str]) -> Self {
+        Case { says, ..self }
+    }
+    fn never(self, never: &'static [&'static str]) -> Self {
+        Case { never, ..self }
+    }
+    fn absent(self, absent: &'static [&'static str]) -> Self {
+        Case { absent, ..self }
+    }
 }
 
 fn nothing(_: &Path) {}
@@ -81,6 +139,22 @@ fn a_file(dir: &Path) {
     std::fs::write(dir.join("afile"), b"not a folder").unwrap();
 }
 
+/// A vault run restored into `out`, then a restored file changed there.
+fn restored_then_changed(dir: &Path) {
+    vault_run(dir);
+    let out = run_in(
+        dir,
+        &["restore", "--store", "store", "--to", "out"],
+        &[("TGFERRY_PASSPHRASE", PASS)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    std::fs::write(dir.join("out/one.txt"), b"changed").unwrap();
+}
+
+fn an_empty_store(dir: &Path) {
+    std::fs::create_dir(dir.join("store")).unwrap();
+}
+
 fn an_empty_folder(dir: &Path) {
     std::fs::create_dir(dir.join("empty")).unwrap();
 }
@@ -101,6 +175,12 @@ const VAULT: &[(&str, &str)] = &[
     ("TGFERRY_PASSPHRASE", PASS),
     ("TGFERRY_ENCRYPTION", "vault"),
 ];
+/// A vault job over an rclone source, with a config of its own (no remote in it).
+const RCLONE_VAULT: &[(&str, &str)] = &[
+    ("TGFERRY_PASSPHRASE", PASS),
+    ("TGFERRY_ENCRYPTION", "vault"),
+    ("RCLONE_CONFIG", "{dir}/rclone.conf"),
+];
 const RUN: &[&str] = &[
     "run",
     "--source",
@@ -111,426 +191,211 @@ const RUN: &[&str] = &[
     "state.json",
 ];
 
-const CASES: &[Case] = &[
-    Case {
-        name: "a mistyped source is reported before a vault, store or state is created",
-        setup: nothing,
-        args: &[
-            "run",
-            "--source",
-            "srx",
-            "--store",
+fn cases() -> Vec<Case> {
+    vec![
+        run_from("a mistyped source is reported before a vault, store or state is created", "srx", "store")
+            .env(VAULT)
+            .code(8)
+            .says(&["source srx: does not exist; check --source"])
+            .never(&["created a new vault"])
+            .absent(&["store", "state.json", "state.json.lock"]),
+        run_from(
+            "an rclone remote that is not configured is reported before a vault or store is created",
+            "rclone:nosuchremote:photos",
             "store",
-            "--state",
-            "state.json",
-        ],
-        env: VAULT,
-        code: 8,
-        says: &["source srx: does not exist; check --source"],
-        never: &["created a new vault"],
-        absent: &["store", "state.json", "state.json.lock"],
-    },
-    Case {
-        name: "--budget 5M is ambiguous",
-        setup: nothing,
-        args: &[
-            "run",
-            "--source",
-            "src",
-            "--store",
+        )
+        .env(RCLONE_VAULT)
+        .code(8)
+        .says(&["rclone:nosuchremote:photos", "\"nosuchremote\" is not configured"])
+        .never(&["created a new vault"])
+        .absent(&["store", "state.json", "state.json.lock"]),
+        run_from(
+            "an rclone path that does not exist leaves an existing store without a vault",
+            "rclone::local:{dir}/srx",
             "store",
-            "--state",
-            "state.json",
-            "--budget",
-            "5M",
-        ],
-        env: &[],
-        code: 2,
-        says: &["--budget \"5M\" is ambiguous", "5min"],
-        never: &[],
-        absent: &["store", "state.json.lock"],
-    },
-    Case {
-        name: "--budget 5m is five minutes",
-        setup: nothing,
-        args: &[
-            "run",
-            "--source",
-            "src",
-            "--store",
-            "store",
-            "--state",
-            "state.json",
-            "--budget",
-            "5m",
-        ],
-        env: &[],
-        code: 0,
-        says: &["done: everything in the source is stored"],
-        never: &["ambiguous"],
-        absent: &[],
-    },
-    Case {
-        name: "a bad value from the environment names its variable (tgferry's check)",
-        setup: nothing,
-        args: RUN,
-        env: &[("TGFERRY_BUDGET", "5x")],
-        code: 2,
-        says: &["--budget (set by TGFERRY_BUDGET) \"5x\" is not a duration"],
-        never: &[],
-        absent: &["state.json.lock"],
-    },
-    Case {
-        name: "a bad value from the environment names its variable (clap's check)",
-        setup: nothing,
-        args: RUN,
-        env: &[("TGFERRY_JOBS", "four")],
-        code: 2,
-        says: &[
-            "'--jobs <N>'",
-            "the value comes from the environment variable TGFERRY_JOBS",
-        ],
-        never: &[],
-        absent: &[],
-    },
-    Case {
-        name: "a value typed on the command line is not blamed on the environment",
-        setup: nothing,
-        args: &[
-            "run",
-            "--source",
-            "src",
-            "--store",
-            "store",
-            "--state",
-            "state.json",
-            "--jobs",
-            "four",
-        ],
-        env: &[("TGFERRY_JOBS", "four")],
-        code: 2,
-        says: &["'--jobs <N>'"],
-        never: &["TGFERRY_JOBS"],
-        absent: &[],
-    },
-    Case {
-        name: "a --deadline already past says so",
-        setup: nothing,
-        args: &[
-            "run",
-            "--source",
-            "src",
-            "--store",
-            "store",
-            "--state",
-            "state.json",
-            "--deadline",
-            "2020-01-01T00:00:00Z",
-        ],
-        env: &[],
-        code: 2,
-        says: &["--deadline \"2020-01-01T00:00:00Z\" is already past"],
-        never: &[],
-        absent: &["store", "state.json.lock"],
-    },
-    Case {
-        name: "a store path that is a file",
-        setup: a_file,
-        args: &[
-            "run",
-            "--source",
-            "src",
-            "--store",
-            "afile",
-            "--state",
-            "state.json",
-        ],
-        env: &[],
-        code: 9,
-        says: &["--store afile is a file, not a folder"],
-        never: &["os error"],
-        absent: &["state.json", "state.json.lock"],
-    },
-    Case {
-        name: "restore from a store without a vault exits 10",
-        setup: an_empty_folder,
-        args: &["restore", "--store", "empty", "--to", "out"],
-        env: VAULT,
-        code: 10,
-        says: &["has no vault key file"],
-        never: &[],
-        absent: &["out"],
-    },
-    Case {
-        name: "init on a store that has a vault exits 10",
-        setup: vault_run,
-        args: &["init", "--store", "store"],
-        env: VAULT,
-        code: 10,
-        says: &["already has a vault"],
-        never: &[],
-        absent: &[],
-    },
-    Case {
-        name: "restore from a deleted store",
-        setup: nothing,
-        args: &["restore", "--store", "gone", "--to", "out"],
-        env: VAULT,
-        code: 9,
-        says: &["store gone does not exist: was it deleted or moved?"],
-        never: &["os error"],
-        absent: &["out", "gone"],
-    },
-    Case {
-        name: "a run whose store was deleted does not start an empty one",
-        setup: plain_run_then_store_deleted,
-        args: RUN,
-        env: &[],
-        code: 9,
-        says: &[
-            "store",
-            "does not exist, but the state state.json records 2 files stored in it",
-        ],
-        never: &[],
-        absent: &["store"],
-    },
-    Case {
-        name: "verify without a passphrase: why it needs one",
-        setup: vault_run,
-        args: &["verify", "--store", "store"],
-        env: &[],
-        code: 10,
-        says: &["needs a passphrase", "encrypted catalog"],
-        never: &["--encryption none` stores"],
-        absent: &[],
-    },
-    Case {
-        name: "run without a passphrase: the way around it",
-        setup: nothing,
-        args: RUN,
-        env: &[("TGFERRY_ENCRYPTION", "vault")],
-        code: 10,
-        says: &[
-            "needs a passphrase",
-            "`--encryption none` stores plain copies",
-        ],
-        never: &[],
-        absent: &["store", "state.json", "state.json.lock"],
-    },
-    Case {
-        name: "status of a sealed state without the passphrase",
-        setup: sealed_run,
-        args: &["status", "state.json.sealed"],
-        env: &[],
-        code: 10,
-        says: &["needs a passphrase", "the state is sealed"],
-        never: &["--encryption none"],
-        absent: &[],
-    },
-    Case {
-        name: "a restore pattern that matches nothing is no damage",
-        setup: vault_run,
-        args: &["restore", "--store", "store", "--to", "out", "nomatch/**"],
-        env: VAULT,
-        code: 3,
-        says: &["no stored file matches", "1 pattern matched nothing"],
-        never: &["verify --full", "1 failed"],
-        absent: &[],
-    },
-    Case {
-        name: "a filter that matches nothing on a first run warns",
-        setup: nothing,
-        args: &[
-            "run",
-            "--source",
-            "src",
-            "--store",
-            "store",
-            "--state",
-            "state.json",
-            "--include",
-            "*.nothing",
-        ],
-        env: &[],
-        code: 0,
-        says: &["warning: --include/--exclude match none of the 2 files in the source"],
-        never: &["since the last run", "everything in the source is stored"],
-        absent: &[],
-    },
-    Case {
-        name: "plurals and no colour in a pipe",
-        setup: nothing,
-        args: &[
-            "-v",
-            "run",
-            "--source",
-            "src",
-            "--store",
-            "store",
-            "--state",
-            "state.json",
-            "--include",
-            "one.txt",
-        ],
-        env: &[],
-        code: 0,
-        says: &["stored 1 file (1 part, ", "1 file (3 B) in the source"],
-        never: &["1 files", "1 parts", "\x1b["],
-        absent: &[],
-    },
-    Case {
-        name: "the same folder by another path is the same job",
-        setup: plain_run,
-        args: &[
-            "run",
-            "--source",
-            "./src/",
-            "--store",
-            "{dir}/store",
-            "--state",
-            "state.json",
-        ],
-        env: &[],
-        code: 0,
-        says: &["nothing to do: every file in the source is stored already"],
-        never: &["belongs to another job"],
-        absent: &[],
-    },
-    Case {
-        name: "a state that recorded the paths as typed is still this job's",
-        setup: plain_run_recorded_as_typed,
-        args: &[
-            "run",
-            "--source",
-            "{dir}/src",
-            "--store",
-            "store",
-            "--state",
-            "state.json",
-        ],
-        env: &[],
-        code: 0,
-        says: &["nothing to do"],
-        never: &["belongs to another job"],
-        absent: &[],
-    },
-    Case {
-        name: "another folder is still another job",
-        setup: plain_run,
-        args: &[
-            "run",
-            "--source",
-            "src/sub",
-            "--store",
-            "store",
-            "--state",
-            "state.json",
-        ],
-        env: &[],
-        code: 6,
-        says: &["belongs to another job"],
-        never: &[],
-        absent: &[],
-    },
-    Case {
-        name: "inside GitHub Actions, a store in the runner's temporary folder is warned about",
-        setup: nothing,
-        args: RUN,
-        env: &[("GITHUB_ACTIONS", "true"), ("RUNNER_TEMP", "{dir}")],
-        code: 0,
-        says: &[
-            "::warning title=tgferry%3A the store disappears after the job::the store ",
-            "lies in the runner's $RUNNER_TEMP, which disappears after the job",
-        ],
-        never: &[],
-        absent: &[],
-    },
-    Case {
-        name: "outside GitHub Actions, no such warning",
-        setup: nothing,
-        args: RUN,
-        env: &[("RUNNER_TEMP", "{dir}")],
-        code: 0,
-        says: &[],
-        never: &["disappears after the job"],
-        absent: &[],
-    },
-    Case {
-        name: "TGFERRY_QUIET=1",
-        setup: nothing,
-        args: RUN,
-        env: &[("TGFERRY_QUIET", "1")],
-        code: 0,
-        says: &[],
-        never: &["already stored ("],
-        absent: &[],
-    },
-    Case {
-        name: "TGFERRY_QUIET=yes",
-        setup: nothing,
-        args: RUN,
-        env: &[("TGFERRY_QUIET", "yes")],
-        code: 0,
-        says: &[],
-        never: &["already stored ("],
-        absent: &[],
-    },
-    Case {
-        name: "TGFERRY_QUIET=true",
-        setup: nothing,
-        args: RUN,
-        env: &[("TGFERRY_QUIET", "true")],
-        code: 0,
-        says: &[],
-        never: &["already stored ("],
-        absent: &[],
-    },
-    Case {
-        name: "TGFERRY_QUIET=0",
-        setup: nothing,
-        args: RUN,
-        env: &[("TGFERRY_QUIET", "0")],
-        code: 0,
-        says: &["already stored ("],
-        never: &[],
-        absent: &[],
-    },
-    Case {
-        name: "TGFERRY_QUIET=no",
-        setup: nothing,
-        args: RUN,
-        env: &[("TGFERRY_QUIET", "no")],
-        code: 0,
-        says: &["already stored ("],
-        never: &[],
-        absent: &[],
-    },
-    Case {
-        name: "TGFERRY_FORCE=false",
-        setup: nothing,
-        args: RUN,
-        env: &[("TGFERRY_FORCE", "false")],
-        code: 0,
-        says: &[],
-        never: &[],
-        absent: &[],
-    },
-    Case {
-        name: "TGFERRY_QUIET=maybe",
-        setup: nothing,
-        args: RUN,
-        env: &[("TGFERRY_QUIET", "maybe")],
-        code: 2,
-        says: &["TGFERRY_QUIET"],
-        never: &[],
-        absent: &["store"],
-    },
-];
+        )
+        .setup(an_empty_store)
+        .env(RCLONE_VAULT)
+        .code(8)
+        .says(&["srx: does not exist on the remote", "check the path"])
+        .never(&["created a new vault"])
+        .absent(&["store/.tgferry", "state.json", "state.json.lock"]),
+        run("--budget 5M is ambiguous", &["--budget", "5M"])
+            .code(2)
+            .says(&["--budget \"5M\" is ambiguous", "5min"])
+            .absent(&["store", "state.json.lock"]),
+        run("--budget 5m is five minutes", &["--budget", "5m"])
+            .says(&["done: everything in the source is stored"])
+            .never(&["ambiguous"]),
+        run("a bad value from the environment names its variable (tgferry's check)", &[])
+            .env(&[("TGFERRY_BUDGET", "5x")])
+            .code(2)
+            .says(&["--budget (set by TGFERRY_BUDGET) \"5x\" is not a duration"])
+            .absent(&["state.json.lock"]),
+        run("a bad value from the environment names its variable (clap's check)", &[])
+            .env(&[("TGFERRY_JOBS", "four")])
+            .code(2)
+            .says(&[
+                "'--jobs <N>'",
+                "the value comes from the environment variable TGFERRY_JOBS",
+            ]),
+        run("a value typed on the command line is not blamed on the environment", &["--jobs", "four"])
+            .env(&[("TGFERRY_JOBS", "four")])
+            .code(2)
+            .says(&["'--jobs <N>'"])
+            .never(&["TGFERRY_JOBS"]),
+        run("a --deadline already past says so", &["--deadline", "2020-01-01T00:00:00Z"])
+            .code(2)
+            .says(&["--deadline \"2020-01-01T00:00:00Z\" is already past"])
+            .absent(&["store", "state.json.lock"]),
+        run_from("a store path that is a file", "src", "afile")
+            .setup(a_file)
+            .code(9)
+            .says(&["--store afile is a file, not a folder"])
+            .never(&["os error"])
+            .absent(&["state.json", "state.json.lock"]),
+        cmd("restore from a store without a vault exits 10", &["restore", "--store", "empty", "--to", "out"])
+            .setup(an_empty_folder)
+            .env(VAULT)
+            .code(10)
+            .says(&["has no vault key file"])
+            .absent(&["out"]),
+        cmd("restore says what it gave back", &["restore", "--store", "store", "--to", "out"])
+            .setup(vault_run)
+            .env(VAULT)
+            .says(&[
+                "restored 2 files (7 B) and 1 folder (with their permissions and times) into out in ",
+            ]),
+        cmd(
+            "restoring over a changed file hints at --overwrite, not at damage",
+            &["restore", "--store", "store", "--to", "out"],
+        )
+        .setup(restored_then_changed)
+        .env(VAULT)
+        .code(3)
+        .says(&[
+            "one.txt: a different file",
+            "1 failed (see the errors above; --overwrite replaces files in the way)",
+        ])
+        .never(&["verify --full"]),
+        cmd("init on a store that has a vault exits 10", &["init", "--store", "store"])
+            .setup(vault_run)
+            .env(VAULT)
+            .code(10)
+            .says(&["already has a vault"]),
+        cmd("restore from a deleted store", &["restore", "--store", "gone", "--to", "out"])
+            .env(VAULT)
+            .code(9)
+            .says(&["store gone does not exist: was it deleted or moved?"])
+            .never(&["os error"])
+            .absent(&["out", "gone"]),
+        run("a run whose store was deleted does not start an empty one", &[])
+            .setup(plain_run_then_store_deleted)
+            .code(9)
+            .says(&[
+                "store",
+                "does not exist, but the state state.json records 2 files stored in it",
+            ])
+            .absent(&["store"]),
+        cmd("verify without a passphrase: why it needs one", &["verify", "--store", "store"])
+            .setup(vault_run)
+            .code(10)
+            .says(&["needs a passphrase", "encrypted catalog"])
+            .never(&["--encryption none` stores"]),
+        run("run without a passphrase: the way around it", &[])
+            .env(&[("TGFERRY_ENCRYPTION", "vault")])
+            .code(10)
+            .says(&[
+                "needs a passphrase",
+                "`--encryption none` stores plain copies",
+            ])
+            .absent(&["store", "state.json", "state.json.lock"]),
+        cmd("status of a sealed state without the passphrase", &["status", "state.json.sealed"])
+            .setup(sealed_run)
+            .code(10)
+            .says(&["needs a passphrase", "the state is sealed"])
+            .never(&["--encryption none"]),
+        cmd(
+            "a restore pattern that matches nothing is no damage",
+            &["restore", "--store", "store", "--to", "out", "nomatch/**"],
+        )
+        .setup(vault_run)
+        .env(VAULT)
+        .code(3)
+        .says(&["no stored file matches", "1 pattern matched nothing"])
+        .never(&["verify --full", "1 failed"]),
+        run("a filter that matches nothing on a first run warns", &["--include", "*.nothing"])
+            .says(&["warning: --include/--exclude match none of the 2 files in the source"])
+            .never(&["since the last run", "everything in the source is stored"]),
+        cmd(
+            "plurals and no colour in a pipe",
+            &[
+                "-v",
+                "run",
+                "--source",
+                "src",
+                "--store",
+                "store",
+                "--state",
+                "state.json",
+                "--include",
+                "one.txt",
+            ],
+        )
+        .says(&[
+            "stored 1 file (1 part, 3 B in the store) in ",
+            "1 file (3 B) in the source",
+        ])
+        .never(&["1 files", "1 parts", "\x1b["]),
+        run_from("the same folder by another path is the same job", "./src/", "{dir}/store")
+            .setup(plain_run)
+            .says(&["nothing to do: every file in the source is stored already"])
+            .never(&["belongs to another job"]),
+        run_from("a state that recorded the paths as typed is still this job's", "{dir}/src", "store")
+            .setup(plain_run_recorded_as_typed)
+            .says(&["nothing to do"])
+            .never(&["belongs to another job"]),
+        run_from("another folder is still another job", "src/sub", "store")
+            .setup(plain_run)
+            .code(6)
+            .says(&["belongs to another job"]),
+        run("inside GitHub Actions, a store in the runner's temporary folder is warned about", &[])
+            .env(&[("GITHUB_ACTIONS", "true"), ("RUNNER_TEMP", "{dir}")])
+            .says(&[
+                "::warning title=tgferry%3A the store disappears after the job::the store ",
+                "lies in the runner's $RUNNER_TEMP, which disappears after the job",
+            ]),
+        run("outside GitHub Actions, no such warning", &[])
+            .env(&[("RUNNER_TEMP", "{dir}")])
+            .never(&["disappears after the job"]),
+        run("TGFERRY_QUIET=1", &[])
+            .env(&[("TGFERRY_QUIET", "1")])
+            .never(&["already stored ("]),
+        run("TGFERRY_QUIET=yes", &[])
+            .env(&[("TGFERRY_QUIET", "yes")])
+            .never(&["already stored ("]),
+        run("TGFERRY_QUIET=true", &[])
+            .env(&[("TGFERRY_QUIET", "true")])
+            .never(&["already stored ("]),
+        run("TGFERRY_QUIET=0", &[])
+            .env(&[("TGFERRY_QUIET", "0")])
+            .says(&["already stored ("]),
+        run("TGFERRY_QUIET=no", &[])
+            .env(&[("TGFERRY_QUIET", "no")])
+            .says(&["already stored ("]),
+        run("TGFERRY_FORCE=false", &[]).env(&[("TGFERRY_FORCE", "false")]),
+        run("TGFERRY_QUIET=maybe", &[])
+            .env(&[("TGFERRY_QUIET", "maybe")])
+            .code(2)
+            .says(&["TGFERRY_QUIET"])
+            .absent(&["store"]),
+    ]
+}
 
 #[test]
 fn messages_and_exit_codes() {
     let mut failures = Vec::new();
-    for case in CASES {
+    for case in cases() {
         let dir = common::tempdir();
         let root = dir.path().canonicalize().unwrap();
         std::fs::create_dir_all(root.join("src/sub")).unwrap();

@@ -145,19 +145,21 @@ pub(super) async fn restore(a: RestoreArgs) -> Result<u8, Exit> {
         .iter()
         .filter(|s| s.reason == SkipReason::AlreadyRestored)
         .count();
+    let folders = if report.folders > 0 {
+        format!(
+            " and {} (with their permissions and times)",
+            count(report.folders, "folder")
+        )
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "restored {} ({}) into {} in {}",
+        "restored {} ({}){folders} into {} in {}",
         count(report.restored.len(), "file"),
         human_bytes(report.bytes),
         a.to.display(),
         human_duration(started.elapsed())
     );
-    if report.folders > 0 {
-        line += &format!(
-            ", {} with their permissions and times",
-            count(report.folders, "folder")
-        );
-    }
     if already > 0 {
         line += &format!("; {already} already there");
     }
@@ -180,10 +182,20 @@ pub(super) async fn restore(a: RestoreArgs) -> Result<u8, Exit> {
         );
     }
     if !report.failed.is_empty() {
-        // Only a file that could not be restored hints at damage in the store.
+        // Only a file that could not be restored hints at damage in the store; files in
+        // the way (a restore into a folder that changed since) hint at --overwrite.
+        let in_the_way = report
+            .failed
+            .iter()
+            .filter(|f| f.message.contains(" is in the way"))
+            .count();
+        let hint = if in_the_way == report.failed.len() {
+            "--overwrite replaces files in the way"
+        } else {
+            "`tgferry verify --full` lists every damaged part"
+        };
         line += &format!(
-            "; {} failed (see the errors above; `tgferry verify --full` lists every \
-             damaged part)",
+            "; {} failed (see the errors above; {hint})",
             report.failed.len()
         );
     }

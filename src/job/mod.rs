@@ -5,7 +5,9 @@
 //!
 //! # Opening ([`OpenJob::open`])
 //! 1. **Store and source handles** from their specs ([`AnyStore`], [`AnySource`]):
-//!    credentials checked for shape, nothing connects yet.
+//!    the source's root checked first (a local folder looked at, an rclone remote's top
+//!    level listed), so a mistyped `--source` is reported before anything is created;
+//!    the store's credentials checked for shape, nothing connects to it yet.
 //! 2. **Overlaps** ([`overlap`]): a local store that is its local source, or that the
 //!    source lies inside, is refused before anything is written; a store inside the
 //!    source is left out of the listing.
@@ -322,6 +324,10 @@ impl std::fmt::Display for Notice {
     }
 }
 
+/// How long opening a job waits for the source's check ([`AnySource::check_root`]) before
+/// leaving the source to the run's listing.
+const SOURCE_CHECK_LIMIT: Duration = Duration::from_secs(60);
+
 /// How opening a job ended.
 pub enum Opening<S, T> {
     /// Ready to run.
@@ -370,10 +376,13 @@ impl OpenJob<AnySource, AnyStore<GrammersApi>> {
         stop_at: Option<tokio::time::Instant>,
         notice: &mut dyn FnMut(Notice),
     ) -> Result<Opening<AnySource, AnyStore<GrammersApi>>, JobError> {
-        // A mistyped source is reported before anything is created (a state, a vault).
-        if let Some(root) = spec.source.local_root() {
-            crate::source::local::check_root(root)
-                .map_err(|e| JobError::Run(crate::runner::RunError::Source(e)))?;
+        // A mistyped source is reported before anything is created (a state, a vault, a
+        // store). A remote that does not answer in time is left to the run's listing.
+        let source = AnySource::open(&spec.source, part_size);
+        let probe_until = tokio::time::Instant::now() + SOURCE_CHECK_LIMIT;
+        let probe_until = stop_at.map_or(probe_until, |at| at.min(probe_until));
+        if let Ok(checked) = tokio::time::timeout_at(probe_until, source.check_root()).await {
+            checked.map_err(|e| JobError::Run(crate::runner::RunError::Source(e)))?;
         }
         // Credentials are checked (no I/O yet) before the state is touched.
         let store = AnyStore::open(
@@ -383,7 +392,6 @@ impl OpenJob<AnySource, AnyStore<GrammersApi>> {
                 premium: spec.premium,
             },
         )?;
-        let source = AnySource::open(&spec.source, part_size);
         Self::open_with(source, Arc::new(store), spec, stop_at, notice).await
     }
 }

@@ -69,24 +69,34 @@ impl Totals {
         }
     }
 
-    fn line(&self, elapsed: Duration) -> String {
+    /// Bytes a second since the run started.
+    fn rate(&self, elapsed: Duration) -> f64 {
         let moved = self.bytes_done.saturating_sub(self.bytes_at_start);
-        let rate = moved as f64 / elapsed.as_secs_f64().max(0.001);
+        moved as f64 / elapsed.as_secs_f64().max(0.001)
+    }
+
+    /// `, ETA 9s` at the run's rate so far, with when the budget stops the run when that
+    /// comes first; empty while nothing has moved or nothing is left.
+    fn eta(&self, elapsed: Duration) -> String {
+        let rate = self.rate(elapsed);
         let left = self.bytes_total.saturating_sub(self.bytes_done);
-        let eta = if rate > 0.0 && left > 0 {
-            let eta = Duration::from_secs_f64(left as f64 / rate);
-            match self.budget_left {
-                // The budget ends the run before the rest is stored: say so.
-                Some(b) if b < eta => format!(
-                    ", ETA {} (the budget stops this run in {}; the next run continues)",
-                    human_duration(eta),
-                    human_duration(b)
-                ),
-                _ => format!(", ETA {}", human_duration(eta)),
-            }
-        } else {
-            String::new()
-        };
+        if rate <= 0.0 || left == 0 {
+            return String::new();
+        }
+        let eta = Duration::from_secs_f64(left as f64 / rate);
+        match self.budget_left {
+            // The budget ends the run before the rest is stored: say so.
+            Some(b) if b < eta => format!(
+                ", ETA {} (the budget stops this run in {}; the next run continues)",
+                human_duration(eta),
+                human_duration(b)
+            ),
+            _ => format!(", ETA {}", human_duration(eta)),
+        }
+    }
+
+    /// The CI progress line.
+    fn line(&self, elapsed: Duration) -> String {
         format!(
             "progress: {:.1}% ({} of {}), {} of {} files, {}/s{}{}",
             self.percent(),
@@ -94,10 +104,18 @@ impl Totals {
             human_bytes(self.bytes_total),
             self.files_done,
             self.files_total,
-            human_bytes(rate as u64),
-            eta,
+            human_bytes(self.rate(elapsed) as u64),
+            self.eta(elapsed),
             self.now(),
         )
+    }
+
+    /// The terminal bar's message, after its percent, bytes and rate: the same ETA and
+    /// budget note as the CI line, then the files being worked on.
+    fn bar_message(&self, elapsed: Duration) -> String {
+        format!("{}{}", self.eta(elapsed), self.now())
+            .trim_start_matches(", ")
+            .to_owned()
     }
 
     /// The files being worked on: all of them, up to a few, then how many more.
@@ -134,7 +152,7 @@ pub async fn render(
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{bar:30.cyan/blue} {percent:>3}% {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+                    "{bar:30.cyan/blue} {percent:>3}% {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}",
                 )
                 .expect("valid template"),
             );
@@ -142,9 +160,11 @@ pub async fn render(
         }
         _ => None,
     };
+    // The bar's message (ETA, budget, files) is redrawn every second.
     let mut tick = tokio::time::interval(match mode {
         ProgressMode::Lines(d) => d.max(Duration::from_millis(100)),
-        _ => Duration::from_secs(3600),
+        ProgressMode::Bar => Duration::from_secs(1),
+        ProgressMode::Quiet => Duration::from_secs(3600),
     });
     tick.tick().await;
     loop {
@@ -152,11 +172,19 @@ pub async fn render(
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
                 apply(&mut t, &ev, bar.as_ref(), mode);
+                if let Some(b) = &bar
+                    && !matches!(ev, Event::Bytes(_))
+                {
+                    b.set_message(t.bar_message(started.elapsed()));
+                }
             }
-            _ = tick.tick(), if matches!(mode, ProgressMode::Lines(_)) => {
+            _ = tick.tick(), if mode != ProgressMode::Quiet => {
                 if t.files_total > 0 {
                     t.budget_left = stop_at.map(|s| s.saturating_duration_since(tokio::time::Instant::now()));
-                    eprintln!("{}", t.line(started.elapsed()));
+                    match &bar {
+                        Some(b) => b.set_message(t.bar_message(started.elapsed())),
+                        None => eprintln!("{}", t.line(started.elapsed())),
+                    }
                 }
             }
         }
@@ -220,9 +248,6 @@ fn apply(t: &mut Totals, ev: &Event, bar: Option<&ProgressBar>, mode: ProgressMo
                 name.to_string()
             };
             t.current.insert(path.clone(), entry);
-            if let Some(b) = bar {
-                b.set_message(t.now().trim_start_matches(", ").to_owned());
-            }
         }
         Event::Bytes(n) => {
             t.bytes_done += n;
@@ -400,5 +425,30 @@ mod tests {
             line.contains("ETA 9s") && !line.contains("budget"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn the_terminal_bar_says_when_the_budget_stops_the_run_first() {
+        let mut t = Totals {
+            files_total: 2,
+            bytes_total: 1000,
+            bytes_done: 100,
+            ..Totals::default()
+        };
+        started(&mut t, "a");
+        // 100 B/s, 900 B left: 9s at this rate, and 5s left in the budget.
+        t.budget_left = Some(Duration::from_secs(5));
+        assert_eq!(
+            t.bar_message(Duration::from_secs(1)),
+            "ETA 9s (the budget stops this run in 5s; the next run continues), now (1): a"
+        );
+        t.budget_left = Some(Duration::from_secs(3600));
+        assert_eq!(t.bar_message(Duration::from_secs(1)), "ETA 9s, now (1): a");
+        t.budget_left = None;
+        assert_eq!(t.bar_message(Duration::from_secs(1)), "ETA 9s, now (1): a");
+        // Nothing moved yet: no ETA, no budget note, only the files.
+        t.budget_left = Some(Duration::from_secs(5));
+        t.bytes_at_start = 100;
+        assert_eq!(t.bar_message(Duration::from_secs(1)), "now (1): a");
     }
 }

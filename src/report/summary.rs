@@ -125,7 +125,7 @@ pub fn render(r: &RunReport) -> String {
     let run = &r.run;
     let _ = writeln!(
         s,
-        "stored {} ({}, {}) in {}",
+        "stored {} ({}, {} in the store) in {}",
         count(run.files_completed, "file"),
         count(run.parts_stored, "part"),
         human_bytes(run.bytes),
@@ -288,7 +288,7 @@ mod tests {
         r.run.ended = r.run.started + std::time::Duration::from_secs(2);
         let text = render(&r);
         assert!(
-            text.starts_with("stored 1 file (1 part, 0 B) in 2s\n"),
+            text.starts_with("stored 1 file (1 part, 0 B in the store) in 2s\n"),
             "{text}"
         );
         r.stop_reason = StopReason::BudgetSpent;

@@ -74,6 +74,18 @@ impl AnySource {
     }
 }
 
+impl AnySource {
+    /// Checks that the source's root is a folder that is there (a local folder looked at,
+    /// an rclone remote's top level listed): a job does this before it creates anything,
+    /// so that a mistyped `--source` is reported first.
+    pub async fn check_root(&self) -> Result<(), SourceError> {
+        match self {
+            AnySource::Local(s) => super::local::check_root(s.root()),
+            AnySource::Rclone(s) => s.check_root().await,
+        }
+    }
+}
+
 /// A file being read from an [`AnySource`].
 pub enum AnySourceReader {
     /// From a local folder.

@@ -232,6 +232,30 @@ impl RcloneSource {
         Ok(!features.hashes.is_empty() && !slow)
     }
 
+    /// Checks that the root is a folder rclone can reach and list (its top level, folders
+    /// only): a job checks its source this way before it creates anything (a vault, a
+    /// store, a state), so that a mistyped remote or path is reported first. A transient
+    /// failure passes (the run's listing retries it).
+    pub async fn check_root(&self) -> Result<(), SourceError> {
+        let probe = async {
+            self.cheap_hashes().await?;
+            self.rcd()
+                .call(
+                    "operations/list",
+                    &json!({
+                        "fs": self.remote.fs,
+                        "remote": "",
+                        "opt": { "dirsOnly": true, "noMimeType": true, "noModTime": true },
+                    }),
+                )
+                .await
+        };
+        match probe.await {
+            Err(f) if f.class != Class::Transient => Err(self.root_error(f)),
+            _ => Ok(()),
+        }
+    }
+
     /// Lists `dir` (relative to the root): recursively, or one level with folders.
     async fn list_dir(&self, dir: &str, recurse: bool, hash: bool) -> Result<Vec<Item>, RcError> {
         let answer = self
