@@ -223,7 +223,7 @@ impl Status {
                 let took = r.ended.duration_since(r.started);
                 let _ = writeln!(
                     s,
-                    "  {}  {:>9}  {:<13} {}, {}, {}{}",
+                    "  {}  {:>9}  {:<13} {}, {}, {} in the store{}",
                     human_time(r.started),
                     crate::time::human_duration(took.unsigned_abs()),
                     stop_word(r.stop_reason),

@@ -342,7 +342,8 @@ pub struct RunRecord {
     pub files_failed: u64,
     /// Parts stored in this run.
     pub parts_stored: u64,
-    /// Content bytes stored in this run.
+    /// Bytes written to the store in this run: the stored parts' lengths (under a vault,
+    /// more than the source's bytes: headers and tags).
     pub bytes: u64,
     /// For `rate_limited`: when the store accepts uploads again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
