@@ -594,114 +594,213 @@ fn days(n: u64) -> Duration {
     Duration::from_secs(n * 86_400)
 }
 
-#[tokio::test(start_paused = true)]
-async fn prune_by_a_bot_deletes_old_leftovers_and_keeps_what_the_catalog_needs() {
-    // About 512 KiB/s per part (four chunks in flight).
-    let mut job = Job1::new(TelegramDouble::bot().with_upload_speed(128 * 1024), false);
-    job.part_size = MIB as u64;
-    job.init_vault().await;
-    job.src.put("done", common::bytes(1, MIB + 5));
-    // Run 1 stores "done"; a copy of its state goes stale.
-    job.run(None).await;
-    let stale = job.saved_state();
-    // Run 2 stores "later" (only the catalog knows it) and starts "abandoned".
-    job.src.put("later", common::bytes(2, 1_000));
-    job.src.put("zz-abandoned", common::bytes(3, 4 * MIB));
-    let r = job.run(Some(Duration::from_secs(6))).await;
-    assert_eq!(r.stop_reason, StopReason::BudgetSpent);
-    let current = job.saved_state();
-    assert!(current.in_progress.contains_key("zz-abandoned"));
-    let abandoned_locs: Vec<String> = current.in_progress["zz-abandoned"]
-        .parts
-        .iter()
-        .map(|p| p.loc.clone())
-        .collect();
-    assert!(!abandoned_locs.is_empty());
-    let store = job.store();
-    // A gap of 150 deleted messages (someone else's) that a bot's scan must look past,
-    // then the leftovers: a catalog blob a killed run sent but never indexed, and a part.
-    for i in 0..150 {
-        let id = job.tg.post_foreign(&format!("note {i}"));
-        job.tg.delete_behind_our_back(id);
-    }
-    let stray = {
-        let upload = UploadRef::new(5_000).unwrap();
-        let tg = &job.tg;
-        tg.save_file_part(&upload, 0, common::bytes(8, 5_000))
+/// A bot's chat with leftovers, every message dated `t0` on the double's clock: "done"
+/// (stored by run 1, whose state has gone stale), "later" (stored by run 2, known to the
+/// catalog only), "zz-abandoned" (started by run 2 and never finished), a gap of 150
+/// messages deleted by someone else, a catalog blob a killed run sent but never indexed
+/// (`stray`) and a part nothing refers to (`lost`). Prune runs from the stale state.
+struct Leftovers {
+    job: Job1,
+    store: TelegramStore<TelegramDouble>,
+    master: MasterKey,
+    catalog: State,
+    stale: State,
+    current: State,
+    abandoned_locs: Vec<String>,
+    stray: String,
+    lost: String,
+    t0: jiff::Timestamp,
+}
+
+impl Leftovers {
+    async fn new() -> Leftovers {
+        let t0 = jiff::Timestamp::from_second(tgferry::time::now().as_second()).unwrap();
+        // About 512 KiB/s per part (four chunks in flight).
+        let tg = TelegramDouble::bot().with_upload_speed(128 * 1024);
+        tg.set_now(t0.as_second());
+        let mut job = Job1::new(tg, false);
+        job.part_size = MIB as u64;
+        job.init_vault().await;
+        job.src.put("done", common::bytes(1, MIB + 5));
+        job.run(None).await;
+        let stale = job.saved_state();
+        job.src.put("later", common::bytes(2, 1_000));
+        job.src.put("zz-abandoned", common::bytes(3, 4 * MIB));
+        let r = job.run(Some(Duration::from_secs(6))).await;
+        assert_eq!(r.stop_reason, StopReason::BudgetSpent);
+        let current = job.saved_state();
+        let abandoned_locs: Vec<String> = current.in_progress["zz-abandoned"]
+            .parts
+            .iter()
+            .map(|p| p.loc.clone())
+            .collect();
+        assert!(!abandoned_locs.is_empty());
+        let store = job.store();
+        for i in 0..150 {
+            let id = job.tg.post_foreign(&format!("note {i}"));
+            job.tg.delete_behind_our_back(id);
+        }
+        let stray = {
+            let upload = UploadRef::new(5_000).unwrap();
+            let tg = &job.tg;
+            tg.save_file_part(&upload, 0, common::bytes(8, 5_000))
+                .await
+                .unwrap();
+            let sent = tg.send_document(&upload, "tgferry-catalog", "").await;
+            format!("msg:{}", sent.unwrap().id)
+        };
+        let lost = orphan(&store, 70_000).await;
+        let master = job.master(&store).await;
+        let catalog = keyring::load_catalog(&store, &master)
             .await
+            .unwrap()
             .unwrap();
-        let sent = tg.send_document(&upload, "tgferry-catalog", "").await;
-        format!("msg:{}", sent.unwrap().id)
-    };
-    let lost = orphan(&store, 70_000).await;
+        assert!(
+            job.tg.messages().iter().all(|m| m.date == t0.as_second()),
+            "every message dated t0"
+        );
+        Leftovers {
+            job,
+            store,
+            master,
+            catalog,
+            stale,
+            current,
+            abandoned_locs,
+            stray,
+            lost,
+            t0,
+        }
+    }
 
-    // Prune from the stale state: the catalog protects "later".
-    let master = job.master(&store).await;
-    let catalog = keyring::load_catalog(&store, &master)
-        .await
-        .unwrap()
-        .unwrap();
-    let (mut file, _) = StateFile::open(&job.state, &job.job(), &LoadOptions::default()).unwrap();
-    *file.state_mut() = stale.clone();
-    file.state_mut().in_progress = current.in_progress.clone();
-    let now = tgferry::time::now();
+    /// The job's state file holding the stale state (plus the abandoned draft).
+    fn stale_file(&self) -> StateFile {
+        let (mut file, _) =
+            StateFile::open(&self.job.state, &self.job.job(), &LoadOptions::default()).unwrap();
+        *file.state_mut() = self.stale.clone();
+        file.state_mut().in_progress = self.current.in_progress.clone();
+        file
+    }
 
-    // Too recent: nothing goes.
-    let opts = PruneOptions {
-        older_than: days(7),
-        dry_run: false,
-        now,
-    };
-    let report = prune(&store, &mut file, Some(&catalog), &opts)
-        .await
-        .unwrap();
+    /// Moves the double's clock (the date Telegram judges a message's age by) and gives
+    /// prune options for the same moment.
+    fn at(&self, later: Duration, older_than: Duration) -> PruneOptions {
+        let now = self.t0 + jiff::SignedDuration::from_secs(later.as_secs() as i64);
+        self.job.tg.set_now(now.as_second());
+        PruneOptions {
+            older_than,
+            dry_run: false,
+            now,
+        }
+    }
+
+    /// What the catalog knows survives: "done" and "later" restore.
+    async fn assert_catalog_restores(&self) {
+        let (_out, r) = restore_all(&self.store, &self.catalog, Some(&self.master)).await;
+        assert_eq!(r.restored, ["done", "later"], "{:?}", r.failed);
+    }
+}
+
+fn hours(n: u64) -> Duration {
+    Duration::from_secs(n * 3600)
+}
+
+/// Within Telegram's 48 hours a bot deletes: with `--older-than 1d`, 36 hours on, the
+/// abandoned parts and both orphans go, and what the catalog needs stays.
+#[tokio::test(start_paused = true)]
+async fn prune_by_a_bot_within_48_hours_deletes_leftovers_and_keeps_what_the_catalog_needs() {
+    let l = Leftovers::new().await;
+    let mut file = l.stale_file();
+
+    // Too recent for the default 7 days: nothing goes.
+    let report = prune(
+        &l.store,
+        &mut file,
+        Some(&l.catalog),
+        &l.at(hours(1), days(7)),
+    )
+    .await
+    .unwrap();
     assert!(report.abandoned.is_empty() && report.unreferenced.is_empty());
     assert!(report.too_recent >= 1);
     assert!(
-        job.tg.calls(Op::LatestId) >= 1,
+        l.job.tg.calls(Op::LatestId) >= 1,
         "a bot tries history, then scans ids"
     );
 
-    // Eight days later: the dry run lists, the real one deletes.
-    let later = now + jiff::SignedDuration::from_secs(8 * 86_400);
+    // 36 hours on, older than a day: the dry run lists, the real one deletes.
+    let opts = l.at(hours(36), days(1));
     let dry = prune(
-        &store,
+        &l.store,
         &mut file,
-        Some(&catalog),
+        Some(&l.catalog),
         &PruneOptions {
             dry_run: true,
-            now: later,
             ..opts.clone()
         },
     )
     .await
     .unwrap();
     assert_eq!(dry.unreferenced.len(), 2);
-    let ids_before = doc_ids(&job.tg);
-    let report = prune(
-        &store,
-        &mut file,
-        Some(&catalog),
-        &PruneOptions { now: later, ..opts },
-    )
-    .await
-    .unwrap();
+    let ids_before = doc_ids(&l.job.tg);
+    let report = prune(&l.store, &mut file, Some(&l.catalog), &opts)
+        .await
+        .unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(report.undeletable.is_empty(), "{:?}", report.undeletable);
     assert_eq!(report.abandoned.len(), 1);
     assert_eq!(report.abandoned[0].path, "zz-abandoned");
     let gone: Vec<String> = report.unreferenced.iter().map(|p| p.loc.clone()).collect();
-    assert_eq!(gone, [stray, lost]);
-    let ids_after = doc_ids(&job.tg);
+    assert_eq!(gone, [l.stray.clone(), l.lost.clone()]);
+    let ids_after = doc_ids(&l.job.tg);
     assert_eq!(
         ids_before.len() - ids_after.len(),
-        abandoned_locs.len() + 2,
+        l.abandoned_locs.len() + 2,
         "exactly the abandoned parts and the two orphans are deleted"
     );
     assert!(!file.state().in_progress.contains_key("zz-abandoned"));
+    l.assert_catalog_restores().await;
+}
 
-    // What the catalog knows survives: "later" and "done" restore.
-    let (_out, r) = restore_all(&store, &catalog, Some(&master)).await;
-    assert_eq!(r.restored, ["done", "later"], "{:?}", r.failed);
+/// Past Telegram's 48 hours a bot may not delete (MESSAGE_DELETE_FORBIDDEN, even as an
+/// admin): eight days on, prune deletes nothing, fails nothing, and reports every leftover
+/// it kept with the two ways to remove it (a user session, or by hand).
+#[tokio::test(start_paused = true)]
+async fn prune_by_a_bot_past_48_hours_keeps_leftovers_and_says_who_can_delete_them() {
+    let l = Leftovers::new().await;
+    let mut file = l.stale_file();
+    let ids_before = doc_ids(&l.job.tg);
+    let report = prune(
+        &l.store,
+        &mut file,
+        Some(&l.catalog),
+        &l.at(days(8), days(7)),
+    )
+    .await
+    .expect("prune does not fail");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(doc_ids(&l.job.tg), ids_before, "nothing deleted");
+    let mut kept: Vec<String> = report
+        .undeletable
+        .iter()
+        .map(|(loc, _)| loc.clone())
+        .collect();
+    kept.sort();
+    let mut expected = l.abandoned_locs.clone();
+    expected.extend([l.stray.clone(), l.lost.clone()]);
+    expected.sort();
+    assert_eq!(kept, expected, "every leftover reported as kept");
+    for (_, how) in &report.undeletable {
+        assert!(
+            how.contains("48 hours") && how.contains("user session") && how.contains("by hand"),
+            "{how}"
+        );
+    }
+    assert!(report.unreferenced.is_empty(), "{:?}", report.unreferenced);
+    // The abandoned draft leaves the state (its parts are reported); nothing the catalog
+    // needs is touched.
+    assert!(!file.state().in_progress.contains_key("zz-abandoned"));
+    l.assert_catalog_restores().await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -796,7 +796,8 @@ async fn a_bot_signs_in_once_and_its_runs_reuse_the_session() {
 }
 
 /// Answers grammers panics on become clear errors: a login code that Telegram wants paid
-/// for (auth.sentCodePaymentRequired), and a dialog whose peer the answer leaves out.
+/// for (auth.sentCodePaymentRequired), a code request answered with a finished login
+/// (auth.sentCodeSuccess), and a dialog whose peer the answer leaves out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_grammers_would_panic_on_are_clear_errors() {
     use grammers_client::tl::{self, Serializable as _};
@@ -813,26 +814,53 @@ async fn answers_grammers_would_panic_on_are_clear_errors() {
             amount: 100,
         }
         .into();
-        server.inject(fakegram::Fault::reply("auth.sendCode", pay.to_bytes()).times(2));
-        let mut prompt = FakePrompt {
-            server: &server,
-            passwords: vec![],
-            asked: Vec::new(),
-        };
-        let err = tgferry::telegram::login::login_with(
-            login_session(&server),
-            creds.api_id,
-            &SecretString::from(creds.api_hash.clone()),
-            &mut prompt,
-            None,
-        )
-        .await
-        .unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("payment") && text.contains("official Telegram app"),
-            "{text}"
-        );
+        let success: tl::enums::auth::SentCode = tl::types::auth::SentCodeSuccess {
+            authorization: tl::types::auth::Authorization {
+                setup_password_required: false,
+                otherwise_relogin_days: None,
+                tmp_sessions: None,
+                future_auth_token: None,
+                user: tl::types::UserEmpty {
+                    id: server.account(AccountKind::User),
+                }
+                .into(),
+            }
+            .into(),
+        }
+        .into();
+        for (answer, says) in [
+            (pay, ["payment", "official Telegram app"]),
+            (success, ["auth.sentCodeSuccess", "tgferry telegram login"]),
+        ] {
+            server.inject(fakegram::Fault::reply("auth.sendCode", answer.to_bytes()));
+            let mut prompt = FakePrompt {
+                server: &server,
+                passwords: vec![],
+                asked: Vec::new(),
+            };
+            let err = tgferry::telegram::login::login_with(
+                login_session(&server),
+                creds.api_id,
+                &SecretString::from(creds.api_hash.clone()),
+                &mut prompt,
+                None,
+            )
+            .await
+            .unwrap_err();
+            assert!(
+                matches!(err, tgferry::telegram::login::LoginError::Unexpected(_)),
+                "{err:?}"
+            );
+            let text = err.to_string();
+            assert!(says.iter().all(|s| text.contains(s)), "{text}");
+            assert_eq!(
+                prompt.asked.len(),
+                1,
+                "no code asked for: {:?}",
+                prompt.asked
+            );
+            assert_eq!(server.pending_faults(), 0, "the answer was given");
+        }
 
         // A dialog with a peer nobody described: the chat is not found, nothing panics.
         let dialogs: tl::enums::messages::Dialogs = tl::types::messages::Dialogs {
@@ -1137,6 +1165,269 @@ async fn a_user_prune_deletes_old_leftovers_and_keeps_what_the_catalog_needs() {
         assert_eq!(gone, [orphan.as_str()]);
         drop((file, store));
         w.assert_restores(&files).await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The tgferry binary over the wire: killed for real, and a lost state.
+// ---------------------------------------------------------------------------------------
+
+/// `tgferry ARGS` as a child process with the fake's variables and the passphrase (and
+/// nothing else of ours from the environment).
+fn tgferry_cmd(env: &HashMap<String, String>, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = common::tgferry(args);
+    cmd.envs(env)
+        .env("TGFERRY_PASSPHRASE", PASS)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// Runs `tgferry ARGS` to its end; returns its standard error, asserting exit 0.
+async fn tgferry_ok(env: &HashMap<String, String>, args: &[&str]) -> String {
+    let out = tgferry_cmd(env, args).output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "tgferry {args:?}: {:?}\n{err}",
+        out.status
+    );
+    err
+}
+
+/// The ids of the messages in the fake's channel that are parts (documents not named
+/// `tgferry-…`: the key file, catalogs and run records are).
+fn part_ids(server: &Server) -> std::collections::BTreeSet<i32> {
+    server
+        .messages(server.channel())
+        .into_iter()
+        .filter(|m| {
+            m.document
+                .as_ref()
+                .is_some_and(|(name, _, _)| !name.starts_with("tgferry-"))
+        })
+        .map(|m| m.id)
+        .collect()
+}
+
+/// The message ids of every part a state refers to.
+fn referenced_ids(state: &tgferry::state::State) -> std::collections::BTreeSet<i32> {
+    state
+        .referenced_locs()
+        .into_iter()
+        .map(|loc| loc.strip_prefix("msg:").unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The tgferry binary, SIGKILLed mid-run over MTProto (a hard kill, not a signal it can
+/// handle), then run again to the end: every file restores byte for byte, and the only
+/// parts in the chat the state does not use are ones sent before the kill (what the kill
+/// lost between a send and its checkpoint); nothing is sent twice after it. Then the
+/// state file is lost: `tgferry run` starts from the chat's catalog (the job layer's
+/// path), sends no part again, and `tgferry restore` with the chat alone gives back
+/// every file. For a bot and for a user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_killed_mid_run_resumes_and_a_lost_state_starts_from_the_catalog() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        for kind in KINDS {
+            // 8 MiB/s a connection: the ~7.5 MiB corpus takes the run most of a second at
+            // least, however fast the machine, and the kill comes after the second part
+            // (5.5 MiB before the end).
+            let server = Server::start(Config {
+                rate_limits: false,
+                conn_rate: Some(8 << 20),
+                ..Config::default()
+            })
+            .await
+            .unwrap();
+            let creds = server.credentials(kind);
+            let env = env_of(&creds);
+            let store = format!("telegram:{}", creds.chat);
+            let dir = common::tempdir();
+            let (src, state) = (dir.path().join("src"), dir.path().join("state.json"));
+            let mut files = BTreeMap::new();
+            for (i, (path, len)) in [
+                ("big.bin", 3 * MIB + 777),
+                ("a/one", MIB),
+                ("a/two", MIB + 1),
+                ("b/three", 700_000),
+                ("b/four", 900_000),
+                ("c/small.txt", 3_000),
+                ("c/empty", 0),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let data = common::bytes(i as u64 + 10, len);
+                let at = src.join(path);
+                std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+                std::fs::write(&at, &data).unwrap();
+                files.insert(path.to_owned(), data);
+            }
+            let run_args = [
+                "run",
+                "--source",
+                common::s(&src),
+                "--store",
+                &store,
+                "--state",
+                common::s(&state),
+                "--encryption",
+                "vault",
+                "--part-size",
+                "1MiB",
+                "--jobs",
+                "2",
+            ];
+
+            // The first run, killed once two parts are in the chat.
+            let mut child = tgferry_cmd(&env, &run_args).spawn().unwrap();
+            let waited = std::time::Instant::now();
+            while part_ids(&server).len() < 2 {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "{kind:?}: the run ended before the kill"
+                );
+                assert!(
+                    waited.elapsed() < Duration::from_secs(20),
+                    "{kind:?}: no part sent within 20 s"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{kind:?}: the run ended before the kill"
+            );
+            child.kill().await.unwrap(); // SIGKILL
+            let before_kill = part_ids(&server);
+            let last_before_kill = *before_kill.last().unwrap();
+
+            // Run again to the end.
+            tgferry_ok(&env, &run_args).await;
+            let st = common::load(&state);
+            assert_eq!(
+                st.completed.keys().collect::<Vec<_>>(),
+                files.keys().collect::<Vec<_>>(),
+                "{kind:?}: every file stored"
+            );
+            let used = referenced_ids(&st);
+            let in_chat = part_ids(&server);
+            assert!(
+                used.is_subset(&in_chat),
+                "{kind:?}: every part is in the chat"
+            );
+            let lost: Vec<i32> = in_chat.difference(&used).copied().collect();
+            assert!(
+                lost.iter().all(|id| *id <= last_before_kill),
+                "{kind:?}: parts sent after the kill and not used (sent twice): {lost:?}, \
+                 last before the kill {last_before_kill}"
+            );
+            // fakegram's own count: every message the two runs posted is in the chat.
+            let posted = server.stats().messages;
+
+            // The state is lost: the next run starts from the chat's catalog and sends no
+            // part again.
+            std::fs::remove_file(&state).unwrap();
+            let _ = std::fs::remove_file(tgferry::state::journal::journal_path(&state));
+            let err = tgferry_ok(&env, &run_args).await;
+            assert!(err.contains("starting from the catalog"), "{kind:?}: {err}");
+            assert_eq!(part_ids(&server), in_chat, "{kind:?}: parts sent again");
+            let parts_posted = server.stats().messages - posted;
+            eprintln!(
+                "{kind:?}: {} parts in the chat at the kill, {} used, lost by the kill {lost:?}, \
+                 {parts_posted} messages by the run without a state",
+                before_kill.len(),
+                used.len()
+            );
+            assert!(
+                parts_posted <= 3,
+                "{kind:?}: {parts_posted} messages (at most a catalog, a run record, an index)"
+            );
+            assert_eq!(
+                referenced_ids(&common::load(&state)),
+                used,
+                "{kind:?}: the same parts"
+            );
+
+            // The chat and the passphrase alone restore every file, byte for byte.
+            let to = dir.path().join("restored");
+            tgferry_ok(
+                &env,
+                &["restore", "--store", &store, "--to", common::s(&to)],
+            )
+            .await;
+            assert!(
+                common::tree(&to) == files,
+                "{kind:?}: the restored tree differs from the source"
+            );
+        }
+    })
+    .await
+    .expect("done within a minute");
+}
+
+/// Sends one vault-named part through `store` and returns its location.
+async fn send_part<S: Store>(store: &S, seed: u64) -> String {
+    let mut up = store
+        .begin(&format!("data/0f/{seed:032x}"), 5_000)
+        .await
+        .unwrap();
+    up.write(&common::bytes(seed, 5_000)).await.unwrap();
+    up.finish().await.unwrap()
+}
+
+/// The double (tests/telegram.rs) and fakegram are one model of the 48-hour rule: through
+/// the same store code, a bot deletes a part 47 h 59 min old and keeps (reports) one 48
+/// hours old, in both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_double_and_fakegram_agree_on_what_a_bot_may_delete() {
+    use tgferry::store::StoreError;
+    use tgferry::telegram::double::TelegramDouble;
+    let ages = [
+        Duration::from_secs(48 * 3600 - 60),
+        Duration::from_secs(48 * 3600),
+    ];
+    let outcome = |r: Result<(), StoreError>| match r {
+        Ok(()) => "deleted",
+        Err(StoreError::Undeletable { .. }) => "kept",
+        Err(e) => panic!("{e}"),
+    };
+    within_a_minute(async {
+        let w = Wire::start(AccountKind::Bot).await;
+        let store = w.store();
+        store.prepare().await.unwrap();
+        let mut wire = Vec::new();
+        for (i, age) in ages.iter().enumerate() {
+            let loc = send_part(&store, i as u64 + 1).await;
+            w.server.advance(*age);
+            wire.push(outcome(store.remove(&loc).await));
+        }
+
+        let tg = TelegramDouble::bot();
+        let double = TelegramStore::new(
+            tg.clone(),
+            ChatRef::parse("@vault_chan").unwrap(),
+            TelegramOptions {
+                plain: false,
+                premium: false,
+            },
+        );
+        double.prepare().await.unwrap();
+        let mut now = 1_700_000_000;
+        let mut doubled = Vec::new();
+        for (i, age) in ages.iter().enumerate() {
+            tg.set_now(now);
+            let loc = send_part(&double, i as u64 + 1).await;
+            now += age.as_secs() as i64;
+            tg.set_now(now);
+            doubled.push(outcome(double.remove(&loc).await));
+        }
+        assert_eq!(wire, ["deleted", "kept"], "fakegram");
+        assert_eq!(doubled, wire, "the double");
     })
     .await;
 }
