@@ -22,7 +22,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::rclone::{Kind, Server, USER, current_rclone, obscured, text};
+use common::rclone::{Kind, Server, USER, current_rclone, obscured, rclone, text};
 use common::{assert_exit, s};
 use tgferry::source::Source;
 use tgferry::source::rclone::RcloneSource;
@@ -329,7 +329,6 @@ fn ftp_to_webdav_plain_budget_limited_runs_with_kills() {
 /// Seed scenario 2: a local folder → an SFTP storage box in vault mode; with the state
 /// gone, the store alone (its catalog and the passphrase) restores every file.
 #[test]
-#[ignore = "hangs past 60 s now and then under load (issue 15 left open): run with --ignored"]
 fn local_to_sftp_vault_restored_from_the_store_alone() {
     let d = dirs();
     let files = corpus(&d.src, 25, 2 * MIB + 99);
@@ -559,12 +558,82 @@ async fn one_rcd_shared_restarted_after_a_crash_and_stopped_with_its_users() {
     d.assert_no_rclone_left("dropping the source and the store");
 }
 
+/// rclone lives as long as the run, not as long as the thread that happened to start it.
+/// A runtime worker that calls `block_in_place` (as reads of a local source do) hands
+/// its core to a new thread, retires to the blocking pool and ends there once idle; a
+/// parent-death signal bound to that thread killed rclone mid-run (seen as a restart,
+/// and as runs that stalled under load). The runtime here ends idle threads after 50 ms
+/// instead of 10 s, so the retiring happens within the test.
+#[test]
+fn rcd_outlives_the_worker_thread_that_started_it() {
+    rclone();
+    assert!(
+        tgferry::rclone::rcd::dies_with_parent(),
+        "setpriv with --pdeathsig (util-linux) is needed here"
+    );
+    let d = dirs();
+    std::fs::write(d.src.join("f.bin"), b"x").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_keep_alive(Duration::from_millis(50))
+        .enable_all()
+        .build()
+        .unwrap();
+    let source = std::sync::Arc::new(
+        RcloneSource::new(s(&d.src))
+            .with_env("RCLONE_CONFIG", d.cache.join("none.conf"))
+            .with_env(TAG_VAR, &d.tag),
+    );
+    let src = source.clone();
+    // The kernel's id of the worker that started rclone, which then gives its core away.
+    let starter = rt.block_on(async move {
+        tokio::spawn(async move {
+            src.list().await.unwrap();
+            let me = std::fs::read_link("/proc/thread-self").unwrap();
+            let tid = me.file_name().unwrap().to_owned();
+            let (tx, rx) = std::sync::mpsc::channel();
+            tokio::spawn(async move { tx.send(()).unwrap() });
+            // Returns once another thread runs the worker's tasks: this one is left
+            // without a core when it is done.
+            tokio::task::block_in_place(|| rx.recv_timeout(Duration::from_secs(10)).unwrap());
+            tid
+        })
+        .await
+        .unwrap()
+    });
+    let pid = rt.block_on(source.rcd().pid()).unwrap();
+    let task = Path::new("/proc/self/task").join(&starter);
+    let t0 = Instant::now();
+    while task.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the retired worker {starter:?} is still there after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The thread is gone (a signal bound to it would have been sent): the same rclone
+    // still answers.
+    rt.block_on(async {
+        for _ in 0..20 {
+            source.stat("f.bin").await.unwrap();
+        }
+    });
+    assert_eq!(
+        source.rcd().starts(),
+        1,
+        "rclone died with the worker thread"
+    );
+    assert_eq!(rt.block_on(source.rcd().pid()), Some(pid));
+    drop(source);
+    drop(rt);
+    d.assert_no_rclone_left("dropping the source");
+}
+
 /// Meta blobs: replaced in place; when a replacement stopped between removing the old
 /// blob and moving the new one in, the new one is read from where it was written whole,
 /// and one written in part is never taken. An upload dropped before its end leaves
 /// nothing under its name, and its temp object goes at the next prepare.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "timing-sensitive under load (a 200 ms wait; issue 15 left open): run with --ignored"]
 async fn meta_blobs_survive_a_cut_replacement_and_dropped_uploads_leave_nothing() {
     use sha2::Digest;
     current_rclone();
@@ -600,11 +669,31 @@ async fn meta_blobs_survive_a_cut_replacement_and_dropped_uploads_leave_nothing(
     assert_eq!(store.get_meta("key.json").await.unwrap(), None);
     assert!(store.put_meta("../x", b"x").await.is_err());
 
-    // Dropped mid-way.
+    // Dropped mid-way, once rclone is writing it (its temp object is there); once rclone
+    // has given the upload up (the temp object is gone: the local backend removes what a
+    // failed upload wrote), nothing took its name. Polled, bounded: no guessed wait.
+    let tmp = own.join("tmp");
     let mut up = store.begin("half.bin", 2 * MIB as u64).await.unwrap();
     up.write(&vec![1u8; MIB]).await.unwrap();
+    let t0 = Instant::now();
+    while common::files_under(&tmp).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "rclone wrote nothing of the upload within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     drop(up);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = Instant::now();
+    // (Listed without reading: rclone removes files as they are looked at.)
+    while !common::files_under(&tmp).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "rclone still holds the dropped upload after 10 s: {:?}",
+            common::files_under(&tmp)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(
         !d.served.join("half.bin").exists(),
         "a dropped upload took its name"
@@ -625,7 +714,6 @@ async fn meta_blobs_survive_a_cut_replacement_and_dropped_uploads_leave_nothing(
         .with_env("RCLONE_CONFIG", d.cache.join("none.conf"))
         .with_env(TAG_VAR, &d.tag);
     again.prepare().await.unwrap();
-    let tmp = own.join("tmp");
     let t0 = Instant::now();
     while leftover.exists() {
         assert!(
