@@ -395,10 +395,10 @@ impl Rcd {
     /// running one), and the error for that request.
     async fn stuck(&self, conn: &Conn, what: &str, waited: Duration) -> RcError {
         let mut running = self.running.lock().await;
-        if running.as_ref().is_some_and(|r| r.conn.base == conn.base) {
-            if let Some(mut r) = running.take() {
-                let _ = r.child.kill().await;
-            }
+        if running.as_ref().is_some_and(|r| r.conn.base == conn.base)
+            && let Some(mut r) = running.take()
+        {
+            let _ = r.child.kill().await;
         }
         RcError::new(
             Class::Transient,

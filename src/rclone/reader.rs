@@ -33,7 +33,8 @@ enum Phase {
 /// An object's bytes from an offset (see the module docs).
 pub struct RangeReader {
     rcd: Arc<Rcd>,
-    remote: Remote,
+    /// (Boxed: the reader is a variant of the source's reader enum, kept small.)
+    remote: Box<Remote>,
     path: String,
     window: Option<u64>,
     /// The size the caller knows, if any: no request starts at or past it.
@@ -74,7 +75,7 @@ impl RangeReader {
     ) -> Result<Self, RcError> {
         let mut r = RangeReader {
             rcd,
-            remote,
+            remote: Box::new(remote),
             path: path.to_owned(),
             window: window.filter(|w| *w > 0),
             end,
