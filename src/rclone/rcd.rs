@@ -7,8 +7,9 @@
 //!
 //! It never outlives the run: dropping the last [`Rcd`] kills it; on Linux it is started
 //! through `setpriv --pdeathsig KILL` (util-linux), so the kernel kills it too when the
-//! thread that started it (a runtime worker, alive as long as the runtime) or tgferry as a
-//! whole dies, by SIGKILL included. A process that stopped on its own (crashed, killed)
+//! thread that started it dies: that is a thread of its own that lives as long as tgferry
+//! (not a runtime worker, which may retire mid-run), so rclone dies with tgferry, by
+//! SIGKILL included, and not before. A process that stopped on its own (crashed, killed)
 //! makes the request that found it gone fail as transient, and the next request starts a
 //! new one; JSON calls that found it dead are tried once more on the new one at once.
 
@@ -45,6 +46,16 @@ const ENV_DEFAULTS: [(&str, &str); 1] = [("RCLONE_LOW_LEVEL_RETRIES", "3")];
 
 /// How long a starting rclone may take to say where it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest an rc call may take to answer. rclone bounds its own waits on a remote
+/// (`--contimeout`, `--timeout`: five minutes without traffic, per try); an answer later
+/// than this means the process is stuck: the call fails as transient and the process is
+/// stopped, so that the next request starts a new one.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+/// The longest a read or an upload may wait without a byte moving (longer than rclone's
+/// own `--timeout`, so that its error, which says more, comes first).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(6 * 60);
 
 /// Bytes of rclone's log kept for messages.
 const LOG_KEEP: usize = 16 << 10;
@@ -256,7 +267,9 @@ impl Rcd {
         cmd.env("RCLONE_RC_USER", &self.user)
             .env("RCLONE_RC_PASS", &self.pass)
             .env_remove("RCLONE_RC_NO_AUTH");
-        let mut child = cmd.spawn().map_err(|e| spawn_failure(&binary, e))?;
+        let mut child = spawn_kept(cmd)
+            .await
+            .map_err(|e| spawn_failure(&binary, e))?;
         self.starts.fetch_add(1, Ordering::Relaxed);
         let log = Arc::new(StdMutex::new(String::new()));
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -358,17 +371,43 @@ impl Rcd {
                 Full::new(body.clone()).boxed(),
                 "application/json",
             );
-            match conn.client.request(req).await {
-                Ok(resp) => return answer(method, resp).await,
-                Err(e) => {
+            let asked = async {
+                match conn.client.request(req).await {
+                    Ok(resp) => Ok(answer(method, resp).await),
+                    Err(e) => Err(e),
+                }
+            };
+            match tokio::time::timeout(CALL_TIMEOUT, asked).await {
+                Ok(Ok(answered)) => return answered,
+                Ok(Err(e)) => {
                     if !tried && self.died().await {
                         tried = true;
                         continue;
                     }
                     return Err(lost(&e));
                 }
+                Err(_) => return Err(self.stuck(&conn, method, CALL_TIMEOUT).await),
             }
         }
+    }
+
+    /// Stops a process that left a request unanswered for `waited` (if it is still the
+    /// running one), and the error for that request.
+    async fn stuck(&self, conn: &Conn, what: &str, waited: Duration) -> RcError {
+        let mut running = self.running.lock().await;
+        if running.as_ref().is_some_and(|r| r.conn.base == conn.base)
+            && let Some(mut r) = running.take()
+        {
+            let _ = r.child.kill().await;
+        }
+        RcError::new(
+            Class::Transient,
+            format!(
+                "rclone rcd did not answer {what} within {}; it was stopped and is started \
+                 again for the next try",
+                crate::time::human_duration(waited)
+            ),
+        )
     }
 
     /// Reads `path` of the remote `fs` from byte `from` (to byte `to`, inclusive) through
@@ -400,9 +439,10 @@ impl Rcd {
             let req = req
                 .body(Full::new(Bytes::new()).boxed())
                 .expect("a valid request");
-            let resp = match conn.client.request(req).await {
-                Ok(resp) => resp,
-                Err(e) => {
+            let resp = match tokio::time::timeout(IDLE_TIMEOUT, conn.client.request(req)).await {
+                Err(_) => return Err(self.stuck(&conn, "a read", IDLE_TIMEOUT).await),
+                Ok(Ok(resp)) => resp,
+                Ok(Err(e)) => {
                     if !tried && self.died().await {
                         tried = true;
                         continue;
@@ -475,7 +515,10 @@ impl Rcd {
             task: Some(task),
             tail: Bytes::from(format!("\r\n--{boundary}--\r\n")),
         };
-        if tx.send_data(Bytes::from(head)).await.is_err() {
+        if !matches!(
+            tokio::time::timeout(IDLE_TIMEOUT, tx.send_data(Bytes::from(head))).await,
+            Ok(Ok(()))
+        ) {
             return Err(upload.failed().await);
         }
         upload.tx = Some(tx);
@@ -497,11 +540,19 @@ impl RcUpload {
         let Some(tx) = self.tx.as_mut() else {
             return Err(RcError::new(Class::Other, "write after the upload ended"));
         };
-        if tx.send_data(Bytes::copy_from_slice(buf)).await.is_err() {
-            self.tx = None;
-            return Err(self.failed().await);
+        match tokio::time::timeout(IDLE_TIMEOUT, tx.send_data(Bytes::copy_from_slice(buf))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => {
+                self.tx = None;
+                Err(self.failed().await)
+            }
+            Err(_) => {
+                // Dropping the request cuts it off; rclone fails the upload.
+                self.tx = None;
+                self.task = None;
+                Err(idle_upload())
+            }
         }
-        Ok(())
     }
 
     /// Ends the body and waits for rclone to have stored the object.
@@ -510,17 +561,28 @@ impl RcUpload {
             return Err(self.failed().await);
         };
         let tail = std::mem::take(&mut self.tail);
-        if tx.send_data(tail).await.is_err() {
-            return Err(self.failed().await);
+        match tokio::time::timeout(IDLE_TIMEOUT, tx.send_data(tail)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(self.failed().await),
+            Err(_) => return Err(idle_upload()),
         }
         drop(tx);
         match self.task.take() {
-            Some(task) => task.await.unwrap_or_else(|e| {
-                Err(RcError::new(
+            Some(task) => match tokio::time::timeout(CALL_TIMEOUT, task).await {
+                Ok(done) => done.unwrap_or_else(|e| {
+                    Err(RcError::new(
+                        Class::Transient,
+                        format!("upload stopped: {e}"),
+                    ))
+                }),
+                Err(_) => Err(RcError::new(
                     Class::Transient,
-                    format!("upload stopped: {e}"),
-                ))
-            }),
+                    format!(
+                        "rclone did not confirm an upload within {}",
+                        crate::time::human_duration(CALL_TIMEOUT)
+                    ),
+                )),
+            },
             None => Err(RcError::new(Class::Other, "upload already ended")),
         }
     }
@@ -528,17 +590,32 @@ impl RcUpload {
     /// The error of a request whose body could not be sent.
     async fn failed(&mut self) -> RcError {
         match self.task.take() {
-            Some(task) => match task.await {
-                Ok(Err(e)) => e,
-                Ok(Ok(())) => RcError::new(
+            Some(task) => match tokio::time::timeout(CALL_TIMEOUT, task).await {
+                Ok(Ok(Err(e))) => e,
+                Ok(Ok(Ok(()))) => RcError::new(
                     Class::Transient,
                     "rclone ended the upload before all bytes were sent",
                 ),
-                Err(e) => RcError::new(Class::Transient, format!("upload stopped: {e}")),
+                Ok(Err(e)) => RcError::new(Class::Transient, format!("upload stopped: {e}")),
+                Err(_) => RcError::new(
+                    Class::Transient,
+                    "rclone neither took an upload's bytes nor answered it",
+                ),
             },
             None => RcError::new(Class::Other, "upload already ended"),
         }
     }
+}
+
+/// The error for an upload rclone took no bytes of for [`IDLE_TIMEOUT`].
+fn idle_upload() -> RcError {
+    RcError::new(
+        Class::Transient,
+        format!(
+            "rclone took no bytes of an upload for {}",
+            crate::time::human_duration(IDLE_TIMEOUT)
+        ),
+    )
 }
 
 /// The error for a request that got no answer: the process died or was unreachable.
@@ -661,6 +738,45 @@ fn pdeathsig_wrapper() -> Option<&'static Path> {
                 .then_some(setpriv)
         })
         .as_deref()
+}
+
+/// A process started for the run: the command and where to send the child.
+type SpawnJob = (
+    Command,
+    tokio::runtime::Handle,
+    tokio::sync::oneshot::Sender<std::io::Result<Child>>,
+);
+
+/// Starts `cmd` on a thread that lives as long as tgferry, and gives back the child.
+///
+/// A parent-death signal is sent when the *thread* that started the process ends, not
+/// the process: started on a runtime worker, rclone would be killed mid-run whenever that
+/// thread retires (a worker that called `block_in_place`, as reads of a local source do,
+/// hands its core to a new thread and ends up idle in the blocking pool, whose threads
+/// end after ten seconds without work).
+async fn spawn_kept(cmd: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<std::sync::mpsc::Sender<SpawnJob>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("tgferry-rclone".into())
+            .spawn(move || {
+                // Never ends: the sender lives in a static.
+                for (mut cmd, runtime, reply) in rx {
+                    // tokio's child handling is the runtime's.
+                    let _entered = runtime.enter();
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("a thread to start rclone from");
+        tx
+    });
+    let (reply, child) = tokio::sync::oneshot::channel();
+    let gone = || std::io::Error::other("the thread that starts rclone is gone");
+    spawner
+        .send((cmd, tokio::runtime::Handle::current(), reply))
+        .map_err(|_| gone())?;
+    child.await.map_err(|_| gone())?
 }
 
 /// Whether rclone is started so that it dies with tgferry even when tgferry is killed.

@@ -2,7 +2,8 @@
 //! with HTTP ranges). With a window (the part size) each request stops at the window's end
 //! instead of making the remote read ahead into the next part; a reader that goes past a
 //! window asks for the next one on its own. A read that breaks off ends with an I/O error,
-//! never a silent short read.
+//! never a silent short read; so does one that waits [`IDLE_TIMEOUT`] for a byte (the time
+//! the caller takes between reads does not count).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +15,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, ReadBuf};
 
+use super::rcd::IDLE_TIMEOUT;
 use super::{RcError, Rcd, Remote};
 
 type Opening = Pin<Box<dyn Future<Output = Result<Option<Incoming>, RcError>> + Send>>;
@@ -31,7 +33,8 @@ enum Phase {
 /// An object's bytes from an offset (see the module docs).
 pub struct RangeReader {
     rcd: Arc<Rcd>,
-    remote: Remote,
+    /// (Boxed: the reader is a variant of the source's reader enum, kept small.)
+    remote: Box<Remote>,
     path: String,
     window: Option<u64>,
     /// The size the caller knows, if any: no request starts at or past it.
@@ -44,6 +47,10 @@ pub struct RangeReader {
     delivered: u64,
     cur: Bytes,
     phase: Phase,
+    /// When waiting for the next byte turns into an error.
+    idle: Pin<Box<tokio::time::Sleep>>,
+    /// Whether the last poll returned `Pending` waiting for the body (the wait goes on).
+    waiting: bool,
 }
 
 impl std::fmt::Debug for RangeReader {
@@ -68,7 +75,7 @@ impl RangeReader {
     ) -> Result<Self, RcError> {
         let mut r = RangeReader {
             rcd,
-            remote,
+            remote: Box::new(remote),
             path: path.to_owned(),
             window: window.filter(|w| *w > 0),
             end,
@@ -77,6 +84,8 @@ impl RangeReader {
             delivered: 0,
             cur: Bytes::new(),
             phase: Phase::Eof,
+            idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
+            waiting: false,
         };
         if let Some(fut) = r.launch() {
             r.phase = match fut.await? {
@@ -122,6 +131,9 @@ impl AsyncRead for RangeReader {
         out: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
+        // A wait for the body goes on across polls that return `Pending`; the timer is
+        // set when one starts (not on every read: that would cost a timer update each).
+        let was_waiting = std::mem::replace(&mut this.waiting, false);
         loop {
             if !this.cur.is_empty() {
                 let n = out.remaining().min(this.cur.len());
@@ -131,7 +143,22 @@ impl AsyncRead for RangeReader {
             }
             match &mut this.phase {
                 Phase::Body(body) => match Pin::new(body).poll_frame(cx) {
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => {
+                        if !was_waiting {
+                            let deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
+                            this.idle.as_mut().reset(deadline);
+                        }
+                        if this.idle.as_mut().poll(cx).is_ready() {
+                            this.phase = Phase::Eof;
+                            let what = format!(
+                                "no byte for {}",
+                                crate::time::human_duration(IDLE_TIMEOUT)
+                            );
+                            return Poll::Ready(Err(this.io_error(&what)));
+                        }
+                        this.waiting = true;
+                        return Poll::Pending;
+                    }
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Ok(data) = frame.into_data() {
                             this.delivered += data.len() as u64;
@@ -153,6 +180,7 @@ impl AsyncRead for RangeReader {
                     }
                 },
                 Phase::Opening(fut) => match fut.as_mut().poll(cx) {
+                    // (Bounded by the request itself; the body's wait starts afresh.)
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(Some(body))) => this.phase = Phase::Body(body),
                     Poll::Ready(Ok(None)) => this.phase = Phase::Eof,

@@ -2,6 +2,8 @@
 //! and a command wrapper around the built binary.
 #![allow(dead_code)]
 
+pub mod rclone;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
