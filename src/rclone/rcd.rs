@@ -57,6 +57,12 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// own `--timeout`, so that its error, which says more, comes first).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(6 * 60);
 
+/// How long a request that lost its connection waits for the process to be seen exiting.
+/// A killed process closes its sockets before the kernel reports it exited, so a request
+/// can fail an instant before the process looks dead; this wait tells a crash from a
+/// dropped connection of a healthy process.
+const DYING_GRACE: Duration = Duration::from_secs(2);
+
 /// Bytes of rclone's log kept for messages.
 const LOG_KEEP: usize = 16 << 10;
 
@@ -222,12 +228,15 @@ impl Rcd {
         Ok(conn)
     }
 
-    /// Whether the process is gone (so that a request that failed may be tried again on a
-    /// new one).
+    /// Whether the process is gone, or exits within [`DYING_GRACE`] (so that a request
+    /// that lost its connection may be tried again on a new one).
     async fn died(&self) -> bool {
         let mut running = self.running.lock().await;
         match running.as_mut() {
-            Some(r) => !matches!(r.child.try_wait(), Ok(None)),
+            // `wait` is cancel-safe: a process still running after the grace is left be.
+            Some(r) => tokio::time::timeout(DYING_GRACE, r.child.wait())
+                .await
+                .is_ok(),
             None => true,
         }
     }
