@@ -22,7 +22,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::rclone::{Kind, Server, USER, current_rclone, obscured, rclone, text};
+use common::rclone::{Kind, S3_SECRET, Server, USER, current_rclone, obscured, rclone, text};
 use common::{assert_exit, s};
 use tgferry::source::Source;
 use tgferry::source::rclone::RcloneSource;
@@ -329,13 +329,10 @@ fn ftp_to_webdav_plain_budget_limited_runs_with_kills() {
 /// Seed scenario 2: a local folder → an SFTP storage box in vault mode; with the state
 /// gone, the store alone (its catalog and the passphrase) restores every file.
 #[test]
-#[ignore = "still stalls under load: an rc call into `rclone serve sftp` goes unanswered with \
-            every connection idle (issue 15; tgferry now gives up after 6-20 min, longer \
-            than a test should wait): run with --ignored"]
 fn local_to_sftp_vault_restored_from_the_store_alone() {
     let d = dirs();
     let files = corpus(&d.src, 25, 2 * MIB + 99);
-    let sftp = Server::start(Kind::Sftp, &d.served, &d.cache);
+    let sftp = Server::start(Kind::SftpStore, &d.served, &d.cache);
     let store = format!("rclone:{}vault", sftp.remote());
     let vault = ["--encryption", "vault", "--part-size", "1MiB"];
     let parts = || {
@@ -401,13 +398,20 @@ fn s3_vault_prune_and_verify() {
         }
     };
     // Small files first, then the big one: kill while its parts go in.
-    assert_exit(
+    let out = assert_exit(
         &mut d.run(
             s(&d.src),
             &store,
             &[&vault[..], &["--exclude", "big/**"]].concat(),
         ),
         0,
+    );
+    // The line that names the new vault's store shows no secret of it.
+    assert!(text(&out).contains("created a new vault"), "{}", text(&out));
+    assert!(
+        !text(&out).contains(S3_SECRET),
+        "a secret shows: {}",
+        text(&out)
     );
     let small = parts();
     let t0 = Instant::now();

@@ -222,7 +222,7 @@ impl RunSettings {
             job: JobSpec {
                 source,
                 store,
-                store_name: a.store.clone(),
+                store_name: crate::job::identity::mask_secrets(&a.store),
                 state: a.state.clone(),
                 identity: Job {
                     source: job_name(&a.source),

@@ -40,7 +40,13 @@ pub async fn seal(a: SealArgs) -> Result<u8, Exit> {
         });
     };
     let store = super::store::open(&a.store, false, false)?;
-    let vault = open::unlock_vault(&store, &a.store, None, false).await?;
+    let vault = open::unlock_vault(
+        &store,
+        &crate::job::identity::mask_secrets(&a.store),
+        None,
+        false,
+    )
+    .await?;
     let out = keyring::sealed_path(&a.state);
     crate::job::seal_into(&out, &vault.key_file, &vault.master, &state)?;
     eprintln!("sealed {} into {}", a.state.display(), out.display());

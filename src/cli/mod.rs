@@ -398,11 +398,12 @@ fn retry(a: args::RetryArgs) -> Result<u8, Exit> {
 
 async fn init(a: args::InitArgs) -> Result<u8, Exit> {
     let store = store::open(&a.store, false, false)?;
-    let key_file = crate::job::open::init_vault(&store, &a.store).await?;
+    let key_file =
+        crate::job::open::init_vault(&store, &crate::job::identity::mask_secrets(&a.store)).await?;
     println!(
         "created vault {} in {}; keep the passphrase safe: without it nothing can be restored",
         key_file.vault_id_hex(),
-        a.store
+        crate::job::identity::mask_secrets(&a.store)
     );
     Ok(exit::OK)
 }

@@ -21,7 +21,7 @@ pub(super) async fn prune(a: PruneArgs, wall: SystemTime) -> Result<u8, Exit> {
         catalog,
         ..
     } = open::open_existing(
-        &a.store,
+        &crate::job::identity::mask_secrets(&a.store),
         &a.state,
         open::ExistingOptions {
             same_store: true,

@@ -12,6 +12,7 @@ use super::args::{RestoreArgs, VerifyArgs};
 use super::config::UsageError;
 use super::exit::{self, Exit};
 use super::store::{CliStore, open_existing as open_store};
+use crate::job::identity::mask_secrets;
 use crate::job::open;
 use crate::keyring;
 use crate::report::shown;
@@ -93,7 +94,8 @@ pub(super) async fn restore(a: RestoreArgs) -> Result<u8, Exit> {
     }
     let store = open_store(&a.store, false)?;
     // Everything that can fail without writing fails here, before --to is created.
-    let catalog = open::open_catalog(&store, &a.store, a.state.as_deref(), true).await?;
+    let catalog =
+        open::open_catalog(&store, &mask_secrets(&a.store), a.state.as_deref(), true).await?;
     let bar = progress_bar(a.quiet);
     let sink_bar = bar.clone();
     let quiet = a.quiet;
@@ -238,9 +240,12 @@ pub(super) async fn verify(a: VerifyArgs) -> Result<u8, Exit> {
             store,
             master,
             ..
-        } = open::open_existing(&a.store, path, open::ExistingOptions::default(), |_| {
-            open_store(&a.store, false)
-        })
+        } = open::open_existing(
+            &mask_secrets(&a.store),
+            path,
+            open::ExistingOptions::default(),
+            |_| open_store(&a.store, false),
+        )
         .await?;
         let integrity = keyring::check_state(&store, master.as_ref(), &mut file, true)
             .await
@@ -295,7 +300,13 @@ pub(super) async fn verify(a: VerifyArgs) -> Result<u8, Exit> {
     } else {
         let store = open_store(&a.store, false)?;
         let need_key = a.full || a.state.is_none();
-        let catalog = open::open_catalog(&store, &a.store, a.state.as_deref(), need_key).await?;
+        let catalog = open::open_catalog(
+            &store,
+            &mask_secrets(&a.store),
+            a.state.as_deref(),
+            need_key,
+        )
+        .await?;
         let master = catalog.master.as_ref();
         let report = check(&store, &catalog.state, master, &opts, bar.as_ref()).await?;
         if !report.is_clean() {
@@ -306,7 +317,7 @@ pub(super) async fn verify(a: VerifyArgs) -> Result<u8, Exit> {
             println!(
                 "to store the damaged files again: tgferry verify --repair --store {} --state \
                  {state}, then tgferry run",
-                a.store
+                mask_secrets(&a.store)
             );
         }
         report

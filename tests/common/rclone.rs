@@ -147,8 +147,13 @@ pub enum Kind {
     RcloneWebdav,
     /// WsgiDAV.
     Wsgidav,
-    /// `rclone serve sftp`.
+    /// `rclone serve sftp`, seeing changes on disk at once (no directory cache).
     Sftp,
+    /// `rclone serve sftp` with its default directory cache, for stores: every write goes
+    /// through the server. With no cache, `serve sftp` (1.75.2) spins at full CPU and stops
+    /// answering after a few hundred requests of a vault run (tgferry's rcd then waits on
+    /// its stat).
+    SftpStore,
     /// `rclone serve ftp` (a current rclone only).
     RcloneFtp,
     /// pyftpdlib.
@@ -210,17 +215,23 @@ impl Server {
                 c.arg("-c").arg(&config);
                 c
             }
-            Kind::RcloneWebdav | Kind::Sftp | Kind::RcloneFtp => {
+            Kind::RcloneWebdav | Kind::Sftp | Kind::SftpStore | Kind::RcloneFtp => {
                 let proto = match kind {
                     Kind::RcloneWebdav => "webdav",
-                    Kind::Sftp => "sftp",
+                    Kind::Sftp | Kind::SftpStore => "sftp",
                     _ => "ftp",
                 };
                 let mut c = Command::new(rclone());
-                c.args(["serve", proto, s(dir), "--addr", &addr])
-                    .args(["--user", USER, "--pass", SERVER_PASS])
+                c.args(["serve", proto, s(dir), "--addr", &addr]).args([
+                    "--user",
+                    USER,
+                    "--pass",
+                    SERVER_PASS,
+                ]);
+                if kind != Kind::SftpStore {
                     // What changes on disk is seen at once.
-                    .args(["--dir-cache-time", "0s"]);
+                    c.args(["--dir-cache-time", "0s"]);
+                }
                 c
             }
             Kind::S3 => {
@@ -264,7 +275,9 @@ impl Server {
             Kind::RcloneWebdav | Kind::Wsgidav => {
                 format!(":webdav,url='http://127.0.0.1:{port}',user={user},pass={pass}:")
             }
-            Kind::Sftp => format!(":sftp,host=127.0.0.1,port={port},user={user},pass={pass}:"),
+            Kind::Sftp | Kind::SftpStore => {
+                format!(":sftp,host=127.0.0.1,port={port},user={user},pass={pass}:")
+            }
             Kind::Ftp | Kind::RcloneFtp => {
                 format!(":ftp,host=127.0.0.1,port={port},user={user},pass={pass}:")
             }
