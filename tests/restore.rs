@@ -807,41 +807,13 @@ fn plain_store_round_trip_and_damage() {
 /// The library over the in-memory store: no CLI, no key derivation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_library_restores_and_verifies_any_store() {
-    use tgferry::runner::{Budget, Events, RunConfig, Runner, VaultKeys};
-    use tgferry::source::memory::MemorySource;
-    use tgferry::state::{Encryption, Job, LoadOptions, StateFile};
-    use tgferry::store::memory::MemoryStore;
-    use tgferry::vault::MasterKey;
-
     let dir = common::tempdir();
-    let src = MemorySource::new();
     let data = common::bytes(11, MIB + 7);
-    src.put("big.bin", data.clone());
-    src.put("dir/small.txt", b"small".to_vec());
-    let store = MemoryStore::new();
-    let master = MasterKey::from_bytes([7; 32]);
-    let job = Job {
-        source: "mem:src".into(),
-        store: "mem:store".into(),
-        encryption: Encryption::Vault,
-        vault_id: None,
-    };
-    let (file, _) =
-        StateFile::open(&dir.path().join("st.json"), &job, &LoadOptions::default()).unwrap();
-    let runner = Runner::new(
-        Arc::new(src.clone()),
-        Arc::new(store.clone()),
-        RunConfig {
-            part_size: MIB as u64,
-            vault: Some(Arc::new(VaultKeys::new(MasterKey::from_bytes([7; 32])))),
-            ..RunConfig::default()
-        },
-        Budget::unlimited(tokio::time::Instant::now()),
-        Events::none(),
-        tokio_util::sync::CancellationToken::new(),
-    );
-    let (file, _) = runner.run(file).await.map_err(|(_, e)| e).unwrap();
-    let state = file.state().clone();
+    let files = BTreeMap::from([
+        ("big.bin".to_owned(), data.clone()),
+        ("dir/small.txt".to_owned(), b"small".to_vec()),
+    ]);
+    let (store, state, master) = memory_vault(dir.path(), &files).await;
 
     tgferry::keyring::save_catalog(&store, &master, &state)
         .await
