@@ -229,15 +229,19 @@ fn init_logging(verbose: u8) {
 
 /// Cancels `token` on SIGINT or SIGTERM (GitHub sends SIGINT, then SIGTERM 7.5 s later);
 /// a second signal ends the process at once (state writes are atomic, so that is safe).
+/// The handlers are installed before this returns, not when the watching task first runs:
+/// a busy runtime could otherwise leave a signal to its default action (death, with temp
+/// files left) while work has already started.
 fn watch_signals(token: CancellationToken) {
+    #[cfg(unix)]
+    let streams = {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::interrupt()).and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+    };
     tokio::spawn(async move {
         #[cfg(unix)]
         {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
+            let Ok((mut int, mut term)) = streams else {
                 return;
             };
             let name = tokio::select! {
