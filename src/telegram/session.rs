@@ -461,16 +461,14 @@ impl SessionLock {
             .create(true)
             .truncate(false)
             .open(&path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let pid = fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u32>().ok())
-                    .unwrap_or(0);
-                return Err(SessionError::InUse { pid });
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+        // Tried over about 100 ms, as the state's lock is: a child process of this one
+        // holds the lock between its fork and its exec.
+        if !crate::state::try_lock_briefly(&file)? {
+            let pid = fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+                .unwrap_or(0);
+            return Err(SessionError::InUse { pid });
         }
         file.set_len(0)?;
         file.write_all(std::process::id().to_string().as_bytes())?;
