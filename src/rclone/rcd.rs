@@ -60,8 +60,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(6 * 60);
 /// How long a request that lost its connection waits for the process to be seen exiting.
 /// A killed process closes its sockets before the kernel reports it exited, so a request
 /// can fail an instant before the process looks dead; this wait tells a crash from a
-/// dropped connection of a healthy process.
-const DYING_GRACE: Duration = Duration::from_secs(2);
+/// dropped connection of a healthy process (kept short: a failed request of a live process
+/// waits this long before its error, inside the retry backoff).
+const DYING_GRACE: Duration = Duration::from_millis(250);
 
 /// Bytes of rclone's log kept for messages.
 const LOG_KEEP: usize = 16 << 10;
