@@ -234,10 +234,22 @@ pub(crate) async fn pump<S: Store>(
         // A plain part's hash is its only check.
         return Err(Issue::Catalog("no SHA-256 recorded for a plain part".into()).into());
     }
-    let reader = store.open(&part.loc).await.map_err(store_issue)?;
-    // One byte past the recorded length is enough to know the part is too long.
-    let limit = part.len.saturating_add(1);
-    let mut reader = reader.take(limit);
+    let (mut reader, limit): (crate::store::RangeReader, u64) = match part.offset {
+        // A part inside a pack: exactly its range (what follows is the next part).
+        Some(offset) => (
+            store
+                .open_range(&part.loc, offset, part.len)
+                .await
+                .map_err(store_issue)?,
+            part.len,
+        ),
+        None => {
+            // One byte past the recorded length is enough to know the part is too long.
+            let limit = part.len.saturating_add(1);
+            let reader = store.open(&part.loc).await.map_err(store_issue)?;
+            (Box::new(reader.take(limit)), limit)
+        }
+    };
     let cap = usize::try_from(limit).map_or(CHUNK, |l| l.min(CHUNK));
     let (mut cur, mut next) = (vec![0u8; cap], vec![0u8; cap]);
     let mut work = Box::new(Work {
@@ -274,8 +286,9 @@ pub(crate) async fn pump<S: Store>(
         dec.finish().map_err(vault_issue)?;
     }
     if received != part.len {
-        let found = match store.len(&part.loc).await {
-            Ok(Some(len)) => len,
+        let found = match (part.offset, store.len(&part.loc).await) {
+            (None, Ok(Some(len))) => len,
+            // A pack's length says nothing about one part's: report what its range held.
             _ => received,
         };
         return Err(Issue::WrongLength {

@@ -512,9 +512,14 @@ async fn check_part<S: Store>(
             Ok(None) => return Err(Issue::Missing),
             Err(e) => return Err(Issue::Unreadable(e.to_string())),
         };
-        if stat.len != part.len {
+        // A part inside a pack needs its range to be there; a whole blob, its length.
+        let short = match part.offset {
+            Some(offset) => stat.len < offset.saturating_add(part.len),
+            None => stat.len != part.len,
+        };
+        if short {
             return Err(Issue::WrongLength {
-                expected: part.len,
+                expected: part.offset.unwrap_or(0).saturating_add(part.len),
                 found: stat.len,
             });
         }

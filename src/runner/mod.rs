@@ -934,6 +934,7 @@ mod report_tests {
             salt: None,
             nonce_prefix: None,
             store_mtime: None,
+            offset: None,
         });
         st.in_progress.insert("partly".into(), ip);
         let failed = |given_up| Failed {

@@ -806,6 +806,7 @@ async fn copy_part<S: Source, T: Store>(
                     salt: None,
                     nonce_prefix: None,
                     store_mtime,
+                    offset: None,
                 },
                 None,
             )))
@@ -898,6 +899,7 @@ async fn copy_part<S: Source, T: Store>(
                     salt: Some(hex::encode(params.salt())),
                     nonce_prefix: Some(hex::encode(params.nonce_prefix())),
                     store_mtime: None,
+                    offset: None,
                 },
                 Some(mac),
             )))

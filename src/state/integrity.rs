@@ -594,7 +594,13 @@ impl Enc {
     fn parts(&mut self, parts: &[StoredPart]) {
         self.u64(parts.len() as u64);
         for p in parts {
-            self.str(&p.loc);
+            // A part inside a pack is encoded with its offset as `<loc>#<offset>`: vault
+            // locations never hold a `#`, so this stays one to one, and the tags of parts
+            // written before packs existed are unchanged.
+            match p.offset {
+                None => self.str(&p.loc),
+                Some(offset) => self.str(&format!("{}#{offset}", p.loc)),
+            }
             self.u64(p.len);
             self.str(&p.sha256);
             self.opt_str(p.salt.as_deref());
@@ -629,6 +635,7 @@ mod tests {
     fn part(loc: &str) -> StoredPart {
         StoredPart {
             store_mtime: None,
+            offset: None,
             loc: loc.into(),
             len: 64,
             sha256: String::new(),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::time::Timestamp;
 
 /// The state format version this build writes. Readers refuse anything newer.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
 /// How many run records the history keeps (oldest dropped first).
 pub const RUN_HISTORY_LIMIT: usize = 100;
@@ -172,6 +172,11 @@ pub struct StoredPart {
     /// without reading it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_mtime: Option<Timestamp>,
+    /// Vault mode, a part inside a pack: where its bytes start in the stored blob at
+    /// `loc`, which holds other parts too (`len` bytes from here are this part). Absent:
+    /// the part is the whole blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 /// A stored content in the vault, shared by every path (and version) with that content.

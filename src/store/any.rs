@@ -298,6 +298,19 @@ impl<T: TelegramApi> Store for AnyStore<T> {
         }
     }
 
+    async fn open_range(
+        &self,
+        loc: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<super::RangeReader, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.open_range(loc, offset, len).await,
+            AnyStore::Telegram(s) => s.open_range(loc, offset, len).await,
+            AnyStore::Rclone(s) => s.open_range(loc, offset, len).await,
+        }
+    }
+
     async fn len(&self, loc: &str) -> Result<Option<u64>, StoreError> {
         match self {
             AnyStore::Local(s) => s.len(loc).await,
