@@ -4,82 +4,18 @@
 
 mod common;
 
-use std::path::Path;
+use common::run::{job, run, run_with};
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use tgferry::runner::{Budget, Event, Events, RunConfig, RunReport, Runner};
+use tgferry::runner::{Budget, Event, Events, RunConfig, Runner};
 use tgferry::source::memory::{Access, Fault, MemorySource};
-use tgferry::state::{Encryption, Job, LoadOptions, StateFile, StopReason};
+use tgferry::state::{LoadOptions, StateFile, StopReason};
 use tgferry::store::StoreError;
 use tgferry::store::memory::MemoryStore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-fn job() -> Job {
-    Job {
-        source: "mem:src".into(),
-        store: "mem:store".into(),
-        encryption: Encryption::None,
-        vault_id: None,
-    }
-}
-
-/// What one run reported, with the events it emitted and when (tokio time since start).
-struct Ran {
-    report: RunReport,
-    events: Vec<(Duration, Event)>,
-    elapsed: Duration,
-}
-
-async fn run_with(
-    src: &MemorySource,
-    store: &MemoryStore,
-    state: &Path,
-    cfg: RunConfig,
-    budget: Option<Duration>,
-    interrupt: CancellationToken,
-) -> Ran {
-    let (file, _) = StateFile::open(state, &job(), &LoadOptions::default()).unwrap();
-    let start = Instant::now();
-    let budget = match budget {
-        Some(b) => Budget::until(start, start + b, Duration::ZERO),
-        None => Budget::unlimited(start),
-    };
-    let (events, mut rx) = Events::channel();
-    let collector = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        while let Some(ev) = rx.recv().await {
-            seen.push((start.elapsed(), ev));
-        }
-        seen
-    });
-    let runner = Runner::new(
-        Arc::new(src.clone()),
-        Arc::new(store.clone()),
-        cfg,
-        budget,
-        events,
-        interrupt,
-    );
-    let (_file, report) = runner.run(file).await.map_err(|(_, e)| e).unwrap();
-    let elapsed = start.elapsed();
-    Ran {
-        report,
-        events: collector.await.unwrap(),
-        elapsed,
-    }
-}
-
-async fn run(
-    src: &MemorySource,
-    store: &MemoryStore,
-    state: &Path,
-    cfg: RunConfig,
-    budget: Option<Duration>,
-) -> Ran {
-    run_with(src, store, state, cfg, budget, CancellationToken::new()).await
-}
 
 fn cfg() -> RunConfig {
     RunConfig {

@@ -163,6 +163,24 @@ pub struct RunArgs {
         default_value = "512MiB"
     )]
     pub part_size: String,
+    /// Vault: files of at most this size share packs, one stored part (one Telegram
+    /// message) per --pack-size of them; 0 gives every file parts of its own. Plain mode
+    /// never packs.
+    #[arg(
+        long,
+        env = "TGFERRY_PACK_THRESHOLD",
+        value_name = "SIZE",
+        default_value = "8MiB"
+    )]
+    pub pack_threshold: String,
+    /// Vault: the size a pack is stored at (it is assembled in memory).
+    #[arg(
+        long,
+        env = "TGFERRY_PACK_SIZE",
+        value_name = "SIZE",
+        default_value = "64MiB"
+    )]
+    pub pack_size: String,
     /// How content is written to the store.
     #[arg(long, env = "TGFERRY_ENCRYPTION", value_enum, default_value = "vault")]
     pub encryption: EncryptionArg,

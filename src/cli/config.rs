@@ -174,7 +174,34 @@ impl RunSettings {
                 a.part_size
             )));
         }
+        let size_flag = |flag: &str, text: &str| {
+            parse_size::Config::new()
+                .with_binary()
+                .parse_size(text.trim())
+                .map_err(|e| {
+                    UsageError(format!(
+                        "{flag} {text:?} is not a size ({e}); write e.g. 8MiB or 64MiB"
+                    ))
+                })
+        };
+        let pack_threshold = size_flag("--pack-threshold", &a.pack_threshold)?;
+        let pack_size = size_flag("--pack-size", &a.pack_size)?;
+        if pack_size < seg {
+            return Err(UsageError(format!(
+                "--pack-size {:?} must be at least 1MiB",
+                a.pack_size
+            )));
+        }
+        let packing = (pack_threshold > 0).then(|| crate::runner::Packing {
+            // A packed file is one part: larger ones are never packed.
+            threshold: pack_threshold.min(part_size),
+            size: pack_size,
+        });
         if let Some(chat) = a.store.trim().strip_prefix("telegram:") {
+            if packing.is_some() && a.encryption == super::args::EncryptionArg::Vault {
+                telegram_part_size(&a.pack_size, pack_size, true, a.telegram_premium)
+                    .map_err(|e| UsageError(e.0.replace("--part-size", "--pack-size")))?;
+            }
             crate::telegram::api::ChatRef::parse(chat)
                 .map_err(|e| UsageError(format!("--store telegram:{chat}: {e}")))?;
             telegram_part_size(
@@ -251,6 +278,7 @@ impl RunSettings {
                 order,
                 part_size,
                 vault: None,
+                packing,
             },
             budget,
             reserve,

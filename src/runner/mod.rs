@@ -9,11 +9,12 @@
 
 pub mod budget;
 pub mod events;
+pub mod pack;
 pub mod plan;
 pub mod retry;
 pub mod transfer;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,6 +51,27 @@ pub struct RunConfig {
     pub part_size: u64,
     /// The vault keys for encrypted stores; `None` writes plain copies.
     pub vault: Option<Arc<VaultKeys>>,
+    /// Vault runs: which files share packs and how large a pack grows ([`pack`]);
+    /// `None`: every file gets parts of its own. Plain runs never pack.
+    pub packing: Option<Packing>,
+}
+
+/// How a vault run packs small files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packing {
+    /// Files of at most this many bytes (and one part) go into packs.
+    pub threshold: u64,
+    /// A pack is uploaded once it holds this many bytes.
+    pub size: u64,
+}
+
+impl Default for Packing {
+    fn default() -> Self {
+        Packing {
+            threshold: pack::DEFAULT_PACK_THRESHOLD,
+            size: pack::DEFAULT_PACK_SIZE,
+        }
+    }
 }
 
 impl Default for RunConfig {
@@ -62,6 +84,7 @@ impl Default for RunConfig {
             order: Order::Path,
             part_size: 512 << 20,
             vault: None,
+            packing: Some(Packing::default()),
         }
     }
 }
@@ -478,6 +501,10 @@ impl<S: Source, T: Store> Runner<S, T> {
             cancel: cancel.clone(),
             vault: cfg.vault.clone(),
             buffers: transfer::BufferPool::default(),
+            packer: match (&cfg.vault, cfg.packing) {
+                (Some(_), Some(p)) => Some(Arc::new(pack::Packer::new(p.threshold, p.size))),
+                _ => None,
+            },
             listed: Arc::new(
                 listing
                     .files
@@ -499,7 +526,12 @@ impl<S: Source, T: Store> Runner<S, T> {
             .collect();
         let mut waiting: Vec<Waiting> = Vec::new();
         let mut deferred: Vec<Pending> = Vec::new();
-        let mut running: JoinSet<(Pending, FileOutcome)> = JoinSet::new();
+        let mut running: JoinSet<Done> = JoinSet::new();
+        // Files in a pack not yet uploaded, and how packs ended for files whose own
+        // outcome has not come back yet (a pack may be uploaded by another worker first).
+        let mut in_pack: HashMap<String, Pending> = HashMap::new();
+        let mut early: HashMap<String, Resolution> = HashMap::new();
+        let mut outcomes: VecDeque<(Pending, FileOutcome)> = VecDeque::new();
         let mut paused_until: Option<Instant> = None;
         let mut stop: Option<StopReason> = None;
 
@@ -531,11 +563,11 @@ impl<S: Source, T: Store> Runner<S, T> {
                         if p.tries > 0 {
                             // A retry takes the file as it is now (it may have changed).
                             if let Err(e) = transfer::refresh(&ctx, &mut p.item).await {
-                                return (p, FileOutcome::Failed(e));
+                                return Done::File(Box::new(p), FileOutcome::Failed(e));
                             }
                         }
                         let outcome = transfer::transfer(&ctx, &p.item).await;
-                        (p, outcome)
+                        Done::File(Box::new(p), outcome)
                     });
                 }
                 // The next `jobs` files in line are read ahead while these run, so a
@@ -551,6 +583,16 @@ impl<S: Source, T: Store> Runner<S, T> {
             if running.is_empty() {
                 if stop.is_some() {
                     break;
+                }
+                let next = waiting.iter().map(|w| w.at).min();
+                let no_more = queue.is_empty()
+                    && (waiting.is_empty()
+                        || matches!((next, self.budget.stop_at()), (Some(n), Some(s)) if n >= s));
+                if no_more && let Some(packer) = ctx.packer.clone().filter(|p| p.has_open()) {
+                    // Nothing else will join the open pack: it goes now.
+                    let ctx = ctx.clone();
+                    running.spawn(async move { Done::Flush(packer.flush(&ctx).await) });
+                    continue;
                 }
                 if queue.is_empty() && waiting.is_empty() {
                     stop = Some(if deferred.is_empty() {
@@ -576,71 +618,14 @@ impl<S: Source, T: Store> Runner<S, T> {
                 .min();
             tokio::select! {
                 joined = running.join_next(), if !running.is_empty() => {
-                    let Some(joined) = joined else { continue };
-                    let (mut p, outcome) = match joined {
-                        Ok(x) => x,
-                        Err(e) if e.is_cancelled() => continue,
-                        Err(e) => std::panic::resume_unwind(e.into_panic()),
-                    };
-                    match outcome {
-                        FileOutcome::Completed => {}
-                        FileOutcome::Abandoned => deferred.push(p),
-                        FileOutcome::Deferred => deferred.push(p),
-                        FileOutcome::Failed(err) => {
-                            if let Some(wait) = transfer::rate_limit(&err) {
-                                let len = next_part(&p.item, cfg.part_size).1;
-                                if stop.is_none() && self.budget.fits_wait(wait, len) {
-                                    self.events.emit(Event::Waiting { wait });
-                                    paused_until = Some(Instant::now() + wait);
-                                    queue.push_front(p);
-                                } else {
-                                    if stop.is_none() {
-                                        stop = Some(StopReason::RateLimited);
-                                        report.rate_limit_wait = Some(wait);
-                                        cancel.cancel();
-                                    }
-                                    deferred.push(p);
-                                }
-                                continue;
-                            }
-                            if let Some(fatal) = fatal(&err) {
-                                if stop.is_none() {
-                                    stop = Some(StopReason::Error);
-                                    report.fatal = Some(fatal);
-                                    cancel.cancel();
-                                }
-                                deferred.push(p);
-                                continue;
-                            }
-                            p.tries += 1;
-                            let kind = kind_of(&err);
-                            p.last_error = Some((err.to_string(), kind));
-                            let delay = match kind {
-                                FailureKind::Transient if stop.is_none() => p.backoff.next(),
-                                _ => None,
-                            };
-                            let at = delay.map(|d| Instant::now() + d);
-                            match (delay, at) {
-                                (Some(d), Some(at))
-                                    if self.budget.stop_at().is_none_or(|s| at < s) =>
-                                {
-                                    self.events.emit(Event::FileRetry {
-                                        path: p.item.entry.path.clone(),
-                                        error: without_path(&p.item.entry.path, err.to_string()),
-                                        retry_in: d,
-                                    });
-                                    waiting.push(Waiting { at, item: p });
-                                }
-                                _ => {
-                                    let path = p.item.entry.path.clone();
-                                    self.fail_for_run(state, &path, &err, p.tries, &mut report);
-                                    if report.fatal.is_some() && stop.is_none() {
-                                        stop = Some(StopReason::Error);
-                                        cancel.cancel();
-                                    }
-                                }
-                            }
+                    match joined {
+                        Some(Ok(Done::File(p, outcome))) => outcomes.push_back((*p, outcome)),
+                        Some(Ok(Done::Flush(pack))) => {
+                            resolve(pack, &mut in_pack, &mut early, &mut outcomes, &mut deferred);
                         }
+                        Some(Err(e)) if e.is_cancelled() => {}
+                        Some(Err(e)) => std::panic::resume_unwind(e.into_panic()),
+                        None => {}
                     }
                 }
                 _ = sleep_until_opt(wake), if wake.is_some() => {}
@@ -653,6 +638,90 @@ impl<S: Source, T: Store> Runner<S, T> {
                     cancel.cancel();
                 }
             }
+            while let Some((mut p, outcome)) = outcomes.pop_front() {
+                match outcome {
+                    FileOutcome::Completed => {}
+                    FileOutcome::Packed {
+                        deferred: true,
+                        flushed,
+                    } => {
+                        deferred.push(p);
+                        for pack in flushed {
+                            resolve(pack, &mut in_pack, &mut early, &mut outcomes, &mut deferred);
+                        }
+                    }
+                    FileOutcome::Packed {
+                        deferred: false,
+                        flushed,
+                    } => {
+                        let path = p.item.entry.path.clone();
+                        match early.remove(&path) {
+                            Some(done) => done.apply(p, &mut outcomes, &mut deferred),
+                            None => {
+                                in_pack.insert(path, p);
+                            }
+                        }
+                        for pack in flushed {
+                            resolve(pack, &mut in_pack, &mut early, &mut outcomes, &mut deferred);
+                        }
+                    }
+                    FileOutcome::Abandoned => deferred.push(p),
+                    FileOutcome::Deferred => deferred.push(p),
+                    FileOutcome::Failed(err) => {
+                        if let Some(wait) = transfer::rate_limit(&err) {
+                            let len = next_part(&p.item, cfg.part_size).1;
+                            if stop.is_none() && self.budget.fits_wait(wait, len) {
+                                self.events.emit(Event::Waiting { wait });
+                                paused_until = Some(Instant::now() + wait);
+                                queue.push_front(p);
+                            } else {
+                                if stop.is_none() {
+                                    stop = Some(StopReason::RateLimited);
+                                    report.rate_limit_wait = Some(wait);
+                                    cancel.cancel();
+                                }
+                                deferred.push(p);
+                            }
+                            continue;
+                        }
+                        if let Some(fatal) = fatal(&err) {
+                            if stop.is_none() {
+                                stop = Some(StopReason::Error);
+                                report.fatal = Some(fatal);
+                                cancel.cancel();
+                            }
+                            deferred.push(p);
+                            continue;
+                        }
+                        p.tries += 1;
+                        let kind = kind_of(&err);
+                        p.last_error = Some((err.to_string(), kind));
+                        let delay = match kind {
+                            FailureKind::Transient if stop.is_none() => p.backoff.next(),
+                            _ => None,
+                        };
+                        let at = delay.map(|d| Instant::now() + d);
+                        match (delay, at) {
+                            (Some(d), Some(at)) if self.budget.stop_at().is_none_or(|s| at < s) => {
+                                self.events.emit(Event::FileRetry {
+                                    path: p.item.entry.path.clone(),
+                                    error: without_path(&p.item.entry.path, err.to_string()),
+                                    retry_in: d,
+                                });
+                                waiting.push(Waiting { at, item: p });
+                            }
+                            _ => {
+                                let path = p.item.entry.path.clone();
+                                self.fail_for_run(state, &path, &err, p.tries, &mut report);
+                                if report.fatal.is_some() && stop.is_none() {
+                                    stop = Some(StopReason::Error);
+                                    cancel.cancel();
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             if stop.is_some() && !running.is_empty() {
                 // Give transfers a moment to drop their parts cleanly, then cut them off.
                 let grace = tokio::time::sleep(Duration::from_millis(1500));
@@ -660,12 +729,28 @@ impl<S: Source, T: Store> Runner<S, T> {
                 loop {
                     tokio::select! {
                         joined = running.join_next() => match joined {
-                            Some(Ok((p, FileOutcome::Failed(err)))) if fatal(&err).is_none()
+                            Some(Ok(Done::File(p, FileOutcome::Failed(err)))) if fatal(&err).is_none()
                                 && transfer::rate_limit(&err).is_none() => {
                                 let path = p.item.entry.path.clone();
                                 self.fail_for_run(state, &path, &err, p.tries + 1, &mut report);
                             }
-                            Some(Ok((p, _))) => deferred.push(p),
+                            Some(Ok(Done::File(p, FileOutcome::Packed { deferred: false, flushed }))) => {
+                                // Resolved with the rest below, once nothing runs any more.
+                                in_pack.insert(p.item.entry.path.clone(), *p);
+                                for pack in flushed {
+                                    resolve(pack, &mut in_pack, &mut early, &mut outcomes, &mut deferred);
+                                }
+                            }
+                            Some(Ok(Done::File(p, FileOutcome::Packed { deferred: true, flushed }))) => {
+                                deferred.push(*p);
+                                for pack in flushed {
+                                    resolve(pack, &mut in_pack, &mut early, &mut outcomes, &mut deferred);
+                                }
+                            }
+                            Some(Ok(Done::File(p, _))) => deferred.push(*p),
+                            Some(Ok(Done::Flush(pack))) => {
+                                resolve(pack, &mut in_pack, &mut early, &mut outcomes, &mut deferred);
+                            }
                             Some(Err(_)) => {}
                             None => break,
                         },
@@ -679,6 +764,10 @@ impl<S: Source, T: Store> Runner<S, T> {
             }
         }
 
+        // Files of a pack that was never uploaded are not stored: the next run does them.
+        // (Outcomes resolved after the loop, a pack's failure among them, count alike.)
+        deferred.extend(in_pack.into_values());
+        deferred.extend(outcomes.into_iter().map(|(p, _)| p));
         // Files waiting for a retry when the run ends have failed in this run.
         for w in waiting.drain(..) {
             let path = w.item.item.entry.path.clone();
@@ -855,6 +944,80 @@ fn clone_state_error(e: &StateError) -> StateError {
             path: Default::default(),
             source: std::io::Error::other(other.to_string()),
         },
+    }
+}
+
+/// What a worker task of the run gives back.
+enum Done {
+    /// A file's turn ended.
+    File(Box<Pending>, FileOutcome),
+    /// The open pack was uploaded at the end of the work (or failed to be).
+    Flush(pack::PackOutcome),
+}
+
+/// How a pack ended for one file in it.
+enum Resolution {
+    /// Stored and recorded.
+    Stored,
+    /// The upload failed.
+    Failed(FileError),
+    /// The run stopped first.
+    Dropped,
+}
+
+impl Resolution {
+    /// Passes the file on: a failure to the failure handling, a dropped pack's file to
+    /// the next run.
+    fn apply(
+        self,
+        p: Pending,
+        outcomes: &mut VecDeque<(Pending, FileOutcome)>,
+        deferred: &mut Vec<Pending>,
+    ) {
+        match self {
+            Resolution::Stored => {}
+            Resolution::Failed(err) => outcomes.push_back((p, FileOutcome::Failed(err))),
+            Resolution::Dropped => deferred.push(p),
+        }
+    }
+}
+
+/// Applies a pack's outcome to the files in it, or keeps it for files whose own outcome
+/// has not come back yet.
+fn resolve(
+    pack: pack::PackOutcome,
+    in_pack: &mut HashMap<String, Pending>,
+    early: &mut HashMap<String, Resolution>,
+    outcomes: &mut VecDeque<(Pending, FileOutcome)>,
+    deferred: &mut Vec<Pending>,
+) {
+    let (paths, how): (Vec<String>, Box<dyn Fn() -> Resolution>) = match pack {
+        pack::PackOutcome::Stored { paths } => (paths, Box::new(|| Resolution::Stored)),
+        pack::PackOutcome::Dropped { paths } => (paths, Box::new(|| Resolution::Dropped)),
+        pack::PackOutcome::Failed { paths, error } => (
+            paths,
+            Box::new(move || Resolution::Failed(duplicate(&error))),
+        ),
+    };
+    for path in paths {
+        match in_pack.remove(&path) {
+            Some(p) => how().apply(p, outcomes, deferred),
+            None => {
+                early.insert(path, how());
+            }
+        }
+    }
+}
+
+/// A copy of a file error, for each file of a pack that failed.
+fn duplicate(err: &FileError) -> FileError {
+    match err {
+        FileError::Source(e) => FileError::Source(e.clone()),
+        FileError::Store(e) => FileError::Store(e.clone()),
+        FileError::State(e) => FileError::State(clone_state_error(e)),
+        FileError::Vault(e) => FileError::Store(StoreError::Transient {
+            message: e.to_string(),
+        }),
     }
 }
 

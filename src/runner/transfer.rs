@@ -45,6 +45,15 @@ pub enum FileOutcome {
     Abandoned,
     /// It failed.
     Failed(FileError),
+    /// A small file of a vault run went into the open pack (`deferred`: no, the budget
+    /// had no room for its pack); `flushed` says how the packs uploaded meanwhile ended,
+    /// which may be this file's own.
+    Packed {
+        /// The budget had no room: the file waits for the next run.
+        deferred: bool,
+        /// Packs uploaded while this file was added.
+        flushed: Vec<super::pack::PackOutcome>,
+    },
 }
 
 /// Why a file failed.
@@ -86,6 +95,8 @@ pub struct Context<S, T> {
     pub vault: Option<Arc<VaultKeys>>,
     /// Segment buffers reused across parts.
     pub buffers: BufferPool,
+    /// The run's pack writer: vault runs that pack small files ([`super::pack`]).
+    pub packer: Option<Arc<super::pack::Packer>>,
 }
 
 /// The store name of part `index` of `n` for `path` in plain mode: the path itself for a
@@ -167,7 +178,7 @@ enum Layout<'a> {
 }
 
 /// A fresh opaque name for a vault part: `data/ab/<32 hex>`.
-fn vault_part_name() -> Result<String, FileError> {
+pub(super) fn vault_part_name() -> Result<String, FileError> {
     let mut id = [0u8; 16];
     getrandom::fill(&mut id).map_err(|e| VaultError::Misuse(format!("no randomness: {e}")))?;
     let id = hex::encode(id);
@@ -179,6 +190,12 @@ async fn transfer_inner<S: Source, T: Store>(
     item: &WorkItem,
 ) -> Result<FileOutcome, FileError> {
     let e = &item.entry;
+    if let (Some(keys), Some(packer)) = (ctx.vault.as_deref(), ctx.packer.as_deref())
+        && item.resume.is_none()
+        && packer.takes(e.size, ctx.part_size)
+    {
+        return pack_one(ctx, keys, packer, e).await;
+    }
     let mut layout = match ctx.vault.as_deref() {
         None => Layout::Plain,
         Some(keys) => {
@@ -623,7 +640,7 @@ fn complete<S: Source, T: Store>(
 
 /// The completed entry for a file now stored as object `id`; a previous version with
 /// other content is kept restorable in `versions`.
-fn vault_entry(
+pub(super) fn vault_entry(
     e: &SourceEntry,
     id: &str,
     old: Option<Completed>,
@@ -708,14 +725,23 @@ async fn dedup<S: Source, T: Store>(
         .into());
     }
     let id = content_id(&keys.content_id, e.size, ctx.part_size, &macs)?.to_hex();
+    record_if_stored(ctx, e, &id)
+}
+
+/// Records `e` as a copy of the stored object `id`, if there is one (nothing is stored).
+fn record_if_stored<S, T>(
+    ctx: &Context<S, T>,
+    e: &SourceEntry,
+    id: &str,
+) -> Result<Option<FileOutcome>, FileError> {
     let mut state = ctx.state.lock().unwrap();
-    if !state.state().objects.contains_key(&id) {
+    if !state.state().objects.contains_key(id) {
         return Ok(None);
     }
     let old = state.state().completed.get(&e.path).cloned();
     state.record(Record::FileCompleted {
         path: e.path.clone(),
-        entry: vault_entry(e, &id, old, crate::time::now()),
+        entry: vault_entry(e, id, old, crate::time::now()),
         fresh_parts: 0,
         fresh_bytes: 0,
         object: None,
@@ -728,7 +754,34 @@ async fn dedup<S: Source, T: Store>(
     Ok(Some(FileOutcome::Completed))
 }
 
-fn change_detail(was: &SourceEntry, now: &SourceEntry) -> String {
+/// A small file of a vault run: read and sealed whole, then recorded as a copy of a
+/// stored content or added to the open pack.
+async fn pack_one<S: Source, T: Store>(
+    ctx: &Context<S, T>,
+    keys: &VaultKeys,
+    packer: &super::pack::Packer,
+    e: &SourceEntry,
+) -> Result<FileOutcome, FileError> {
+    ctx.events.emit(Event::FileStarted {
+        path: e.path.clone(),
+        size: e.size,
+        first_part: 0,
+        parts_total: 1,
+    });
+    let Some(sealed) = super::pack::seal(ctx, keys, e).await? else {
+        return Ok(FileOutcome::Abandoned);
+    };
+    if let Some(done) = record_if_stored(ctx, e, sealed.id())? {
+        return Ok(done);
+    }
+    let added = packer.add(ctx, e, sealed).await;
+    Ok(FileOutcome::Packed {
+        deferred: !added.packed,
+        flushed: added.flushed,
+    })
+}
+
+pub(super) fn change_detail(was: &SourceEntry, now: &SourceEntry) -> String {
     if was.size != now.size {
         format!("size {} -> {}", was.size, now.size)
     } else {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod rclone;
+pub mod run;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
