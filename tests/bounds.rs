@@ -58,7 +58,13 @@ fn vault_job(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("a.txt"), b"alpha").unwrap();
     std::fs::write(src.join("b.txt"), b"bravo").unwrap();
-    let mut run = common::run_cmd(&src, &store, &state, &["--encryption", "vault"]);
+    // Each file's part a blob of its own, so each can be swapped for something else.
+    let mut run = common::run_cmd(
+        &src,
+        &store,
+        &state,
+        &["--encryption", "vault", "--pack-threshold", "0"],
+    );
     run.env("TGFERRY_PASSPHRASE", PASS);
     common::assert_exit(&mut run, 0);
     (src, store, state)

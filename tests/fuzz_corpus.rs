@@ -194,7 +194,10 @@ async fn seeds(dir: &Path) -> BTreeMap<&'static str, Vec<(String, Vec<u8>)>> {
         for (k, part) in object.parts.iter().enumerate() {
             let mut seed = (object.size as u32).to_be_bytes().to_vec();
             seed.extend([k as u8, 255]);
-            seed.extend(store.get(&part.loc).unwrap());
+            // A packed part is its range of the pack.
+            let blob = store.get(&part.loc).unwrap();
+            let start = part.offset.unwrap_or(0) as usize;
+            seed.extend(&blob[start..start + part.len as usize]);
             out.entry("part")
                 .or_default()
                 .push((format!("{}-{k}", &id[..8]), seed));

@@ -374,7 +374,7 @@ fn the_binary_refuses_a_damaged_vault_state_and_repairs_it_from_the_catalog() {
     assert_eq!(std::fs::read(to.join("keep.txt")).unwrap(), b"keep me");
 }
 
-/// `version: 0` is not version 1.
+/// `version: 0` is not a version (they start at 1).
 #[test]
 fn version_zero_is_refused_as_not_a_state() {
     let dir = common::tempdir();
@@ -382,7 +382,8 @@ fn version_zero_is_refused_as_not_a_state() {
     std::fs::create_dir_all(&src).unwrap();
     common::assert_exit(&mut common::run_cmd(&src, &store, &state, &[]), 0);
     let text = std::fs::read_to_string(&state).unwrap();
-    let zero = text.replacen("\"version\": 1", "\"version\": 0", 1);
+    let current = format!("\"version\": {}", tgferry::state::STATE_VERSION);
+    let zero = text.replacen(&current, "\"version\": 0", 1);
     assert_ne!(zero, text);
     std::fs::write(&state, &zero).unwrap();
     let out = common::assert_exit(&mut common::run_cmd(&src, &store, &state, &[]), 4);

@@ -74,23 +74,33 @@ fn assert_restored(to: &Path, src: &Path, files: &BTreeMap<String, Vec<u8>>) {
 }
 
 fn run_vault(src: &Path, store: &Path, state: &Path, part_size: &str) -> Output {
-    assert_exit(
-        &mut with_pass(&[
-            "run",
-            "--source",
-            s(src),
-            "--store",
-            s(store),
-            "--state",
-            s(state),
-            "--encryption",
-            "vault",
-            "--part-size",
-            part_size,
-            "-q",
-        ]),
-        0,
-    )
+    run_vault_with(src, store, state, part_size, &[])
+}
+
+/// [`run_vault`] with more flags.
+fn run_vault_with(
+    src: &Path,
+    store: &Path,
+    state: &Path,
+    part_size: &str,
+    more: &[&str],
+) -> Output {
+    let mut args = vec![
+        "run",
+        "--source",
+        s(src),
+        "--store",
+        s(store),
+        "--state",
+        s(state),
+        "--encryption",
+        "vault",
+        "--part-size",
+        part_size,
+        "-q",
+    ];
+    args.extend_from_slice(more);
+    assert_exit(&mut with_pass(&args), 0)
 }
 
 /// Paths under `dir` of restore temp files.
@@ -459,7 +469,9 @@ fn a_damaged_part_fails_its_file_alone_and_verify_names_it() {
     .map(|(p, d)| (p.to_string(), d))
     .collect();
     write_tree(&src, &files);
-    run_vault(&src, &store, &state, "1MiB");
+    // Each file's parts blobs of their own, so that each damage hits one file; damage
+    // inside a pack is `damage_inside_a_pack_fails_only_the_objects_it_touches`.
+    run_vault_with(&src, &store, &state, "1MiB", &["--pack-threshold", "0"]);
     let st = common::load(&state);
     assert_eq!(object_of(&st, VICTIM).parts.len(), 2);
     assert_eq!(
@@ -1407,4 +1419,107 @@ fn the_next_restore_removes_what_a_killed_one_left() {
         said.contains("temp file(s) that a restore killed earlier left behind"),
         "{said}"
     );
+}
+
+/// Damage inside a pack fails the objects whose ranges it touches and no other: a flipped
+/// byte in one object fails that file alone; a pack cut short fails the objects past the
+/// cut. Restore and `verify --full` name exactly those; the rest of the pack restores.
+#[test]
+fn damage_inside_a_pack_fails_only_the_objects_it_touches() {
+    let dir = common::tempdir();
+    let (src, store, state) = (
+        dir.path().join("src"),
+        dir.path().join("store"),
+        dir.path().join("st.json"),
+    );
+    let files: BTreeMap<String, Vec<u8>> = (0..6u64)
+        .map(|i| {
+            (
+                format!("p/{i}.jpg"),
+                common::bytes(40 + i, 3_000 + i as usize * 500),
+            )
+        })
+        .chain([("p/empty".to_string(), Vec::new())])
+        .collect();
+    write_tree(&src, &files);
+    run_vault(&src, &store, &state, "1MiB");
+    let st = common::load(&state);
+    let pack = &object_of(&st, "p/0.jpg").parts[0].loc;
+    for path in files.keys() {
+        let part = &object_of(&st, path).parts[0];
+        assert_eq!(&part.loc, pack, "{path} is in the one pack");
+        assert!(part.offset.is_some());
+    }
+    let range = |path: &str| {
+        let p = &object_of(&st, path).parts[0];
+        let start = p.offset.unwrap() as usize;
+        (start, start + p.len as usize)
+    };
+    // (name, damage, the files it breaks)
+    type Damage<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: Vec<(&str, Damage<'_>, Vec<String>)> = vec![
+        (
+            "a byte of one object's segment",
+            Box::new(|copy: &Path| flip(&copy.join(pack), |_| range("p/3.jpg").0 + 48 + 100)),
+            vec!["p/3.jpg".into()],
+        ),
+        (
+            "the pack cut inside its last object",
+            Box::new(|copy: &Path| {
+                let path = copy.join(pack);
+                let b = std::fs::read(&path).unwrap();
+                std::fs::write(&path, &b[..b.len() - 10]).unwrap();
+            }),
+            {
+                let last = files.keys().max_by_key(|p| range(p).1).unwrap();
+                vec![last.clone()]
+            },
+        ),
+    ];
+    for (i, (name, damage, broken)) in cases.into_iter().enumerate() {
+        let copy = dir.path().join(format!("copy-{i}"));
+        copy_dir(&store, &copy);
+        damage(&copy);
+        let to = dir.path().join(format!("out-{i}"));
+        let out = assert_exit(
+            &mut with_pass(&[
+                "restore",
+                "--store",
+                s(&copy),
+                "--state",
+                s(&state),
+                "--to",
+                s(&to),
+            ]),
+            3,
+        );
+        let msg = text(&out);
+        let mut expected = files.clone();
+        for b in &broken {
+            assert!(msg.contains(b.as_str()), "{name}: {b} not named:\n{msg}");
+            assert!(!to.join(b).exists(), "{name}: {b} was created");
+            expected.remove(b);
+        }
+        assert_restored(&to, &src, &expected);
+        let out = with_pass(&[
+            "verify",
+            "--store",
+            s(&copy),
+            "--state",
+            s(&state),
+            "--full",
+        ])
+        .output()
+        .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{name}: {}", text(&out));
+        for path in files.keys() {
+            let named = text(&out).lines().any(|l| l.contains(path.as_str()));
+            assert_eq!(
+                named,
+                broken.contains(path),
+                "{name}: {path} in\n{}",
+                text(&out)
+            );
+        }
+    }
 }

@@ -66,6 +66,8 @@ struct Job1 {
     tg: TelegramDouble,
     plain: bool,
     part_size: u64,
+    /// Vault runs pack small files (the default); off, each file has messages of its own.
+    packing: Option<tgferry::runner::Packing>,
 }
 
 impl Job1 {
@@ -78,6 +80,7 @@ impl Job1 {
             tg,
             plain,
             part_size: MIB as u64,
+            packing: RunConfig::default().packing,
         }
     }
 
@@ -130,6 +133,7 @@ impl Job1 {
         let mut config = RunConfig {
             part_size: self.part_size,
             jobs: 2,
+            packing: self.packing,
             ..RunConfig::default()
         };
         if !self.plain {
@@ -540,7 +544,11 @@ async fn a_download_cut_off_resumes_at_its_offset() {
 
 #[tokio::test(start_paused = true)]
 async fn verify_names_damaged_and_deleted_messages() {
-    let job = Job1::new(TelegramDouble::user(), false);
+    // A message per file, so that each can be damaged or deleted alone.
+    let job = Job1 {
+        packing: None,
+        ..Job1::new(TelegramDouble::user(), false)
+    };
     job.init_vault().await;
     job.src.put("kept", common::bytes(5, 100_000));
     job.src.put("flipped", common::bytes(6, 200_000));

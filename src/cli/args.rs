@@ -434,6 +434,20 @@ pub struct PruneArgs {
     /// List what would be deleted; delete nothing and leave the state alone.
     #[arg(long)]
     pub dry_run: bool,
+    /// Vault: also rewrite packs whose live share is below SHARE (0 to 1; 0.5 when
+    /// given bare): their live objects are copied unchanged into new packs, the state and
+    /// catalog saved, then the old packs deleted.
+    #[arg(
+        long,
+        value_name = "SHARE",
+        num_args = 0..=1,
+        default_missing_value = "0.5",
+        require_equals = true
+    )]
+    pub repack: Option<f64>,
+    /// The size new packs are closed at (with --repack).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    pub pack_size: String,
 }
 
 /// `tgferry telegram`.

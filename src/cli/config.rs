@@ -101,6 +101,19 @@ fn uses_capital_m(text: &str) -> bool {
     })
 }
 
+/// Parses a size flag (`8MiB`, `64MiB`, `1GiB`, or bytes).
+pub(crate) fn size(flag: &str, text: &str) -> Result<u64, UsageError> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(text.trim())
+        .map_err(|e| {
+            UsageError(format!(
+                "{flag} {text:?} is not a size ({e}); write e.g. 8MiB or 64MiB"
+            ))
+        })
+}
+
+/// Parses a duration flag.
 pub(crate) fn duration(flag: &str, text: &str) -> Result<Duration, UsageError> {
     if uses_capital_m(text) {
         return Err(UsageError(format!(
@@ -174,18 +187,8 @@ impl RunSettings {
                 a.part_size
             )));
         }
-        let size_flag = |flag: &str, text: &str| {
-            parse_size::Config::new()
-                .with_binary()
-                .parse_size(text.trim())
-                .map_err(|e| {
-                    UsageError(format!(
-                        "{flag} {text:?} is not a size ({e}); write e.g. 8MiB or 64MiB"
-                    ))
-                })
-        };
-        let pack_threshold = size_flag("--pack-threshold", &a.pack_threshold)?;
-        let pack_size = size_flag("--pack-size", &a.pack_size)?;
+        let pack_threshold = size("--pack-threshold", &a.pack_threshold)?;
+        let pack_size = size("--pack-size", &a.pack_size)?;
         if pack_size < seg {
             return Err(UsageError(format!(
                 "--pack-size {:?} must be at least 1MiB",

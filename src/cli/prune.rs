@@ -15,11 +15,24 @@ use crate::time::human_bytes;
 /// `tgferry prune`.
 pub(super) async fn prune(a: PruneArgs, wall: SystemTime) -> Result<u8, Exit> {
     let older_than = config::duration("--older-than", &a.older_than).map_err(Exit::usage)?;
+    let repack = match a.repack {
+        Some(share) if !(0.0..=1.0).contains(&share) => {
+            return Err(Exit::usage(config::UsageError(format!(
+                "--repack={share} must be a share between 0 and 1 (0.5: packs less than half live)"
+            ))));
+        }
+        Some(share) => Some(crate::prune::RepackOptions {
+            below: share,
+            pack_size: config::size("--pack-size", &a.pack_size).map_err(Exit::usage)?,
+            dry_run: a.dry_run,
+        }),
+        None => None,
+    };
     let open::ExistingJob {
         state: mut file,
         store,
         catalog,
-        ..
+        master,
     } = open::open_existing(
         &crate::job::identity::mask_secrets(&a.store),
         &a.state,
@@ -43,10 +56,65 @@ pub(super) async fn prune(a: PruneArgs, wall: SystemTime) -> Result<u8, Exit> {
             message: format!("prune stopped: {e}"),
         })?;
     print!("{}", render(&report, &opts));
-    Ok(match report.failed.first() {
-        None => exit::OK,
-        Some((_, e)) => exit::for_store_error(e),
-    })
+    let mut worst = report.failed.first().map(|(_, e)| exit::for_store_error(e));
+    if let Some(options) = repack {
+        let repacked =
+            crate::prune::repack(&store, &mut file, master.as_ref(), &report.packs, options)
+                .await
+                .map_err(|e| Exit {
+                    code: exit::for_store_error(&e),
+                    message: format!(
+                        "repack stopped: {e}; nothing is lost (the old packs are kept), and                          the next prune deletes the copies left unreferenced"
+                    ),
+                })?;
+        print!("{}", render_repack(&repacked, options));
+        worst = worst.or(repacked
+            .not_deleted
+            .first()
+            .map(|(_, e)| exit::for_store_error(e)));
+    }
+    Ok(worst.unwrap_or(exit::OK))
+}
+
+/// What the repack did, as printed.
+fn render_repack(
+    report: &crate::prune::RepackReport,
+    options: crate::prune::RepackOptions,
+) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let verb = if options.dry_run {
+        "would repack"
+    } else {
+        "repacked"
+    };
+    for p in &report.old {
+        let _ = writeln!(
+            out,
+            "{verb} {} ({} live of {})",
+            p.loc,
+            human_bytes(p.live),
+            human_bytes(p.len)
+        );
+    }
+    for (loc, e) in &report.not_deleted {
+        let _ = writeln!(out, "could not delete the old pack {loc}: {e}");
+    }
+    let _ = writeln!(
+        out,
+        "{}: {} packs under {:.0}% live, {} dead freed, {} live copied into {} new packs",
+        if options.dry_run {
+            "repack dry run"
+        } else {
+            "repack"
+        },
+        report.old.len(),
+        options.below * 100.0,
+        human_bytes(report.freed()),
+        human_bytes(report.copied),
+        report.new.len()
+    );
+    out
 }
 
 /// The report as printed: one line per deletion, then the totals.
@@ -86,6 +154,27 @@ fn render(report: &PruneReport, opts: &PruneOptions) -> String {
         let _ = writeln!(
             out,
             "kept {loc}, which this account may not delete: {reason}"
+        );
+    }
+    if !report.packs.is_empty() {
+        let len: u64 = report.packs.iter().map(|p| p.len).sum();
+        let dead: u64 = report.packs.iter().map(crate::prune::PackUse::dead).sum();
+        let _ = writeln!(
+            out,
+            "packs: {} in use, {}, of which {} ({:.1}%) no object uses{}",
+            report.packs.len(),
+            human_bytes(len),
+            human_bytes(dead),
+            if len == 0 {
+                0.0
+            } else {
+                dead as f64 * 100.0 / len as f64
+            },
+            if dead > 0 {
+                "; `prune --repack` rewrites packs less than half live"
+            } else {
+                ""
+            }
         );
     }
     let _ = writeln!(

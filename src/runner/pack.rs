@@ -21,7 +21,7 @@ use super::Event;
 use super::transfer::{Context, FileError, change_detail, vault_entry, vault_part_name};
 use crate::source::{Source, SourceEntry, SourceError};
 use crate::state::{Object, Record, StoredPart};
-use crate::store::{Store, Upload};
+use crate::store::{Store, StoreError, Upload};
 use crate::vault::{
     MAC_LEN, ObjectParams, PART_HEADER_LEN, PartEncryptor, PartMac, TAG_LEN, content_id,
 };
@@ -30,6 +30,8 @@ use crate::vault::{
 pub const DEFAULT_PACK_THRESHOLD: u64 = 8 << 20;
 /// The default size a pack is closed at.
 pub const DEFAULT_PACK_SIZE: u64 = 64 << 20;
+/// The size packs close at under a deadline until the store's throughput is known.
+pub const PROBE_PACK_SIZE: u64 = 256 << 10;
 
 /// One object in the open pack.
 #[derive(Debug, Clone)]
@@ -133,7 +135,8 @@ impl Packer {
         let mut open = self.open.lock().await;
         let mut flushed = Vec::new();
         let grown = open.bytes.len() as u64 + len;
-        if !open.members.is_empty() && (grown > self.target || !ctx.budget.can_finish(grown)) {
+        let target = self.target_now(ctx);
+        if !open.members.is_empty() && (grown > target || !ctx.budget.can_finish(grown)) {
             // The pack cannot take this file: it goes now, and the file starts the next.
             flushed.push(self.upload(ctx, &mut open).await);
         }
@@ -157,12 +160,24 @@ impl Packer {
             salt: sealed.salt,
             nonce_prefix: sealed.nonce_prefix,
         });
-        if open.bytes.len() as u64 >= self.target {
+        if open.bytes.len() as u64 >= target {
             flushed.push(self.upload(ctx, &mut open).await);
         }
         Added {
             packed: true,
             flushed,
+        }
+    }
+
+    /// The size the open pack closes at. Under a deadline, until the run has measured the
+    /// store's throughput, packs are small ([`PROBE_PACK_SIZE`]): a first pack of the
+    /// full size could take longer than the budget, be cut off at the deadline, and be
+    /// tried again, as large, by every run after.
+    fn target_now<S, T>(&self, ctx: &Context<S, T>) -> u64 {
+        if ctx.budget.stop_at().is_some() && ctx.budget.estimate(1).is_none() {
+            self.target.min(PROBE_PACK_SIZE)
+        } else {
+            self.target
         }
     }
 
@@ -191,7 +206,12 @@ impl Packer {
         };
         let loc = match stored {
             None => return PackOutcome::Dropped { paths },
-            Some(Err(error)) => return PackOutcome::Failed { paths, error },
+            Some(Err(error)) => {
+                return PackOutcome::Failed {
+                    paths,
+                    error: error.into(),
+                };
+            }
             Some(Ok(loc)) => loc,
         };
         ctx.budget.observe(pack.bytes.len() as u64, t0.elapsed());
@@ -210,13 +230,17 @@ impl Packer {
     }
 }
 
-/// Writes a pack as one stored part; returns its location.
-async fn write_pack<T: Store>(store: &T, bytes: &[u8]) -> Result<String, FileError> {
-    let mut upload = store.begin(&vault_part_name()?, bytes.len() as u64).await?;
+/// Writes a pack (part blobs back to back) as one stored part under a fresh opaque name;
+/// returns its location. Also used by `prune --repack`.
+pub(crate) async fn write_pack<T: Store>(store: &T, bytes: &[u8]) -> Result<String, StoreError> {
+    let name = vault_part_name().map_err(|e| StoreError::Transient {
+        message: e.to_string(),
+    })?;
+    let mut upload = store.begin(&name, bytes.len() as u64).await?;
     for chunk in bytes.chunks(super::transfer::CHUNK_SIZE) {
         upload.write(chunk).await?;
     }
-    Ok(upload.finish().await?)
+    upload.finish().await
 }
 
 /// Records every file of a stored pack as completed, its object pointing into the pack.

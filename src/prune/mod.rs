@@ -10,6 +10,16 @@
 //! state), so a stale state file cannot make prune delete what a newer run stored; and
 //! the store's run record ([`crate::job::run_record`]) lets the job refuse a state older
 //! than the store before prune starts (plain stores have no catalog to fall back on).
+//!
+//! A vault pack (docs/format.md, "Packs") is a part like any other here: deleted when no
+//! object uses it. Ranges of a used pack that no object uses (an object dropped by
+//! `verify --repair`, a run killed between storing a pack and recording all of it) are
+//! reported as dead bytes ([`PackUse`]); [`repack`] copies the live objects of packs that
+//! are mostly dead into new packs, then deletes the old ones.
+
+pub mod repack;
+
+pub use repack::{RepackOptions, RepackReport, repack};
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -57,6 +67,73 @@ pub struct PruneReport {
     pub undeletable: Vec<(String, String)>,
     /// Bytes freed (or, in a dry run, that would be).
     pub bytes: u64,
+    /// The vault packs objects still use, with how much of each they use.
+    pub packs: Vec<PackUse>,
+}
+
+/// A pack that objects use, and how much of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackUse {
+    /// Its location.
+    pub loc: String,
+    /// Its stored length.
+    pub len: u64,
+    /// The bytes of it that objects use (the rest is dead).
+    pub live: u64,
+    /// The objects' ranges in it that only the store's catalog knows (the state does
+    /// not): such a pack is never repacked from this state.
+    pub unknown_to_state: bool,
+}
+
+impl PackUse {
+    /// Bytes no object uses.
+    pub fn dead(&self) -> u64 {
+        self.len.saturating_sub(self.live)
+    }
+}
+
+/// The packed ranges `(offset, len)` objects use, by pack location.
+pub(crate) fn packed_ranges(
+    state: &State,
+) -> std::collections::BTreeMap<&str, HashSet<(u64, u64)>> {
+    let mut ranges: std::collections::BTreeMap<&str, HashSet<(u64, u64)>> = Default::default();
+    for part in state.objects.values().flat_map(|o| &o.parts) {
+        if let Some(offset) = part.offset {
+            ranges
+                .entry(part.loc.as_str())
+                .or_default()
+                .insert((offset, part.len));
+        }
+    }
+    ranges
+}
+
+/// How much of each pack the state and the catalog use, given the store's listing.
+fn pack_use(state: &State, catalog: Option<&State>, listed: &[PartInfo]) -> Vec<PackUse> {
+    let mine = packed_ranges(state);
+    let theirs = catalog.map(packed_ranges).unwrap_or_default();
+    let lens: std::collections::HashMap<&str, u64> =
+        listed.iter().map(|p| (p.loc.as_str(), p.len)).collect();
+    let mut locs: Vec<&str> = mine.keys().chain(theirs.keys()).copied().collect();
+    locs.sort_unstable();
+    locs.dedup();
+    locs.into_iter()
+        .filter_map(|loc| {
+            let len = *lens.get(loc)?;
+            let empty = HashSet::new();
+            let (a, b) = (
+                mine.get(loc).unwrap_or(&empty),
+                theirs.get(loc).unwrap_or(&empty),
+            );
+            let live = a.union(b).map(|(_, l)| l).sum();
+            Some(PackUse {
+                loc: loc.to_owned(),
+                len,
+                live,
+                unknown_to_state: !b.is_subset(a),
+            })
+        })
+        .collect()
 }
 
 /// Deletes abandoned uploads and unreferenced parts older than `options.older_than`.
@@ -156,7 +233,9 @@ pub async fn prune<S: Store>(
         .max()
         .map(|id| format!("msg:{id}"));
     let dropped_locs: HashSet<&String> = report.abandoned.iter().flat_map(|a| &a.locs).collect();
-    for part in store.list_parts(hint.as_deref()).await? {
+    let listed = store.list_parts(hint.as_deref()).await?;
+    report.packs = pack_use(state.state(), catalog, &listed);
+    for part in listed {
         if referenced.contains(&part.loc) || dropped_locs.contains(&part.loc) {
             continue;
         }
