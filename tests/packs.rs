@@ -334,3 +334,161 @@ async fn plain_mode_and_packing_off_give_every_file_a_part_of_its_own() {
         assert!(packs(&common::load(&state)).is_empty());
     }
 }
+
+/// Forgets `paths` as `verify --repair` forgets damaged files: their objects' ranges in
+/// the packs become dead.
+fn forget(state: &std::path::Path, paths: &[&str]) {
+    let (mut file, _) = tgferry::state::StateFile::open(
+        state,
+        &common::run::job(),
+        &tgferry::state::LoadOptions::default(),
+    )
+    .unwrap();
+    for path in paths {
+        let st = file.state_mut();
+        let id = st.completed.remove(*path).unwrap().object.unwrap();
+        st.objects.remove(&id);
+    }
+    file.commit().unwrap();
+}
+
+async fn prune_and_repack(
+    state: &std::path::Path,
+    store: &MemoryStore,
+    below: f64,
+) -> (tgferry::prune::PruneReport, tgferry::prune::RepackReport) {
+    use tgferry::prune::{PruneOptions, RepackOptions, prune, repack};
+    let (mut file, _) = tgferry::state::StateFile::open(
+        state,
+        &common::run::job(),
+        &tgferry::state::LoadOptions::default(),
+    )
+    .unwrap();
+    let options = PruneOptions {
+        older_than: Duration::ZERO,
+        dry_run: false,
+        now: tgferry::time::now(),
+    };
+    let pruned = prune(store, &mut file, None, &options).await.unwrap();
+    let options = RepackOptions {
+        below,
+        pack_size: 1 << 20,
+        dry_run: false,
+    };
+    let repacked = repack(store, &mut file, None, &pruned.packs, options)
+        .await
+        .unwrap();
+    (pruned, repacked)
+}
+
+#[tokio::test(start_paused = true)]
+async fn prune_reports_dead_bytes_in_packs_and_repack_keeps_every_live_object() {
+    let dir = common::tempdir();
+    let state = dir.path().join("state.json");
+    let src = MemorySource::new();
+    let mut files = BTreeMap::new();
+    for i in 0..12u64 {
+        let data = common::bytes(500 + i, 2_000 + i as usize * 300);
+        src.put(&format!("f{i:02}"), data.clone());
+        files.insert(format!("f{i:02}"), data);
+    }
+    let store = MemoryStore::new();
+    run(&src, &store, &state, cfg(1 << 20, 1 << 20), None).await;
+    let st = common::load(&state);
+    assert_eq!(packs(&st).len(), 1);
+    let old = packs(&st).into_keys().next().unwrap();
+    let dead: u64 = ["f01", "f02", "f05", "f06", "f07", "f08", "f09", "f10"]
+        .iter()
+        .map(|p| st.objects[st.completed[*p].object.as_ref().unwrap()].parts[0].len)
+        .sum();
+    forget(
+        &state,
+        &["f01", "f02", "f05", "f06", "f07", "f08", "f09", "f10"],
+    );
+    for p in ["f01", "f02", "f05", "f06", "f07", "f08", "f09", "f10"] {
+        files.remove(p);
+    }
+
+    // Half live or more: reported, left alone.
+    let (pruned, repacked) = prune_and_repack(&state, &store, 0.1).await;
+    assert_eq!(pruned.packs.len(), 1);
+    assert_eq!(pruned.packs[0].dead(), dead);
+    assert!(repacked.old.is_empty() && repacked.new.is_empty());
+    assert!(store.get(&old).is_some());
+
+    let (_, repacked) = prune_and_repack(&state, &store, 0.9).await;
+    assert_eq!(repacked.old.len(), 1);
+    assert_eq!(repacked.freed(), dead);
+    assert_eq!(repacked.new.len(), 1);
+    assert!(store.get(&old).is_none(), "the old pack is deleted");
+    let st = common::load(&state);
+    assert_eq!(packs(&st).into_keys().collect::<Vec<_>>(), repacked.new);
+    assert_packs_are_their_members(&st, &store);
+    for (path, data) in &files {
+        assert!(restore(&st, &store, path) == *data, "{path}");
+    }
+    // Nothing dead is left: a second prune finds nothing to do.
+    let (pruned, repacked) = prune_and_repack(&state, &store, 0.9).await;
+    assert_eq!(pruned.packs[0].dead(), 0);
+    assert!(pruned.unreferenced.is_empty());
+    assert!(repacked.old.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_repack_cut_off_at_any_moment_loses_nothing_and_the_next_prune_finishes_it() {
+    let src = MemorySource::new();
+    let mut files = BTreeMap::new();
+    for i in 0..30u64 {
+        let data = common::bytes(600 + i, 20_000 + i as usize * 100);
+        src.put(&format!("f{i:02}"), data.clone());
+        files.insert(format!("f{i:02}"), data);
+    }
+    let gone: Vec<String> = (0..30)
+        .filter(|i| i % 3 != 0)
+        .map(|i| format!("f{i:02}"))
+        .collect();
+    // The store takes 100 KiB/s: the copy of ~200 KiB live takes ~2 s. Cut the repack
+    // (as a kill would) before, during and after that write.
+    for cut_ms in [0u64, 500, 1_900, 2_100, 2_500, 5_000] {
+        let dir = common::tempdir();
+        let state = dir.path().join("state.json");
+        let fast = MemoryStore::new();
+        run(&src, &fast, &state, cfg(1 << 20, 1 << 20), None).await;
+        forget(&state, &gone.iter().map(String::as_str).collect::<Vec<_>>());
+        let store = MemoryStore::from_snapshot(&fast.snapshot()).with_speed(100 << 10);
+        let cut = tokio::time::timeout(
+            Duration::from_millis(cut_ms),
+            prune_and_repack(&state, &store, 0.5),
+        )
+        .await;
+        // Whatever the state on disk says is there and decrypts.
+        let st = common::load(&state);
+        for path in st.completed.keys() {
+            assert!(
+                restore(&st, &store, path) == files[path],
+                "{cut_ms} ms: {path}"
+            );
+        }
+        assert_eq!(st.completed.len(), 10, "{cut_ms} ms");
+        // The next prune (and repack) leaves exactly the packs the state uses.
+        let (_, again) = prune_and_repack(&state, &store, 0.5).await;
+        let st = common::load(&state);
+        let used: Vec<String> = packs(&st).into_keys().collect();
+        let mut stored = store.locations();
+        stored.sort();
+        assert_eq!(stored, used, "{cut_ms} ms: only used packs are left");
+        assert_packs_are_their_members(&st, &store);
+        for path in st.completed.keys() {
+            assert!(
+                restore(&st, &store, path) == files[path],
+                "{cut_ms} ms: {path}"
+            );
+        }
+        if cut.is_ok() {
+            assert!(
+                again.old.is_empty(),
+                "{cut_ms} ms: a finished repack leaves none"
+            );
+        }
+    }
+}
