@@ -722,6 +722,9 @@ fn a_vault_backup_killed_many_times_restores_byte_for_byte_with_and_without_the_
                 "vault",
                 "--part-size",
                 "1MiB",
+                // Small packs, so that kills land while packs are filled and written.
+                "--pack-size",
+                "128KiB",
                 "--jobs",
                 "1",
                 "-q",
@@ -762,6 +765,15 @@ fn a_vault_backup_killed_many_times_restores_byte_for_byte_with_and_without_the_
         st.stats.total_uploaded,
         files.len() as u64,
         "each file completed once"
+    );
+    let packed = st
+        .objects
+        .values()
+        .filter(|o| o.parts.iter().any(|p| p.offset.is_some()))
+        .count();
+    assert!(
+        packed > 100,
+        "the small files are packed ({packed} objects)"
     );
     // Nothing is left in the store that the state does not know (killed parts were
     // written under temp names, and dropped drafts were removed).

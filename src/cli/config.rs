@@ -189,9 +189,9 @@ impl RunSettings {
         }
         let pack_threshold = size("--pack-threshold", &a.pack_threshold)?;
         let pack_size = size("--pack-size", &a.pack_size)?;
-        if pack_size < seg {
+        if pack_size < 64 << 10 {
             return Err(UsageError(format!(
-                "--pack-size {:?} must be at least 1MiB",
+                "--pack-size {:?} must be at least 64KiB (64MiB is the default)",
                 a.pack_size
             )));
         }
