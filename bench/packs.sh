@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Packs benchmark (issue 13): many small files into a vault, against restic (which packs)
-# and rclone copy to a crypt remote, in the same invocation; the stored parts (what would
-# be Telegram messages) that takes; and the no-change re-run of 100,000 packed files.
+# and rclone copy to a crypt remote, in the same invocation, and the stored parts (what
+# would be Telegram messages) that takes.
 #
-# Creates once (cached) 20,000 random files of 2-30 KB (~320 MB) and a tree of 100,000
-# files of ~1 KiB; builds tgferry in release mode; then, with a warm page cache (the corpus
+# Creates once (cached) 20,000 random files of 2-30 KB (~320 MB); builds tgferry in release mode; then, with a warm page cache (the corpus
 # is read once first), runs tgferry, restic backup and rclone copy to crypt RUNS times each,
 # round robin, each into a fresh empty destination on the same disk, and prints the median
 # wall time, each ratio to tgferry, peak RSS, and how many blobs each destination holds.
@@ -18,13 +17,10 @@ set -euo pipefail
 
 BENCH_DIR=${BENCH_DIR:-/tmp/tgferry-bench}
 RUNS=${RUNS:-3}
-RERUNS=${RERUNS:-5}
 SMALL=${SMALL:-20000}
-TREE_FILES=${TREE_FILES:-100000}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 CORPUS=$BENCH_DIR/packs-corpus-$SMALL
-TREE=$BENCH_DIR/packs-tree-$TREE_FILES
 WORK=$BENCH_DIR/packs
 export TGFERRY_PASSPHRASE=bench-passphrase
 export RESTIC_PASSWORD=bench-passphrase
@@ -107,7 +103,6 @@ run_tool() {
 }
 
 make_tree "$CORPUS" "$SMALL" 2000 30000 500
-[ "$TREE_FILES" -gt 0 ] && make_tree "$TREE" "$TREE_FILES" 512 1536 100
 rm -rf "$WORK"
 mkdir -p "$WORK"
 cat "$CORPUS"/*/* >/dev/null # warm page cache for every tool alike
@@ -146,20 +141,3 @@ print(f"tgferry stored parts (Telegram messages): {tg[3]} packs + 3 meta blobs "
       f"(key file, catalog, run record); the issue's bound: {limit} per 64 MiB + meta")
 PY
 
-if [ "$TREE_FILES" -gt 0 ]; then
-    T=$WORK/tree
-    mkdir -p "$T"
-    echo "first run over $TREE_FILES files (not timed against anything)" >&2
-    first=$(timed "$TGFERRY" run --source "$TREE" --store "$T/store" --state "$T/state.json" \
-        --encryption vault --quiet)
-    : >"$WORK/rerun.txt"
-    for _ in $(seq "$RERUNS"); do
-        timed "$TGFERRY" run --source "$TREE" --store "$T/store" --state "$T/state.json" \
-            --encryption vault --quiet >>"$WORK/rerun.txt"
-    done
-    echo
-    echo "## no-change re-run of $TREE_FILES packed files (vault)"
-    echo "first run: ${first% *} s; $(find "$T/store/data" -type f | wc -l) packs"
-    sort -n "$WORK/rerun.txt" | awk -v n="$RERUNS" '{ w[NR] = $1; r[NR] = $2 }
-        END { m = int((n + 1) / 2); printf "re-run: median %.2f s of %d, peak RSS %.0f MiB\n", w[m], n, r[m] / 1024 }'
-fi
