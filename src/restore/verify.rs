@@ -219,6 +219,9 @@ struct Ctx<'a, S> {
     content_key: Option<ContentIdKey>,
     full: bool,
     users: &'a BTreeMap<&'a str, Vec<User>>,
+    /// What the store said of each blob, so that a pack is asked about once, not once
+    /// per object in it.
+    stats: std::sync::Mutex<std::collections::HashMap<String, Option<crate::store::PartStat>>>,
 }
 
 /// Checks every part `state` records (completed files with all their versions, every
@@ -307,6 +310,7 @@ pub async fn verify<S: Store>(
         content_key: master.map(MasterKey::content_id_key),
         full: opts.full,
         users: &users,
+        stats: Default::default(),
     };
     report.items = items.len();
     for checked in for_each_concurrent(&items, opts.jobs, |item| check_item(&ctx, item)).await {
@@ -507,10 +511,23 @@ async fn check_part<S: Store>(
         parts::check_stored_len(params, index, part)?;
     }
     if !ctx.full {
-        let stat = match ctx.store.stat(&part.loc).await {
-            Ok(Some(stat)) => stat,
-            Ok(None) => return Err(Issue::Missing),
-            Err(e) => return Err(Issue::Unreadable(e.to_string())),
+        let known = ctx.stats.lock().unwrap().get(&part.loc).copied();
+        let stat = match known {
+            Some(stat) => stat,
+            None => {
+                let stat = ctx
+                    .store
+                    .stat(&part.loc)
+                    .await
+                    .map_err(|e| Issue::Unreadable(e.to_string()))?;
+                if part.offset.is_some() {
+                    ctx.stats.lock().unwrap().insert(part.loc.clone(), stat);
+                }
+                stat
+            }
+        };
+        let Some(stat) = stat else {
+            return Err(Issue::Missing);
         };
         // A part inside a pack needs its range to be there; a whole blob, its length.
         let short = match part.offset {
