@@ -333,6 +333,57 @@ fn one_run(dir: &Path) -> (String, String, std::path::PathBuf) {
     (s(&src).into(), s(&store).into(), state)
 }
 
+/// A state of format version 1 (tgferry 0.1.0, before packs: no part has an `offset`) is
+/// read as it is, and the next run continues it (packing its new small files) and saves
+/// it as version 2; everything restores.
+#[test]
+fn a_version_1_state_is_read_and_continued() {
+    let dir = common::tempdir();
+    let (src, store, state) = common::job_paths(dir.path());
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("old.txt"), b"stored by 0.1.0").unwrap();
+    let vault = ["--encryption", "vault", "--pack-threshold", "0", "-q"];
+    let run = |args: &[&str]| {
+        let mut cmd = run_cmd(&src, &store, &state, args);
+        cmd.env("TGFERRY_PASSPHRASE", "pass for the v1 test");
+        assert_exit(&mut cmd, 0)
+    };
+    run(&vault);
+    let current = format!("\"version\": {}", tgferry::state::STATE_VERSION);
+    let text = std::fs::read_to_string(&state).unwrap();
+    let v1 = text.replacen(&current, "\"version\": 1", 1);
+    assert_ne!(v1, text);
+    assert!(!v1.contains("\"offset\""), "0.1.0 states have no offsets");
+    std::fs::write(&state, v1).unwrap();
+    std::fs::write(src.join("new.txt"), b"stored by this build, in a pack").unwrap();
+    run(&["--encryption", "vault", "-q"]);
+    let st = common::load(&state);
+    assert_eq!(st.version, tgferry::state::STATE_VERSION);
+    let part = |p: &str| st.objects[st.completed[p].object.as_ref().unwrap()].parts[0].clone();
+    assert_eq!(part("old.txt").offset, None);
+    assert_eq!(part("new.txt").offset, Some(0));
+    let to = dir.path().join("back");
+    let mut cmd = tgferry(&[
+        "restore",
+        "--store",
+        s(&store),
+        "--state",
+        s(&state),
+        "--to",
+        s(&to),
+    ]);
+    cmd.env("TGFERRY_PASSPHRASE", "pass for the v1 test");
+    assert_exit(&mut cmd, 0);
+    assert_eq!(
+        std::fs::read(to.join("old.txt")).unwrap(),
+        b"stored by 0.1.0"
+    );
+    assert_eq!(
+        std::fs::read(to.join("new.txt")).unwrap(),
+        b"stored by this build, in a pack"
+    );
+}
+
 #[test]
 fn bad_state_files_give_clear_errors_and_stay_untouched() {
     let dir = common::tempdir();
