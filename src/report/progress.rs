@@ -42,6 +42,8 @@ struct Totals {
     bytes_at_start: u64,
     /// Files being worked on, by path, as shown (with where a resumed one starts).
     current: std::collections::BTreeMap<String, String>,
+    /// Small files sealed into the open pack, stored when it is.
+    packed: std::collections::BTreeSet<String>,
     /// Time left in the budget when the line is drawn (`None`: no budget).
     budget_left: Option<Duration>,
 }
@@ -121,8 +123,12 @@ impl Totals {
     /// The files being worked on: all of them, up to a few, then how many more.
     fn now(&self) -> String {
         const SHOWN: usize = 4;
+        let packed = match self.packed.len() {
+            0 => String::new(),
+            n => format!(", {n} in the open pack"),
+        };
         if self.current.is_empty() {
-            return String::new();
+            return packed;
         }
         let mut names: Vec<&str> = self
             .current
@@ -134,7 +140,11 @@ impl Totals {
         if self.current.len() > SHOWN {
             names.push(&more);
         }
-        format!(", now ({}): {}", self.current.len(), names.join(", "))
+        format!(
+            ", now ({}): {}{packed}",
+            self.current.len(),
+            names.join(", ")
+        )
     }
 }
 
@@ -256,9 +266,14 @@ fn apply(t: &mut Totals, ev: &Event, bar: Option<&ProgressBar>, mode: ProgressMo
             }
         }
         Event::PartStored { .. } => {}
+        Event::FilePacked { path } => {
+            t.current.remove(path);
+            t.packed.insert(path.clone());
+        }
         Event::FileCompleted { path, .. } => {
             t.files_done += 1;
             t.current.remove(path);
+            t.packed.remove(path);
         }
         Event::FileRetry {
             path,
@@ -266,6 +281,7 @@ fn apply(t: &mut Totals, ev: &Event, bar: Option<&ProgressBar>, mode: ProgressMo
             retry_in,
         } => {
             t.current.remove(path);
+            t.packed.remove(path);
             say(format!(
                 "retry in {}: {}: {}",
                 human_duration(*retry_in),
@@ -279,6 +295,7 @@ fn apply(t: &mut Totals, ev: &Event, bar: Option<&ProgressBar>, mode: ProgressMo
             given_up,
         } => {
             t.current.remove(path);
+            t.packed.remove(path);
             let tail = if *given_up {
                 " (given up; `tgferry retry` resets it)"
             } else {
@@ -293,7 +310,10 @@ fn apply(t: &mut Totals, ev: &Event, bar: Option<&ProgressBar>, mode: ProgressMo
             "store asks to wait {}; waiting",
             human_duration(*wait)
         )),
-        Event::Stopping { .. } => t.current.clear(),
+        Event::Stopping { .. } => {
+            t.current.clear();
+            t.packed.clear();
+        }
     }
 }
 
@@ -375,6 +395,34 @@ mod tests {
             parts_total: 1,
         };
         apply(t, &ev, None, ProgressMode::Quiet);
+    }
+
+    #[test]
+    fn files_waiting_in_the_open_pack_are_counted_apart_until_it_is_stored() {
+        let mut t = Totals {
+            files_total: 10,
+            bytes_total: 100,
+            ..Totals::default()
+        };
+        for p in ["a", "b", "c"] {
+            started(&mut t, p);
+        }
+        for p in ["a", "b"] {
+            let ev = Event::FilePacked { path: p.into() };
+            apply(&mut t, &ev, None, ProgressMode::Quiet);
+        }
+        let line = t.line(Duration::from_secs(1));
+        assert!(line.ends_with(", now (1): c, 2 in the open pack"), "{line}");
+        for p in ["a", "b"] {
+            let done = Event::FileCompleted {
+                path: p.into(),
+                size: 1,
+            };
+            apply(&mut t, &done, None, ProgressMode::Quiet);
+        }
+        let line = t.line(Duration::from_secs(1));
+        assert!(line.ends_with(", now (1): c"), "{line}");
+        assert_eq!(t.files_done, 2);
     }
 
     #[test]

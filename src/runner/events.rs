@@ -47,6 +47,12 @@ pub enum Event {
         /// Parts in all.
         parts_total: u64,
     },
+    /// A small file was sealed into the open pack; it is stored (`FileCompleted`) when the
+    /// pack is.
+    FilePacked {
+        /// The file.
+        path: String,
+    },
     /// A file was stored completely.
     FileCompleted {
         /// The file.

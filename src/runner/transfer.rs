@@ -774,6 +774,9 @@ async fn pack_one<S: Source, T: Store>(
     if let Some(done) = record_if_stored(ctx, e, sealed.id())? {
         return Ok(done);
     }
+    ctx.events.emit(Event::FilePacked {
+        path: e.path.clone(),
+    });
     let added = packer.add(ctx, e, sealed).await;
     Ok(FileOutcome::Packed {
         deferred: !added.packed,
