@@ -89,7 +89,14 @@ pub struct Packer {
     /// A pack is uploaded once it holds this many bytes.
     pub target: u64,
     open: tokio::sync::Mutex<OpenPack>,
+    /// Buffers small files were sealed in, kept for the next ones: allocating (and
+    /// zeroing) a fresh one of up to the threshold per file left the allocator holding
+    /// hundreds of MiB it had freed (a 1 GiB run peaked at 240 MiB instead of 40).
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
 }
+
+/// Sealing buffers kept at most.
+const SPARE_BUFFERS: usize = 8;
 
 /// What adding a file to the open pack did: whether the file is in a pack (the open
 /// one, or one uploaded meanwhile) or waits for the next run, and how the packs uploaded
@@ -109,6 +116,22 @@ impl Packer {
             threshold,
             target: target.max(1),
             open: tokio::sync::Mutex::new(OpenPack::default()),
+            spare: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A buffer of `len` bytes to seal a file in (its old contents are overwritten).
+    fn buffer(&self, len: usize) -> Vec<u8> {
+        let mut buf = self.spare.lock().unwrap().pop().unwrap_or_default();
+        buf.resize(len, 0);
+        buf
+    }
+
+    /// Keeps a sealed file's buffer for the next one.
+    pub fn recycle(&self, sealed: Sealed) {
+        let mut spare = self.spare.lock().unwrap();
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(sealed.bytes);
         }
     }
 
@@ -133,6 +156,10 @@ impl Packer {
     ) -> Added {
         let len = sealed.bytes.len() as u64;
         let mut open = self.open.lock().await;
+        if open.members.is_empty() {
+            // Bytes without members are those of a pack whose upload was cut off.
+            open.bytes.clear();
+        }
         let mut flushed = Vec::new();
         let grown = open.bytes.len() as u64 + len;
         let target = self.target_now(ctx);
@@ -141,6 +168,7 @@ impl Packer {
             flushed.push(self.upload(ctx, &mut open).await);
         }
         if ctx.cancel.is_cancelled() || !ctx.budget.can_finish(len) {
+            self.recycle(sealed);
             return Added {
                 packed: false,
                 flushed,
@@ -154,12 +182,13 @@ impl Packer {
         open.bytes.extend_from_slice(&sealed.bytes);
         open.members.push(Member {
             entry: entry.clone(),
-            id: sealed.id,
+            id: sealed.id.clone(),
             offset,
             len,
-            salt: sealed.salt,
-            nonce_prefix: sealed.nonce_prefix,
+            salt: sealed.salt.clone(),
+            nonce_prefix: sealed.nonce_prefix.clone(),
         });
+        self.recycle(sealed);
         if open.bytes.len() as u64 >= target {
             flushed.push(self.upload(ctx, &mut open).await);
         }
@@ -193,17 +222,21 @@ impl Packer {
         ctx: &Context<S, T>,
         open: &mut OpenPack,
     ) -> PackOutcome {
-        let pack = std::mem::take(open);
-        let paths: Vec<String> = pack.members.iter().map(|m| m.entry.path.clone()).collect();
-        if pack.members.is_empty() {
+        // The pack's buffer is kept (emptied) for the next pack, whatever happens.
+        let members = std::mem::take(&mut open.members);
+        let paths: Vec<String> = members.iter().map(|m| m.entry.path.clone()).collect();
+        if members.is_empty() {
+            open.bytes.clear();
             return PackOutcome::Stored { paths };
         }
         let t0 = Instant::now();
         let stored = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => None,
-            r = write_pack(&*ctx.store, &pack.bytes) => Some(r),
+            r = write_pack(&*ctx.store, &open.bytes) => Some(r),
         };
+        let bytes = open.bytes.len() as u64;
+        open.bytes.clear();
         let loc = match stored {
             None => return PackOutcome::Dropped { paths },
             Some(Err(error)) => {
@@ -214,13 +247,12 @@ impl Packer {
             }
             Some(Ok(loc)) => loc,
         };
-        ctx.budget.observe(pack.bytes.len() as u64, t0.elapsed());
-        drop(pack.bytes);
-        match record(ctx, &loc, &pack.members) {
+        ctx.budget.observe(bytes, t0.elapsed());
+        match record(ctx, &loc, &members) {
             Ok(()) => {}
             Err(error) => return PackOutcome::Failed { paths, error },
         }
-        for m in &pack.members {
+        for m in &members {
             ctx.events.emit(Event::FileCompleted {
                 path: m.entry.path.clone(),
                 size: m.entry.size,
@@ -284,6 +316,7 @@ fn record<S, T>(ctx: &Context<S, T>, loc: &str, members: &[Member]) -> Result<()
 pub async fn seal<S: Source, T: Store>(
     ctx: &Context<S, T>,
     keys: &super::VaultKeys,
+    packer: &Packer,
     e: &SourceEntry,
 ) -> Result<Option<Sealed>, FileError> {
     // A fresh salt and nonce prefix, as for every part (docs/format.md, "Writer
@@ -292,7 +325,7 @@ pub async fn seal<S: Source, T: Store>(
     debug_assert_eq!(params.part_count(), 1);
     let stored_len = usize::try_from(params.part_stored_len(0))
         .map_err(|_| crate::vault::VaultError::Misuse("part too large for memory".into()))?;
-    let mut bytes = vec![0u8; stored_len];
+    let mut bytes = packer.buffer(stored_len);
     let mut enc = PartEncryptor::new(&keys.master, &params, 0)?;
     bytes[..PART_HEADER_LEN].copy_from_slice(&enc.header());
     let mut reader = ctx.source.open(&e.path, 0).await?;

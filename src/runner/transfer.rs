@@ -768,10 +768,11 @@ async fn pack_one<S: Source, T: Store>(
         first_part: 0,
         parts_total: 1,
     });
-    let Some(sealed) = super::pack::seal(ctx, keys, e).await? else {
+    let Some(sealed) = super::pack::seal(ctx, keys, packer, e).await? else {
         return Ok(FileOutcome::Abandoned);
     };
     if let Some(done) = record_if_stored(ctx, e, sealed.id())? {
+        packer.recycle(sealed);
         return Ok(done);
     }
     ctx.events.emit(Event::FilePacked {
