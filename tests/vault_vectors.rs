@@ -39,6 +39,7 @@ const VECTORS: &[&str] = &[
     "object_one_segment_plus_one",
     "object_two_parts",
     "pack_empty_object",
+    "pack_multi_segment_object",
     "pack_object_at_end",
     "pack_one_object",
     "pack_range_one_byte_long",
@@ -317,11 +318,18 @@ fn run_catalog(v: &Vector) {
     }
 }
 
+/// One object of a pack: its name in the vector, its params, and its range.
+struct PackEntry {
+    name: String,
+    params: ObjectParams,
+    offset: usize,
+    len: usize,
+}
+
 /// Builds a vector's pack with the crate's own encryption: part 0 of each object
 /// in the `pack:` line, back to back, nothing else (docs/format.md, "Packs").
-/// Checks its length and SHA-256 against the vector; returns it with each object's
-/// name, params and (offset, len) in it.
-fn build_pack(v: &Vector) -> (Vec<u8>, Vec<(String, ObjectParams, usize, usize)>) {
+/// Checks its length and SHA-256 against the vector; returns it with its entries.
+fn build_pack(v: &Vector) -> (Vec<u8>, Vec<PackEntry>) {
     assert_eq!(v.get("plaintext"), "generated");
     let master = v.master();
     let mut pack = Vec::new();
@@ -336,7 +344,12 @@ fn build_pack(v: &Vector) -> (Vec<u8>, Vec<(String, ObjectParams, usize, usize)>
         );
         let blob = encrypt_part(&master, &params, 0, &generated(params.size())).unwrap();
         assert_eq!(blob.len() as u64, params.part_stored_len(0), "{}", v.name);
-        entries.push((name.to_owned(), params, pack.len(), blob.len()));
+        entries.push(PackEntry {
+            name: name.to_owned(),
+            params,
+            offset: pack.len(),
+            len: blob.len(),
+        });
         pack.extend_from_slice(&blob);
     }
     assert_eq!(pack.len().to_string(), v.get("pack.len"), "{}", v.name);
@@ -360,9 +373,15 @@ fn run_pack(v: &Vector) {
     // Every vector entry is one of the pack's objects, and the last ends the pack.
     let listed = v.fields.keys().filter(|k| k.starts_with("entry.")).count();
     assert_eq!(listed, entries.len(), "{}", v.name);
-    let (_, _, last_offset, last_len) = entries.last().expect("a pack holds an object");
-    assert_eq!(last_offset + last_len, pack.len(), "{}", v.name);
-    for (name, params, offset, len) in &entries {
+    let last = entries.last().expect("a pack holds an object");
+    assert_eq!(last.offset + last.len, pack.len(), "{}", v.name);
+    for PackEntry {
+        name,
+        params,
+        offset,
+        len,
+    } in &entries
+    {
         assert_eq!(
             v.range(&format!("entry.{name}")),
             (*offset, *len),

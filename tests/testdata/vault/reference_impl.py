@@ -253,12 +253,13 @@ def catalog_vector(name, doc, blob, plaintext, expect, reproduce):
 
 def pack_objects(objects, order):
     """The pack of the given objects' part 0 blobs, back to back, nothing else,
-    and each object's (offset, len) in it. objects: {name: size}, all of one part
-    (part_size 1 MiB), with the salts and prefixes of OBJ."""
+    and each object's (offset, len) in it. objects: {name: (size, part_size)}, all
+    of one part, with the salts and prefixes of OBJ."""
     pack, entries = b"", {}
     for name in order:
         salt, prefix = OBJ[name]
-        blobs = part_blobs(MASTER, salt, prefix, objects[name], MIB, generated(objects[name]))
+        size, part_size = objects[name]
+        blobs = part_blobs(MASTER, salt, prefix, size, part_size, generated(size))
         assert len(blobs) == 1, "only objects of one part are packed"
         entries[name] = (len(pack), len(blobs[0]))
         pack += blobs[0]
@@ -269,7 +270,7 @@ def pack_header(doc, kind, objects, order, pack):
     text = f"# {doc}\n{GEN_NOTE}kind: {kind}\nmaster_key: {MASTER.hex()}\n"
     text += "plaintext: generated\n"
     for name in sorted(objects):
-        text += object_line(name, objects[name], MIB)
+        text += object_line(name, *objects[name])
     text += f"pack: {' '.join(order)}\n"
     text += f"pack.len: {len(pack)}\n"
     text += f"pack.sha256: {hashlib.sha256(pack).hexdigest()}\n"
@@ -285,11 +286,11 @@ def pack_vector(name, doc, objects, order):
     for oname in order:
         offset, length = entries[oname]
         salt, prefix = OBJ[oname]
-        size = objects[oname]
-        got = read_part(MASTER, salt, prefix, size, MIB, 0, pack[offset:offset + length])
+        size, part_size = objects[oname]
+        got = read_part(MASTER, salt, prefix, size, part_size, 0, pack[offset:offset + length])
         assert got == ("ok", generated(size)), (name, oname, got[0])
         text += f"entry.{oname}: offset={offset} len={length}\n"
-        text += f"content_id.{oname}: {content_id(MASTER, size, MIB, generated(size))}\n"
+        text += f"content_id.{oname}: {content_id(MASTER, size, part_size, generated(size))}\n"
     text += "expect: ok\n"
     write(name + ".vec", text)
 
@@ -299,8 +300,7 @@ def pack_fault(name, doc, objects, order, offset, length, read_as, expect):
     pack, _ = pack_objects(objects, order)
     assert 0 <= offset and offset + length <= len(pack), name
     salt, prefix = OBJ[read_as]
-    got, _ = read_part(MASTER, salt, prefix, objects[read_as], MIB, 0,
-                       pack[offset:offset + length])
+    got, _ = read_part(MASTER, salt, prefix, *objects[read_as], 0, pack[offset:offset + length])
     assert got == expect, (name, got, expect)
     text = pack_header(doc, "pack_fault", objects, order, pack)
     text += f"range: offset={offset} len={length}\n"
@@ -398,19 +398,23 @@ def main():
                    bytes(v2), cat, "unsupported_version found=2", False)
 
     # Packs: single-part objects' part blobs back to back (docs/format.md, "Packs").
-    small = {"a": 5, "b": 37}
+    small = {"a": (5, MIB), "b": (37, MIB)}
     pack_vector("pack_two_objects", "Two small objects in one pack: a at offset 0, b right after it.",
                 small, ["a", "b"])
     pack_vector("pack_one_object", "A pack holding one object: its range is the whole pack.",
-                {"a": 1000}, ["a"])
+                {"a": (1000, MIB)}, ["a"])
     pack_vector("pack_object_at_end",
-                "A 3-byte object, then one of exactly 1 MiB (a whole part, the largest a pack\n"
-                "# holds) whose range ends exactly at the end of the pack.",
-                {"a": 3, "b": SEG}, ["a", "b"])
+                "A 3-byte object, then one of exactly 1 MiB (a whole 1 MiB part: one full final\n"
+                "# segment) whose range ends exactly at the end of the pack.",
+                {"a": (3, MIB), "b": (SEG, MIB)}, ["a", "b"])
     pack_vector("pack_empty_object",
                 "A 5-byte object, then an empty one (64 bytes: header and one empty final\n"
                 "# segment) that ends the pack.",
-                {"a": 5, "b": 0}, ["a", "b"])
+                {"a": (5, MIB), "b": (0, MIB)}, ["a", "b"])
+    pack_vector("pack_multi_segment_object",
+                "In parts of 512 MiB (tgferry's default), an object of 2 MiB + 5 bytes (one part of\n"
+                "# three segments, the last 5 bytes) followed in its pack by a 3-byte object.",
+                {"a": (2 * SEG + 5, 512 * MIB), "b": (3, 512 * MIB)}, ["a", "b"])
     two_pack, entries = pack_objects(small, ["a", "b"])
     (a_off, a_len), (b_off, b_len) = entries["a"], entries["b"]
     pack_fault("pack_range_read_as_wrong_object",
