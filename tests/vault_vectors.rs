@@ -2,9 +2,11 @@
 //! docs/format.md, "Test vectors"), plus store-level privacy checks.
 //!
 //! The vectors were written by an independent implementation
-//! (`tests/testdata/vault/reference_impl.py`); each positive vector is also
-//! re-encrypted here from its fixed inputs and must come out byte for byte
-//! the same, so the format cannot drift silently.
+//! (`tests/testdata/vault/reference_impl.py`, which CI also runs with `--check`);
+//! each positive vector is also re-encrypted here from its fixed inputs and must
+//! come out byte for byte the same, so the format cannot drift silently. Pack
+//! vectors (docs/format.md, "Packs") are rebuilt here as part blobs back to back,
+//! and every object is decoded from its byte range of the pack alone.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -36,6 +38,15 @@ const VECTORS: &[&str] = &[
     "object_one_segment_exact",
     "object_one_segment_plus_one",
     "object_two_parts",
+    "pack_empty_object",
+    "pack_multi_segment_object",
+    "pack_object_at_end",
+    "pack_one_object",
+    "pack_range_one_byte_long",
+    "pack_range_one_byte_short",
+    "pack_range_read_as_wrong_object",
+    "pack_range_shifted",
+    "pack_two_objects",
     "part_final_segment_missing",
     "part_flipped_byte",
     "part_header_salt_flipped",
@@ -95,6 +106,16 @@ impl Vector {
 
     fn master(&self) -> MasterKey {
         MasterKey::from_bytes(self.bytes("master_key"))
+    }
+
+    /// A `key: offset=N len=N` line (a pack entry, a range).
+    fn range(&self, key: &str) -> (usize, usize) {
+        let kv: BTreeMap<&str, &str> = self
+            .get(key)
+            .split(' ')
+            .map(|f| f.split_once('=').expect("key=value"))
+            .collect();
+        (kv["offset"].parse().unwrap(), kv["len"].parse().unwrap())
     }
 
     /// The `object.NAME` lines: `salt=.. nonce_prefix=.. size=.. part_size=..`.
@@ -169,6 +190,8 @@ fn run(v: &Vector) {
         "object" => run_object(v),
         "part_fault" => run_part_fault(v),
         "catalog" => run_catalog(v),
+        "pack" => run_pack(v),
+        "pack_fault" => run_pack_fault(v),
         other => panic!("{}: unknown kind {other}", v.name),
     }
 }
@@ -293,6 +316,111 @@ fn run_catalog(v: &Vector) {
     if let Ok(opened) = opened {
         assert_eq!(opened, pt, "{}", v.name);
     }
+}
+
+/// One object of a pack: its name in the vector, its params, and its range.
+struct PackEntry {
+    name: String,
+    params: ObjectParams,
+    offset: usize,
+    len: usize,
+}
+
+/// Builds a vector's pack with the crate's own encryption: part 0 of each object
+/// in the `pack:` line, back to back, nothing else (docs/format.md, "Packs").
+/// Checks its length and SHA-256 against the vector; returns it with its entries.
+fn build_pack(v: &Vector) -> (Vec<u8>, Vec<PackEntry>) {
+    assert_eq!(v.get("plaintext"), "generated");
+    let master = v.master();
+    let mut pack = Vec::new();
+    let mut entries = Vec::new();
+    for name in v.get("pack").split(' ') {
+        let params = v.object(name);
+        assert_eq!(
+            params.part_count(),
+            1,
+            "{}: only one-part objects are packed",
+            v.name
+        );
+        let blob = encrypt_part(&master, &params, 0, &generated(params.size())).unwrap();
+        assert_eq!(blob.len() as u64, params.part_stored_len(0), "{}", v.name);
+        entries.push(PackEntry {
+            name: name.to_owned(),
+            params,
+            offset: pack.len(),
+            len: blob.len(),
+        });
+        pack.extend_from_slice(&blob);
+    }
+    assert_eq!(pack.len().to_string(), v.get("pack.len"), "{}", v.name);
+    assert_eq!(
+        sha256_hex(&pack),
+        v.get("pack.sha256"),
+        "{}: the pack drifted from the vector",
+        v.name
+    );
+    (pack, entries)
+}
+
+fn run_pack(v: &Vector) {
+    assert_eq!(v.get("expect"), "ok");
+    let master = v.master();
+    let cid_key = master.content_id_key();
+    let (pack, entries) = build_pack(v);
+    if let Some(h) = v.opt("pack.hex") {
+        assert_eq!(hex::encode(&pack), h, "{}", v.name);
+    }
+    // Every vector entry is one of the pack's objects, and the last ends the pack.
+    let listed = v.fields.keys().filter(|k| k.starts_with("entry.")).count();
+    assert_eq!(listed, entries.len(), "{}", v.name);
+    let last = entries.last().expect("a pack holds an object");
+    assert_eq!(last.offset + last.len, pack.len(), "{}", v.name);
+    for PackEntry {
+        name,
+        params,
+        offset,
+        len,
+    } in &entries
+    {
+        assert_eq!(
+            v.range(&format!("entry.{name}")),
+            (*offset, *len),
+            "{} object {name}",
+            v.name
+        );
+        // Decoded from its range alone, exactly like part 0 of a one-part object.
+        let range = &pack[*offset..offset + len];
+        let pt = generated(params.size());
+        assert_eq!(
+            decrypt_part(&master, params, 0, range).unwrap(),
+            pt,
+            "{} object {name}",
+            v.name
+        );
+        let mut mac = PartMac::new(&cid_key);
+        mac.update(&pt);
+        let id = content_id(
+            &cid_key,
+            params.size(),
+            params.part_size(),
+            &[mac.finalize()],
+        );
+        assert_eq!(
+            id.unwrap().to_hex(),
+            v.get(&format!("content_id.{name}")),
+            "{} object {name}",
+            v.name
+        );
+    }
+}
+
+fn run_pack_fault(v: &Vector) {
+    let master = v.master();
+    let (pack, _) = build_pack(v);
+    let (offset, len) = v.range("range");
+    let range = &pack[offset..offset + len];
+    let result = decrypt_part(&master, &v.object(v.get("read_as")), 0, range);
+    assert_eq!(outcome(&result), v.get("expect"), "{}", v.name);
 }
 
 #[test]

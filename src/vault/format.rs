@@ -7,6 +7,10 @@
 //! encoding and parsing, and [`ObjectParams`], which answers every "how many /
 //! where / how long" question about an object's segments and parts. No
 //! cryptography happens here.
+//!
+//! A pack (docs/format.md, "Packs") has no layout of its own to own here: it is
+//! part blobs back to back, and a packed part is the byte range the catalog
+//! records, read as part 0 of its one-part object.
 
 use std::ops::Range;
 

@@ -8,11 +8,18 @@ sharing no code with the Rust implementation beyond BLAKE3 itself (the `blake3`
 package binds the upstream Rust crate tgferry also uses; the BLAKE3 spec's own test
 vector pins that primitive in src/vault/content_id.rs). The Rust harness
 (tests/vault_vectors.rs) checks that its own output matches every vector this
-script wrote, so two independent implementations agree on every byte.
+script wrote, so two independent implementations agree on every byte. For packs
+(docs/format.md, "Packs") the script also decodes every object from its byte
+range of the pack, and checks that each faulty range fails as its vector says,
+with a part reader of its own.
 
-Not run by CI. To regenerate (only ever needed when adding vectors; existing
-vectors must never change, the format is forever (content ids changed once,
-before the first release, from HMAC-SHA256 to keyed BLAKE3)):
+CI runs it with `--check` (.ci/run): everything is computed again and compared
+with the files on disk, nothing is written, and any difference (or a file the
+script would not write) fails. Offline: it needs only the two packages above.
+
+To regenerate (only ever needed when adding vectors; existing vectors must never
+change, the format is forever (content ids changed once, before the first
+release, from HMAC-SHA256 to keyed BLAKE3)):
 
     python3 tests/testdata/vault/reference_impl.py
 """
@@ -20,8 +27,10 @@ before the first release, from HMAC-SHA256 to keyed BLAKE3)):
 import hashlib
 import json
 import os
+import sys
 
 import blake3
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
@@ -66,6 +75,45 @@ def part_blobs(master, salt, prefix, size, part_size, plaintext):
         header = b"TGFP" + bytes([1]) + salt + prefix + first.to_bytes(4, "big")
         blobs.append(header + seal_segments(key, prefix, plaintext, first, end, n))
     return blobs
+
+
+def read_part(master, salt, prefix, size, part_size, k, blob):
+    """Reads part k of an object from blob as docs/format.md, "Reading part k",
+    says, in its order. Returns (outcome, plaintext): outcome in the vectors'
+    `expect:` notation, plaintext only when it is "ok"."""
+    n = segment_count(size)
+    per_part = part_size // SEG
+    first = k * per_part
+    end = min(first + per_part, n)
+    expected_len = 48 + sum(len(range(i * SEG, min((i + 1) * SEG, size))) + TAG
+                            for i in range(first, end))
+    if len(blob) < 48:
+        return ("damaged bad_magic" if blob[:4] != b"TGFP"[:len(blob)]
+                else "damaged truncated expected=48 found=%d" % len(blob)), None
+    if blob[:4] != b"TGFP":
+        return "damaged bad_magic", None
+    if blob[4] != 1:
+        return "unsupported_version found=%d" % blob[4], None
+    if blob[5:37] != salt or blob[37:44] != prefix:
+        return "damaged wrong_object", None
+    found = int.from_bytes(blob[44:48], "big")
+    if found != first:
+        return "damaged wrong_position expected=%d found=%d" % (first, found), None
+    aead = AESGCM(hkdf(salt, master, b"tgferry v1 object"))
+    at, out = 48, b""
+    for i in range(first, end):
+        sealed_len = len(range(i * SEG, min((i + 1) * SEG, size))) + TAG
+        if len(blob) - at < sealed_len:
+            return "damaged truncated expected=%d found=%d" % (expected_len, len(blob)), None
+        nonce = prefix + i.to_bytes(4, "big") + bytes([1 if i == n - 1 else 0])
+        try:
+            out += aead.decrypt(nonce, blob[at:at + sealed_len], None)
+        except InvalidTag:
+            return "damaged auth_failed segment=%d" % i, None
+        at += sealed_len
+    if at != len(blob):
+        return "damaged trailing_data", None
+    return "ok", out
 
 
 def blake3_keyed(key, message):
@@ -123,9 +171,12 @@ OBJ = {name: (fixed("salt " + name, 32), fixed("prefix " + name, 7))
 GEN_NOTE = "# plaintext byte i = (i * 7) mod 251\n"
 
 
+OUT = {}  # file name -> text, written (or, with --check, compared) at the end
+
+
 def write(name, text):
-    with open(os.path.join(HERE, name), "w", newline="\n") as f:
-        f.write(text)
+    assert name not in OUT, name
+    OUT[name] = text
 
 
 def write_json(name, obj):
@@ -146,6 +197,8 @@ def object_vector(name, doc, size, part_size):
     text += "plaintext: generated\n"
     text += f"part_count: {len(blobs)}\n"
     for k, blob in enumerate(blobs):
+        got = read_part(MASTER, salt, prefix, size, part_size, k, blob)
+        assert got == ("ok", pt[k * part_size:(k + 1) * part_size]), (name, k, got[0])
         text += f"part.{k}.len: {len(blob)}\n"
         text += f"part.{k}.sha256: {hashlib.sha256(blob).hexdigest()}\n"
         if len(blob) <= 256:
@@ -167,6 +220,20 @@ def part_fault(name, doc, objects, stored, mutate, read_as, expect):
     honest = blobs[sname][int(spart)]
     text += f"stored: {stored}\n"
     text += f"stored.sha256: {hashlib.sha256(honest).hexdigest()}\n"
+    # The reader below must fail the way the vector says.
+    blob, m = bytearray(honest), mutate.split(" ")
+    if m[0] == "flip":
+        blob[int(m[1])] ^= int(m[2], 16)
+    elif m[0] == "set":
+        blob[int(m[1]):int(m[1]) + len(bytes.fromhex(m[2]))] = bytes.fromhex(m[2])
+    elif m[0] == "truncate":
+        del blob[int(m[1]):]
+    elif m[0] == "append":
+        blob += bytes.fromhex(m[1])
+    rname, rpart = read_as.split("/")
+    rsize, rpart_size, rsalt, rprefix = objects[rname]
+    got, _ = read_part(MASTER, rsalt, rprefix, rsize, rpart_size, int(rpart), bytes(blob))
+    assert got == expect, (name, got, expect)
     text += f"mutate: {mutate}\n"
     text += f"read_as: {read_as}\n"
     text += f"expect: {expect}\n"
@@ -180,6 +247,64 @@ def catalog_vector(name, doc, blob, plaintext, expect, reproduce):
         text += f"salt: {salt.hex()}\nnonce_prefix: {prefix.hex()}\n"
     text += f"plaintext_hex: {plaintext.hex()}\n"
     text += f"sealed_hex: {blob.hex()}\n"
+    text += f"expect: {expect}\n"
+    write(name + ".vec", text)
+
+
+def pack_objects(objects, order):
+    """The pack of the given objects' part 0 blobs, back to back, nothing else,
+    and each object's (offset, len) in it. objects: {name: (size, part_size)}, all
+    of one part, with the salts and prefixes of OBJ."""
+    pack, entries = b"", {}
+    for name in order:
+        salt, prefix = OBJ[name]
+        size, part_size = objects[name]
+        blobs = part_blobs(MASTER, salt, prefix, size, part_size, generated(size))
+        assert len(blobs) == 1, "only objects of one part are packed"
+        entries[name] = (len(pack), len(blobs[0]))
+        pack += blobs[0]
+    return pack, entries
+
+
+def pack_header(doc, kind, objects, order, pack):
+    text = f"# {doc}\n{GEN_NOTE}kind: {kind}\nmaster_key: {MASTER.hex()}\n"
+    text += "plaintext: generated\n"
+    for name in sorted(objects):
+        text += object_line(name, *objects[name])
+    text += f"pack: {' '.join(order)}\n"
+    text += f"pack.len: {len(pack)}\n"
+    text += f"pack.sha256: {hashlib.sha256(pack).hexdigest()}\n"
+    return text
+
+
+def pack_vector(name, doc, objects, order):
+    """A pack of objects (each read back from its range, here too)."""
+    pack, entries = pack_objects(objects, order)
+    text = pack_header(doc, "pack", objects, order, pack)
+    if len(pack) <= 256:
+        text += f"pack.hex: {pack.hex()}\n"
+    for oname in order:
+        offset, length = entries[oname]
+        salt, prefix = OBJ[oname]
+        size, part_size = objects[oname]
+        got = read_part(MASTER, salt, prefix, size, part_size, 0, pack[offset:offset + length])
+        assert got == ("ok", generated(size)), (name, oname, got[0])
+        text += f"entry.{oname}: offset={offset} len={length}\n"
+        text += f"content_id.{oname}: {content_id(MASTER, size, part_size, generated(size))}\n"
+    text += "expect: ok\n"
+    write(name + ".vec", text)
+
+
+def pack_fault(name, doc, objects, order, offset, length, read_as, expect):
+    """Bytes [offset, offset + length) of an honest pack read as read_as's part."""
+    pack, _ = pack_objects(objects, order)
+    assert 0 <= offset and offset + length <= len(pack), name
+    salt, prefix = OBJ[read_as]
+    got, _ = read_part(MASTER, salt, prefix, *objects[read_as], 0, pack[offset:offset + length])
+    assert got == expect, (name, got, expect)
+    text = pack_header(doc, "pack_fault", objects, order, pack)
+    text += f"range: offset={offset} len={length}\n"
+    text += f"read_as: {read_as}\n"
     text += f"expect: {expect}\n"
     write(name + ".vec", text)
 
@@ -271,6 +396,68 @@ def main():
     v2[4] = 2
     catalog_vector("catalog_version_2", "catalog_small claiming format version 2.",
                    bytes(v2), cat, "unsupported_version found=2", False)
+
+    # Packs: single-part objects' part blobs back to back (docs/format.md, "Packs").
+    small = {"a": (5, MIB), "b": (37, MIB)}
+    pack_vector("pack_two_objects", "Two small objects in one pack: a at offset 0, b right after it.",
+                small, ["a", "b"])
+    pack_vector("pack_one_object", "A pack holding one object: its range is the whole pack.",
+                {"a": (1000, MIB)}, ["a"])
+    pack_vector("pack_object_at_end",
+                "A 3-byte object, then one of exactly 1 MiB (a whole 1 MiB part: one full final\n"
+                "# segment) whose range ends exactly at the end of the pack.",
+                {"a": (3, MIB), "b": (SEG, MIB)}, ["a", "b"])
+    pack_vector("pack_empty_object",
+                "A 5-byte object, then an empty one (64 bytes: header and one empty final\n"
+                "# segment) that ends the pack.",
+                {"a": (5, MIB), "b": (0, MIB)}, ["a", "b"])
+    pack_vector("pack_multi_segment_object",
+                "In parts of 512 MiB (tgferry's default), an object of 2 MiB + 5 bytes (one part of\n"
+                "# three segments, the last 5 bytes) followed in its pack by a 3-byte object.",
+                {"a": (2 * SEG + 5, 512 * MIB), "b": (3, 512 * MIB)}, ["a", "b"])
+    two_pack, entries = pack_objects(small, ["a", "b"])
+    (a_off, a_len), (b_off, b_len) = entries["a"], entries["b"]
+    pack_fault("pack_range_read_as_wrong_object",
+               "pack_two_objects: object b's range read with object a's salt and params.",
+               small, ["a", "b"], b_off, b_len, "a", "damaged wrong_object")
+    pack_fault("pack_range_one_byte_long",
+               "pack_two_objects: object a's range with one byte more (the first of b's header).",
+               small, ["a", "b"], a_off, a_len + 1, "a", "damaged trailing_data")
+    pack_fault("pack_range_one_byte_short",
+               "pack_two_objects: object a's range without its last byte.",
+               small, ["a", "b"], a_off, a_len - 1, "a",
+               f"damaged truncated expected={a_len} found={a_len - 1}")
+    pack_fault("pack_range_shifted",
+               "pack_two_objects: object b's range started one byte early (a's last tag byte).",
+               small, ["a", "b"], b_off - 1, b_len, "b", "damaged bad_magic")
+    assert len(two_pack) == a_len + b_len
+
+    if sys.argv[1:] == ["--check"]:
+        check()
+    else:
+        assert not sys.argv[1:], "usage: reference_impl.py [--check]"
+        for fname, text in OUT.items():
+            with open(os.path.join(HERE, fname), "w", newline="\n") as f:
+                f.write(text)
+
+
+def check():
+    """Compares what main() computed with the files on disk; exits 1 on a difference."""
+    on_disk = {f for f in os.listdir(HERE) if f.endswith((".vec", ".json"))}
+    bad = sorted(on_disk - set(OUT))
+    bad = [f"{f}: on disk, but not written by this script" for f in bad]
+    for fname, text in sorted(OUT.items()):
+        path = os.path.join(HERE, fname)
+        if not os.path.exists(path):
+            bad.append(f"{fname}: missing")
+            continue
+        with open(path, newline="") as f:
+            if f.read() != text:
+                bad.append(f"{fname}: differs from what the reference implementation computes")
+    if bad:
+        print("\n".join(bad), file=sys.stderr)
+        sys.exit(1)
+    print(f"reference implementation: all {len(OUT)} vector files reproduced")
 
 
 if __name__ == "__main__":
