@@ -18,7 +18,7 @@
 use tokio::time::Instant;
 
 use super::Event;
-use super::transfer::{Context, FileError, change_detail, vault_entry, vault_part_name};
+use super::transfer::{Context, FileError, vault_entry, vault_part_name};
 use crate::source::{Source, SourceEntry, SourceError};
 use crate::state::{Object, Record, StoredPart};
 use crate::store::{Store, StoreError, Upload};
@@ -359,14 +359,7 @@ pub async fn seal<S: Source, T: Store>(
     }
     drop(reader);
     // Change detection: the file must look exactly as listed after the read.
-    let now = ctx.source.stat(&e.path).await?;
-    if now.size != e.size || now.mtime != e.mtime {
-        return Err(SourceError::Changed {
-            path: e.path.clone(),
-            detail: change_detail(e, &now),
-        }
-        .into());
-    }
+    super::transfer::check_unchanged(ctx, e).await?;
     let mac: [u8; MAC_LEN] = mac.finalize();
     let id = content_id(&keys.content_id, e.size, ctx.part_size, &[mac])?.to_hex();
     let mut pos = PART_HEADER_LEN;

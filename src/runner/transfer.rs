@@ -716,14 +716,7 @@ async fn dedup<S: Source, T: Store>(
         }
         macs.push(mac.finalize());
     }
-    let now = ctx.source.stat(&e.path).await?;
-    if now.size != e.size || now.mtime != e.mtime {
-        return Err(SourceError::Changed {
-            path: e.path.clone(),
-            detail: change_detail(e, &now),
-        }
-        .into());
-    }
+    check_unchanged(ctx, e).await?;
     let id = content_id(&keys.content_id, e.size, ctx.part_size, &macs)?.to_hex();
     record_if_stored(ctx, e, &id)
 }
@@ -783,6 +776,23 @@ async fn pack_one<S: Source, T: Store>(
         deferred: !added.packed,
         flushed: added.flushed,
     })
+}
+
+/// Fails with [`SourceError::Changed`] if `e` no longer looks as listed (size, mtime):
+/// what was just read of it may mix two versions.
+pub(super) async fn check_unchanged<S: Source, T: Store>(
+    ctx: &Context<S, T>,
+    e: &SourceEntry,
+) -> Result<(), FileError> {
+    let now = ctx.source.stat(&e.path).await?;
+    if now.size != e.size || now.mtime != e.mtime {
+        return Err(SourceError::Changed {
+            path: e.path.clone(),
+            detail: change_detail(e, &now),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 pub(super) fn change_detail(was: &SourceEntry, now: &SourceEntry) -> String {
