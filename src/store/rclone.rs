@@ -615,7 +615,7 @@ impl Store for RcloneStore {
             .filter(|end| *end <= i64::MAX as u64)
             .map(|_| len);
         let end = window.map(|w| offset + w);
-        let reader = RangeReader::open(
+        let opened = RangeReader::open(
             ctx.rcd.clone(),
             ctx.remote.clone(),
             loc,
@@ -623,8 +623,21 @@ impl Store for RcloneStore {
             window,
             end,
         )
-        .await
-        .map_err(|e| ctx.error(e, Some(loc)))?;
+        .await;
+        let reader = match opened {
+            Ok(reader) => reader,
+            // A range that starts at or past the end is "not found" through some backends
+            // (S3): the object is asked after, and is empty from there if it is there.
+            Err(e) if e.class == Class::NotFound && offset > 0 => {
+                return match ctx.stat(loc).await? {
+                    Some(item) if item.size.max(0) as u64 <= offset => {
+                        Ok(Box::new(tokio::io::empty()))
+                    }
+                    _ => Err(ctx.error(e, Some(loc))),
+                };
+            }
+            Err(e) => return Err(ctx.error(e, Some(loc))),
+        };
         // (Also holds a server that answers with more than it was asked for.)
         Ok(Box::new(reader.take(len)))
     }
