@@ -808,3 +808,80 @@ fn store_errors_are_clear() {
     let out = assert_exit(&mut d.run(s(&d.src), "rclone:", &[]), 2);
     assert!(text(&out).contains("rclone:REMOTE:PATH"), "{}", text(&out));
 }
+
+/// A part inside a pack is read with one HTTP range through the rcd, from S3 (`rclone
+/// serve s3`) and WebDAV (WsgiDAV): exactly its bytes at the start, an unaligned middle,
+/// ending exactly at the part's end, running past it (short), starting at or past it
+/// (empty), an empty range, a length no HTTP range can name; a missing part is
+/// `Missing`, ranged or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranged_reads_give_exactly_the_range_from_s3_and_webdav() {
+    use tgferry::store::StoreError;
+    current_rclone();
+    let d = dirs();
+    let blob = common::bytes(41, 3 * MIB + 4321);
+    let n = blob.len() as u64;
+    for kind in [Kind::S3, Kind::Wsgidav] {
+        let served = d.served.join(format!("{kind:?}"));
+        std::fs::create_dir_all(&served).unwrap();
+        let server = Server::start(kind, &served, &d.cache);
+        let remote = match kind {
+            Kind::S3 => format!("{}bucket/tgferry", server.remote()),
+            _ => format!("{}tgferry", server.remote()),
+        };
+        let store = RcloneStore::new(&remote, false)
+            .with_env("RCLONE_CONFIG", d.cache.join("none.conf"))
+            .with_env(TAG_VAR, &d.tag);
+        store.prepare().await.unwrap();
+        let mut up = store
+            .begin("data/ab/0123456789abcdef0123456789abcdef", n)
+            .await
+            .unwrap();
+        for piece in blob.chunks(700_001) {
+            up.write(piece).await.unwrap();
+        }
+        let loc = up.finish().await.unwrap();
+        let cases = [
+            (0, 10),
+            (12_345, 1_000),
+            (MIB as u64 - 1_000, 3_000),
+            (700_000, 1_500_000),
+            (n - 100, 100),
+            (n - 50, 100),
+            (n, 10),
+            (n + 10, 5),
+            (7, 0),
+            (0, n),
+            (5, u64::MAX),
+            (n - 1, u64::MAX - n + 1),
+        ];
+        for (offset, len) in cases {
+            let mut got = Vec::new();
+            store
+                .open_range(&loc, offset, len)
+                .await
+                .unwrap_or_else(|e| panic!("{kind:?} range {offset}+{len}: {e}"))
+                .read_to_end(&mut got)
+                .await
+                .unwrap_or_else(|e| panic!("{kind:?} range {offset}+{len}: {e}"));
+            let (start, end) = (
+                offset.min(n) as usize,
+                offset.saturating_add(len).min(n) as usize,
+            );
+            assert!(
+                got == blob[start..end],
+                "{kind:?} range {offset}+{len}: {} bytes back, not bytes {start}..{end}",
+                got.len()
+            );
+        }
+        for (offset, len) in [(0, 10), (MIB as u64, 10), (0, 0)] {
+            match store.open_range("data/ab/gone", offset, len).await {
+                Err(StoreError::Missing { loc }) => assert_eq!(loc, "data/ab/gone"),
+                other => panic!("{kind:?}: a missing part: {:?}", other.map(|_| ())),
+            }
+        }
+        drop(store);
+        drop(server);
+    }
+    d.assert_no_rclone_left("the ranged reads");
+}

@@ -1431,3 +1431,140 @@ async fn the_double_and_fakegram_agree_on_what_a_bot_may_delete() {
     })
     .await;
 }
+
+/// Reads `offset..offset + len` of `loc` and compares it with `blob`'s bytes there.
+async fn assert_range<S: Store>(store: &S, loc: &str, blob: &[u8], offset: u64, len: u64) {
+    use tokio::io::AsyncReadExt;
+    let n = blob.len() as u64;
+    let mut got = Vec::new();
+    store
+        .open_range(loc, offset, len)
+        .await
+        .unwrap_or_else(|e| panic!("range {offset}+{len}: {e}"))
+        .read_to_end(&mut got)
+        .await
+        .unwrap_or_else(|e| panic!("range {offset}+{len}: {e}"));
+    let (start, end) = (
+        offset.min(n) as usize,
+        offset.saturating_add(len).min(n) as usize,
+    );
+    assert!(
+        got == blob[start..end],
+        "range {offset}+{len}: {} bytes back, not bytes {start}..{end}",
+        got.len()
+    );
+}
+
+/// A part inside a pack is read over MTProto with the `upload.getFile` requests that hold
+/// it and no others (fakegram refuses any Telegram would): exactly its bytes at unaligned
+/// offsets, across 1 MiB boundaries, ending exactly at the part's end and past it; a small
+/// range far into a large part in one small request; and still after the file reference
+/// expired (fetched again) and after the file moved to another data centre
+/// (FILE_MIGRATE, the authorization copied there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranged_reads_over_mtproto_fetch_only_the_requests_that_hold_the_range() {
+    within_a_minute(async {
+        let w = Wire::start(AccountKind::User).await;
+        let store = w.store();
+        store.prepare().await.unwrap();
+        let blob = common::bytes(47, 3 * MIB + 4321);
+        let n = blob.len() as u64;
+        let mut up = store
+            .begin("data/ab/0123456789abcdef0123456789abcdef", n)
+            .await
+            .unwrap();
+        up.write(&blob).await.unwrap();
+        let loc = up.finish().await.unwrap();
+        let mib = MIB as u64;
+        for (offset, len) in [
+            (0, 10),
+            (12_345, 1_000),
+            (mib - 1_000, 3_000),
+            (2 * mib - 4_096, 8_192),
+            (700_000, 1_500_000),
+            (n - 100, 100),
+            (n - 50, 100),
+            (n, 10),
+            (7, 0),
+            (0, n),
+        ] {
+            assert_range(&store, &loc, &blob, offset, len).await;
+        }
+
+        // 200 bytes 3 MiB in: one request of 4 KiB, not the 3 MiB before them.
+        let (requests, sent) = (
+            w.server.requests("upload.getFile"),
+            w.server.stats().bytes_out,
+        );
+        assert_range(&store, &loc, &blob, 3 * mib + 100, 200).await;
+        assert_eq!(w.server.requests("upload.getFile") - requests, 1);
+        let sent = w.server.stats().bytes_out - sent;
+        assert!(sent < 16 * 1024, "{sent} bytes sent for a 200-byte range");
+
+        // File references expire: the message is fetched again, once.
+        w.server.advance(Duration::from_secs(2 * 3600));
+        assert_range(&store, &loc, &blob, 2 * mib + 5, 70_000).await;
+        // The file in another data centre: FILE_MIGRATE is followed.
+        w.server.move_files(4);
+        assert_range(&store, &loc, &blob, mib - 1_000, 3_000).await;
+        assert_range(&store, &loc, &blob, n - 100, 100).await;
+    })
+    .await;
+}
+
+/// The double's download rules (`api::check_download`, which the grammers adapter also
+/// checks before it sends) and fakegram's (`rules::check_download`, non-precise) are one
+/// model: they accept and refuse the same requests, with the same error.
+#[test]
+fn the_double_and_fakegram_agree_on_download_alignment() {
+    use tgferry::telegram::api::{check_download, download_window};
+    let mib = MIB as u64;
+    let offsets = [
+        0,
+        1024,
+        4096,
+        8192,
+        12_288,
+        512 * 1024,
+        768 * 1024,
+        mib - 4096,
+        mib - 8192,
+        mib,
+        3 * mib + 4096,
+        100,
+    ];
+    let limits = [
+        0u32,
+        1024,
+        3000,
+        4096,
+        8192,
+        12_288,
+        65_536,
+        512 * 1024,
+        MIB as u32,
+        2 * MIB as u32,
+    ];
+    for offset in offsets {
+        for limit in limits {
+            let ours = check_download(offset, limit).map_err(|e| match e {
+                TgError::Invalid(m) => m,
+                e => panic!("{e}"),
+            });
+            let fake = fakegram::rules::check_download(offset as i64, limit as i32, false)
+                .map_err(|e| e.message);
+            assert_eq!(ours, fake, "offset {offset}, limit {limit}");
+        }
+    }
+    // The windows ranged reads use are requests fakegram takes.
+    for len in [1, 4096, 4097, 100_000, 600_000, u64::MAX] {
+        let window = download_window(len);
+        for k in 0..300u64 {
+            let offset = k * u64::from(window);
+            assert!(
+                fakegram::rules::check_download(offset as i64, window as i32, false).is_ok(),
+                "{offset}+{window}"
+            );
+        }
+    }
+}

@@ -2,14 +2,18 @@
 //! simulated upload speed that waits through `tokio::time`, and an observer that sees the
 //! store before and after every change (to check what a kill at that instant would leave).
 //! Locations are names, as in a folder: writing a name replaces its part; staged parts
-//! live under [`STAGING_PREFIX`].
+//! live under [`STAGING_PREFIX`]. The store counts the bytes its readers are given
+//! ([`MemoryStore::bytes_read`]): a ranged read ([`Store::open_range`]) is given its
+//! range only, so a test can tell it from a read of the whole part.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{PartInfo, PartStat, STAGING_PREFIX, Store, StoreError, Upload, staged_name};
+use super::{
+    PartInfo, PartStat, RangeReader, STAGING_PREFIX, Store, StoreError, Upload, staged_name,
+};
 use crate::time::Timestamp;
 
 /// A stored part and its modification time (a counter, so every write gets a new one).
@@ -47,6 +51,7 @@ type Observer = Arc<dyn Fn(&Snapshot) + Send + Sync>;
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     bytes_written: Arc<AtomicU64>,
+    bytes_read: Arc<AtomicU64>,
     speed: Option<u64>,
     observer: Option<Observer>,
 }
@@ -123,6 +128,12 @@ impl MemoryStore {
     /// Bytes written by finished and unfinished uploads.
     pub fn bytes_written(&self) -> u64 {
         self.bytes_written.load(Ordering::Relaxed)
+    }
+
+    /// Bytes handed to readers: a whole part's length for each [`Store::open`], the
+    /// range's for each [`Store::open_range`].
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
     }
 
     /// A stored part's bytes.
@@ -244,9 +255,36 @@ impl Store for MemoryStore {
     }
 
     async fn open(&self, loc: &str) -> Result<Self::Reader, StoreError> {
-        self.get(loc)
-            .map(std::io::Cursor::new)
-            .ok_or_else(|| StoreError::Missing { loc: loc.into() })
+        let bytes = self
+            .get(loc)
+            .ok_or_else(|| StoreError::Missing { loc: loc.into() })?;
+        self.bytes_read
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(std::io::Cursor::new(bytes))
+    }
+
+    /// The range only, copied out of the part (counted in [`MemoryStore::bytes_read`]).
+    async fn open_range(
+        &self,
+        loc: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<RangeReader, StoreError> {
+        let range = {
+            let inner = self.inner.lock().unwrap();
+            let bytes = &inner
+                .parts
+                .get(loc)
+                .ok_or_else(|| StoreError::Missing { loc: loc.into() })?
+                .bytes;
+            let end = bytes.len() as u64;
+            let start = offset.min(end);
+            let stop = offset.saturating_add(len).min(end);
+            bytes[start as usize..stop as usize].to_vec()
+        };
+        self.bytes_read
+            .fetch_add(range.len() as u64, Ordering::Relaxed);
+        Ok(Box::new(std::io::Cursor::new(range)))
     }
 
     async fn len(&self, loc: &str) -> Result<Option<u64>, StoreError> {
@@ -279,5 +317,86 @@ impl Store for MemoryStore {
                 stored: None,
             })
             .collect())
+    }
+}
+
+/// Ranged reads checked against the bytes of a part, for the stores' tests.
+#[cfg(test)]
+pub(crate) mod ranges {
+    use tokio::io::AsyncReadExt;
+
+    use super::super::{Store, StoreError};
+
+    /// `(offset, len)` pairs at the edges of a part of `n` bytes: the start, an unaligned
+    /// middle, a range ending exactly at the end, one running past it (short), one
+    /// starting at or past the end (empty), an empty range, and lengths that would
+    /// overflow an end offset.
+    pub(crate) fn cases(n: u64) -> Vec<(u64, u64)> {
+        vec![
+            (0, 10.min(n)),
+            (n / 2 + 3, 1001.min(n / 4)),
+            (n - 100, 100),
+            (n - 50, 100),
+            (n, 10),
+            (n + 10, 5),
+            (7, 0),
+            (0, n),
+            (5, u64::MAX),
+        ]
+    }
+
+    /// Reads every [`cases`] range of `loc` (which holds `blob`) and compares it with the
+    /// slice of `blob`; a range of `missing`, a part the store does not hold, is
+    /// [`StoreError::Missing`].
+    pub(crate) async fn assert_ranges<S: Store>(store: &S, loc: &str, blob: &[u8], missing: &str) {
+        let n = blob.len() as u64;
+        for (offset, len) in cases(n) {
+            let mut got = Vec::new();
+            store
+                .open_range(loc, offset, len)
+                .await
+                .unwrap_or_else(|e| panic!("range {offset}+{len}: {e}"))
+                .read_to_end(&mut got)
+                .await
+                .unwrap();
+            let start = offset.min(n) as usize;
+            let end = offset.saturating_add(len).min(n) as usize;
+            assert!(
+                got == blob[start..end],
+                "range {offset}+{len}: {} bytes back, not bytes {start}..{end}",
+                got.len()
+            );
+        }
+        match store.open_range(missing, 3, 4).await {
+            Err(StoreError::Missing { loc }) => assert_eq!(loc, missing),
+            other => panic!("a missing part: {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ranged read returns exactly the range, and is given only those bytes: a small
+    /// range far into a large part does not read the part (the default `open_range`
+    /// would: it opens the part and reads its way to the offset).
+    #[tokio::test]
+    async fn a_ranged_read_is_given_its_range_only() {
+        let store = MemoryStore::new();
+        let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        store.set("pack", blob.clone());
+        ranges::assert_ranges(&store, "pack", &blob, "gone").await;
+
+        let before = store.bytes_read();
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(
+            &mut store.open_range("pack", 250_000, 100).await.unwrap(),
+            &mut got,
+        )
+        .await
+        .unwrap();
+        assert!(got == blob[250_000..250_100]);
+        assert_eq!(store.bytes_read() - before, 100, "the range, not the part");
     }
 }

@@ -10,7 +10,8 @@
 //!   (object stores: S3 and the like) an upload is atomic by itself and goes straight to
 //!   its name. Each finished part is looked at again (`operations/stat`): a stored length
 //!   that differs from the bytes sent fails the part.
-//! - Reads stream over HTTP from `--rc-serve`.
+//! - Reads stream over HTTP from `--rc-serve`; a ranged read ([`Store::open_range`]: a
+//!   part inside a pack) is one request with an HTTP `Range`.
 //! - Meta blobs (key file, catalog, run record, under `.tgferry/`) are replaced so that a
 //!   crash at any point leaves a readable blob: the new one is written whole under
 //!   `.tgferry/meta-new/<name>.<hash>.<length>`, checked, and only then moved (or copied)
@@ -588,6 +589,57 @@ impl Store for RcloneStore {
         RangeReader::open(ctx.rcd.clone(), ctx.remote.clone(), loc, 0, None, None)
             .await
             .map_err(|e| ctx.error(e, Some(loc)))
+    }
+
+    /// One HTTP range request through the rcd (the reader the source uses, with the range
+    /// as its only window), so the remote reads the range and nothing else.
+    async fn open_range(
+        &self,
+        loc: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<super::RangeReader, StoreError> {
+        let loc = self.checked_loc(loc)?;
+        let ctx = self.ctx();
+        if len == 0 {
+            // No byte to ask for: only whether the part is there.
+            return match ctx.stat(loc).await? {
+                Some(_) => Ok(Box::new(tokio::io::empty())),
+                None => Err(StoreError::Missing { loc: loc.into() }),
+            };
+        }
+        // A range whose end is past what HTTP ranges can name (a length meaning "to the
+        // end") asks for the rest of the object, cut at `len` here.
+        let window = offset
+            .checked_add(len)
+            .filter(|end| *end <= i64::MAX as u64)
+            .map(|_| len);
+        let end = window.map(|w| offset + w);
+        let opened = RangeReader::open(
+            ctx.rcd.clone(),
+            ctx.remote.clone(),
+            loc,
+            offset,
+            window,
+            end,
+        )
+        .await;
+        let reader = match opened {
+            Ok(reader) => reader,
+            // A range that starts at or past the end is "not found" through some backends
+            // (S3): the object is asked after, and is empty from there if it is there.
+            Err(e) if e.class == Class::NotFound && offset > 0 => {
+                return match ctx.stat(loc).await? {
+                    Some(item) if item.size.max(0) as u64 <= offset => {
+                        Ok(Box::new(tokio::io::empty()))
+                    }
+                    _ => Err(ctx.error(e, Some(loc))),
+                };
+            }
+            Err(e) => return Err(ctx.error(e, Some(loc))),
+        };
+        // (Also holds a server that answers with more than it was asked for.)
+        Ok(Box::new(reader.take(len)))
     }
 
     async fn len(&self, loc: &str) -> Result<Option<u64>, StoreError> {

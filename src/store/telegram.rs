@@ -16,6 +16,9 @@
 //!   deadline the runner set ([`Store::set_wait_deadline`]), otherwise it surfaces as
 //!   [`StoreError::RateLimited`] and the runner checkpoints and stops. Dropped connections
 //!   are reconnected and the request retried (downloads resume at their offset).
+//! - A ranged read ([`Store::open_range`]: a part inside a pack) downloads only the aligned
+//!   requests that hold the range (`upload.getFile`'s rules, [`api::check_download`]),
+//!   sized to the range ([`api::download_window`]), and cuts them to it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
@@ -660,8 +663,9 @@ impl<A: TelegramApi> Upload for TelegramUpload<A> {
     }
 }
 
-/// Reads a stored part: a task downloads it in aligned requests, resuming at the offset
-/// reached after a dropped connection, and hands the chunks over a small channel.
+/// Reads a stored part, or a range of one: a task downloads it in aligned requests,
+/// resuming at the offset reached after a dropped connection, and hands the chunks over a
+/// small channel.
 pub struct TelegramReader {
     chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
     current: Vec<u8>,
@@ -692,6 +696,116 @@ impl AsyncRead for TelegramReader {
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
                 Poll::Pending => return Poll::Pending,
             }
+        }
+    }
+}
+
+/// Which bytes of which document a [`TelegramReader`] reads, and in what requests.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    /// The message.
+    id: i32,
+    /// Its document's size.
+    size: u64,
+    /// The first byte read.
+    start: u64,
+    /// One past the last byte read (at most `size`).
+    end: u64,
+    /// The request size: a power of two from 4 KiB to [`DOWNLOAD_CHUNK`], so requests at
+    /// its multiples pass [`api::check_download`].
+    step: u32,
+}
+
+impl TelegramReader {
+    /// A reader with nothing to read.
+    fn empty() -> TelegramReader {
+        let (_, rx) = mpsc::channel(1);
+        TelegramReader {
+            chunks: rx,
+            current: Vec::new(),
+            pos: 0,
+            _task: tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async {})),
+        }
+    }
+
+    /// Starts the task that downloads `w`: requests of `w.step` bytes at its multiples,
+    /// from the one at or below `w.start` until `w.end`, a few in flight and taken in
+    /// order (one at a time a single large file would download at one request per round
+    /// trip); of each answer only the bytes inside the range are handed on.
+    fn spawn<A: TelegramApi>(shared: Arc<Shared<A>>, w: Window) -> TelegramReader {
+        let (tx, rx) = mpsc::channel(2);
+        let task = tokio::spawn(async move {
+            let Window {
+                id,
+                size,
+                start,
+                end,
+                step,
+            } = w;
+            let stride = u64::from(step);
+            let mut in_flight = VecDeque::new();
+            // An empty range asks for nothing.
+            let mut next = if start < end {
+                start - start % stride
+            } else {
+                end
+            };
+            loop {
+                while in_flight.len() < DOWNLOADS_IN_FLIGHT && next < end {
+                    let (shared, offset) = (shared.clone(), next);
+                    let request = tokio::spawn(async move {
+                        shared.call(|| shared.api.download(id, offset, step)).await
+                    });
+                    in_flight
+                        .push_back((offset, tokio_util::task::AbortOnDropHandle::new(request)));
+                    next += stride;
+                }
+                let Some((offset, request)) = in_flight.pop_front() else {
+                    return;
+                };
+                let expected = stride.min(size - offset) as usize;
+                let item = match request.await {
+                    Ok(Ok(mut chunk)) if chunk.len() == expected => {
+                        // The range's bytes of it: the first request may start before the
+                        // range, the last end after it.
+                        chunk.truncate((end - offset) as usize);
+                        chunk.drain(..start.saturating_sub(offset) as usize);
+                        Ok(chunk)
+                    }
+                    Ok(Ok(chunk)) => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "message {id} gave {} bytes at offset {offset} of {size}, not {expected}",
+                            chunk.len()
+                        ),
+                    )),
+                    Ok(Err(e)) => Err(io::Error::other(e.to_string())),
+                    Err(e) => Err(io::Error::other(format!("download task stopped: {e}"))),
+                };
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        TelegramReader {
+            chunks: rx,
+            current: Vec::new(),
+            pos: 0,
+            _task: tokio_util::task::AbortOnDropHandle::new(task),
+        }
+    }
+}
+
+impl<A: TelegramApi> TelegramStore<A> {
+    /// The message id and document size of the part at `loc`.
+    async fn document(&self, loc: &str) -> Result<(i32, u64), StoreError> {
+        let id = message_id(loc)?;
+        match self.shared.lookup(id).await? {
+            Some(MessageInfo {
+                document: Some(d), ..
+            }) => Ok((id, d.size)),
+            _ => Err(StoreError::Missing { loc: loc.into() }),
         }
     }
 }
@@ -757,70 +871,47 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
     }
 
     async fn open(&self, loc: &str) -> Result<TelegramReader, StoreError> {
-        let (tx, rx) = mpsc::channel(2);
         if loc == EMPTY_LOC {
-            let task = tokio::spawn(async {});
-            return Ok(TelegramReader {
-                chunks: rx,
-                current: Vec::new(),
-                pos: 0,
-                _task: tokio_util::task::AbortOnDropHandle::new(task),
-            });
+            return Ok(TelegramReader::empty());
         }
-        let id = message_id(loc)?;
-        let size = match self.shared.lookup(id).await? {
-            Some(MessageInfo {
-                document: Some(d), ..
-            }) => d.size,
-            _ => return Err(StoreError::Missing { loc: loc.into() }),
-        };
-        let shared = self.shared.clone();
-        let task = tokio::spawn(async move {
-            // A few requests in flight, taken in order: one at a time a single large file
-            // would download at one request per round trip.
-            let step = u64::from(DOWNLOAD_CHUNK);
-            let mut in_flight = VecDeque::new();
-            let mut next = 0u64;
-            loop {
-                while in_flight.len() < DOWNLOADS_IN_FLIGHT && next < size {
-                    let (shared, offset) = (shared.clone(), next);
-                    let request = tokio::spawn(async move {
-                        shared
-                            .call(|| shared.api.download(id, offset, DOWNLOAD_CHUNK))
-                            .await
-                    });
-                    in_flight
-                        .push_back((offset, tokio_util::task::AbortOnDropHandle::new(request)));
-                    next += step;
-                }
-                let Some((offset, request)) = in_flight.pop_front() else {
-                    return;
-                };
-                let expected = step.min(size - offset) as usize;
-                let item = match request.await {
-                    Ok(Ok(chunk)) if chunk.len() == expected => Ok(chunk),
-                    Ok(Ok(chunk)) => Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "message {id} gave {} bytes at offset {offset} of {size}, not {expected}",
-                            chunk.len()
-                        ),
-                    )),
-                    Ok(Err(e)) => Err(io::Error::other(e.to_string())),
-                    Err(e) => Err(io::Error::other(format!("download task stopped: {e}"))),
-                };
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
-        Ok(TelegramReader {
-            chunks: rx,
-            current: Vec::new(),
-            pos: 0,
-            _task: tokio_util::task::AbortOnDropHandle::new(task),
-        })
+        let (id, size) = self.document(loc).await?;
+        Ok(TelegramReader::spawn(
+            self.shared.clone(),
+            Window {
+                id,
+                size,
+                start: 0,
+                end: size,
+                step: DOWNLOAD_CHUNK,
+            },
+        ))
+    }
+
+    /// Only the requests that hold the range: aligned windows of
+    /// [`api::download_window`]`(len)` bytes from the one the range starts in, each cut to
+    /// the range.
+    async fn open_range(
+        &self,
+        loc: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<super::RangeReader, StoreError> {
+        if loc == EMPTY_LOC {
+            return Ok(Box::new(tokio::io::empty()));
+        }
+        let (id, size) = self.document(loc).await?;
+        let start = offset.min(size);
+        let end = offset.saturating_add(len).min(size);
+        Ok(Box::new(TelegramReader::spawn(
+            self.shared.clone(),
+            Window {
+                id,
+                size,
+                start,
+                end,
+                step: api::download_window(end - start),
+            },
+        )))
     }
 
     async fn len(&self, loc: &str) -> Result<Option<u64>, StoreError> {

@@ -49,6 +49,17 @@ pub fn check_download(offset: u64, limit: u32) -> Result<(), TgError> {
     Ok(())
 }
 
+/// The request size for reading a range of `len` bytes: the smallest power of two of at
+/// least 4 KiB that holds it, at most [`DOWNLOAD_CHUNK`]. Every such size divides 1 MiB, so
+/// requests at its multiples pass [`check_download`]; a range is read from the multiple
+/// at or below its start, and one no longer than the size takes at most two requests.
+pub fn download_window(len: u64) -> u32 {
+    let window = len
+        .clamp(4096, u64::from(DOWNLOAD_CHUNK))
+        .next_power_of_two();
+    u32::try_from(window).expect("at most DOWNLOAD_CHUNK")
+}
+
 /// Which chat a store lives in, as given after `telegram:`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ChatRef {
@@ -350,5 +361,22 @@ mod tests {
         assert!(check_download(100, 4096).is_err());
         assert!(check_download(0, 3000).is_err());
         assert!(check_download(0, 3 * 4096).is_err()); // does not divide 1 MiB
+    }
+
+    #[test]
+    fn download_windows_are_requests_telegram_takes() {
+        assert_eq!(download_window(0), 4096);
+        assert_eq!(download_window(1), 4096);
+        assert_eq!(download_window(4097), 8192);
+        assert_eq!(download_window(100_000), 128 * 1024);
+        assert_eq!(download_window(u64::MAX), DOWNLOAD_CHUNK);
+        for shift in 0..=20 {
+            let window = download_window(1 << shift);
+            assert!(u64::from(window) >= (1u64 << shift).min(u64::from(DOWNLOAD_CHUNK)));
+            for k in 0..600u64 {
+                let offset = k * u64::from(window);
+                assert!(check_download(offset, window).is_ok(), "{offset}+{window}");
+            }
+        }
     }
 }
