@@ -366,6 +366,14 @@ fn local_to_sftp_vault_restored_from_the_store_alone() {
             .all(|v| !v.windows(64).any(|w| w == &big[..64])),
         "plaintext in the store"
     );
+    // The small files share packs: the restore below reads each one's range.
+    let st = common::load(&d.state);
+    let packed = st
+        .objects
+        .values()
+        .filter(|o| o.parts.iter().any(|p| p.offset.is_some()))
+        .count();
+    assert!(packed >= 20, "{packed} objects packed");
     std::fs::remove_file(&d.state).unwrap();
     let to = d.src.parent().unwrap().join("restored");
     let out = assert_exit(
