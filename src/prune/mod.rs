@@ -14,7 +14,7 @@
 //! A vault pack (docs/format.md, "Packs") is a part like any other here: deleted when no
 //! object uses it. Ranges of a used pack that no object uses (an object dropped by
 //! `verify --repair`, a run killed between storing a pack and recording all of it) are
-//! reported as dead bytes ([`PackUse`]); [`repack`] copies the live objects of packs that
+//! reported as dead bytes ([`PackUse`]); [`repack()`] copies the live objects of packs that
 //! are mostly dead into new packs, then deletes the old ones.
 
 pub mod repack;
