@@ -864,23 +864,7 @@ async fn ranged_reads_give_exactly_the_range_from_s3_and_webdav() {
             (n - 1, u64::MAX - n + 1),
         ];
         for (offset, len) in cases {
-            let mut got = Vec::new();
-            store
-                .open_range(&loc, offset, len)
-                .await
-                .unwrap_or_else(|e| panic!("{kind:?} range {offset}+{len}: {e}"))
-                .read_to_end(&mut got)
-                .await
-                .unwrap_or_else(|e| panic!("{kind:?} range {offset}+{len}: {e}"));
-            let (start, end) = (
-                offset.min(n) as usize,
-                offset.saturating_add(len).min(n) as usize,
-            );
-            assert!(
-                got == blob[start..end],
-                "{kind:?} range {offset}+{len}: {} bytes back, not bytes {start}..{end}",
-                got.len()
-            );
+            common::assert_range(&format!("{kind:?}"), &store, &loc, &blob, offset, len).await;
         }
         for (offset, len) in [(0, 10), (MIB as u64, 10), (0, 0)] {
             match store.open_range("data/ab/gone", offset, len).await {

@@ -1461,29 +1461,6 @@ fn range_cases(n: u64) -> Vec<(u64, u64)> {
     ]
 }
 
-/// Reads `offset..offset + len` of `loc` and compares it with `blob`'s bytes there.
-async fn assert_range<S: Store>(store: &S, loc: &str, blob: &[u8], offset: u64, len: u64) {
-    use tokio::io::AsyncReadExt;
-    let n = blob.len() as u64;
-    let mut got = Vec::new();
-    store
-        .open_range(loc, offset, len)
-        .await
-        .unwrap_or_else(|e| panic!("range {offset}+{len}: {e}"))
-        .read_to_end(&mut got)
-        .await
-        .unwrap_or_else(|e| panic!("range {offset}+{len}: {e}"));
-    let (start, end) = (
-        offset.min(n) as usize,
-        offset.saturating_add(len).min(n) as usize,
-    );
-    assert!(
-        got == blob[start..end],
-        "range {offset}+{len}: {} bytes back, not bytes {start}..{end}",
-        got.len()
-    );
-}
-
 /// A part inside a pack is read with the aligned requests that hold it and no others
 /// (the double refuses a request Telegram would: offset and limit multiples of 4 KiB,
 /// limit dividing 1 MiB, no request across a 1 MiB boundary): exactly its bytes at every
@@ -1510,39 +1487,39 @@ async fn ranged_reads_download_only_the_requests_that_hold_the_range() {
     up.write(&blob).await.unwrap();
     let loc = up.finish().await.unwrap();
     for (offset, len) in range_cases(n) {
-        assert_range(&store, &loc, &blob, offset, len).await;
+        common::assert_range("", &store, &loc, &blob, offset, len).await;
     }
 
     // 100 bytes 4 MiB in: one request of 4 KiB, not the 5 MiB before and around them.
     let (calls, bytes) = (tg.calls(Op::Download), tg.bytes_downloaded());
-    assert_range(&store, &loc, &blob, 4 * MIB as u64 + 12_345, 100).await;
+    common::assert_range("", &store, &loc, &blob, 4 * MIB as u64 + 12_345, 100).await;
     assert_eq!(tg.calls(Op::Download) - calls, 1);
     assert_eq!(tg.bytes_downloaded() - bytes, 4096);
     // 3000 bytes across the 1 MiB boundary: the 4 KiB on each side of it.
     let (calls, bytes) = (tg.calls(Op::Download), tg.bytes_downloaded());
-    assert_range(&store, &loc, &blob, MIB as u64 - 1_000, 3_000).await;
+    common::assert_range("", &store, &loc, &blob, MIB as u64 - 1_000, 3_000).await;
     assert_eq!(tg.calls(Op::Download) - calls, 2);
     assert_eq!(tg.bytes_downloaded() - bytes, 8192);
     // The last 100 bytes: the last 4 KiB window, short at the end of the part.
     let (calls, bytes) = (tg.calls(Op::Download), tg.bytes_downloaded());
-    assert_range(&store, &loc, &blob, n - 100, 100).await;
+    common::assert_range("", &store, &loc, &blob, n - 100, 100).await;
     assert_eq!(tg.calls(Op::Download) - calls, 1);
     assert_eq!(tg.bytes_downloaded() - bytes, n % 4096);
     // Nothing to read: no request.
     let calls = tg.calls(Op::Download);
-    assert_range(&store, &loc, &blob, 12_345, 0).await;
-    assert_range(&store, &loc, &blob, n + 1, 10).await;
+    common::assert_range("", &store, &loc, &blob, 12_345, 0).await;
+    common::assert_range("", &store, &loc, &blob, n + 1, 10).await;
     assert_eq!(tg.calls(Op::Download), calls);
 
     // A connection dropped under a ranged read: reconnected, resumed, every byte right.
     let reconnects = tg.calls(Op::Reconnect);
     tg.inject(Op::Download, TgError::Disconnected("cut".into()));
-    assert_range(&store, &loc, &blob, 1_234_567, 2_000_000).await;
+    common::assert_range("", &store, &loc, &blob, 1_234_567, 2_000_000).await;
     assert!(tg.calls(Op::Reconnect) > reconnects);
 
     match store.open_range("msg:9999", 0, 10).await {
         Err(StoreError::Missing { loc }) => assert_eq!(loc, "msg:9999"),
         other => panic!("a missing part: {:?}", other.map(|_| ())),
     }
-    assert_range(&store, "empty", &[], 0, 10).await;
+    common::assert_range("", &store, "empty", &[], 0, 10).await;
 }

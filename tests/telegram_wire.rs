@@ -1432,29 +1432,6 @@ async fn the_double_and_fakegram_agree_on_what_a_bot_may_delete() {
     .await;
 }
 
-/// Reads `offset..offset + len` of `loc` and compares it with `blob`'s bytes there.
-async fn assert_range<S: Store>(store: &S, loc: &str, blob: &[u8], offset: u64, len: u64) {
-    use tokio::io::AsyncReadExt;
-    let n = blob.len() as u64;
-    let mut got = Vec::new();
-    store
-        .open_range(loc, offset, len)
-        .await
-        .unwrap_or_else(|e| panic!("range {offset}+{len}: {e}"))
-        .read_to_end(&mut got)
-        .await
-        .unwrap_or_else(|e| panic!("range {offset}+{len}: {e}"));
-    let (start, end) = (
-        offset.min(n) as usize,
-        offset.saturating_add(len).min(n) as usize,
-    );
-    assert!(
-        got == blob[start..end],
-        "range {offset}+{len}: {} bytes back, not bytes {start}..{end}",
-        got.len()
-    );
-}
-
 /// A part inside a pack is read over MTProto with the `upload.getFile` requests that hold
 /// it and no others (fakegram refuses any Telegram would): exactly its bytes at unaligned
 /// offsets, across 1 MiB boundaries, ending exactly at the part's end and past it; a small
@@ -1488,7 +1465,7 @@ async fn ranged_reads_over_mtproto_fetch_only_the_requests_that_hold_the_range()
             (7, 0),
             (0, n),
         ] {
-            assert_range(&store, &loc, &blob, offset, len).await;
+            common::assert_range("", &store, &loc, &blob, offset, len).await;
         }
 
         // 200 bytes 3 MiB in: one request of 4 KiB, not the 3 MiB before them.
@@ -1496,18 +1473,18 @@ async fn ranged_reads_over_mtproto_fetch_only_the_requests_that_hold_the_range()
             w.server.requests("upload.getFile"),
             w.server.stats().bytes_out,
         );
-        assert_range(&store, &loc, &blob, 3 * mib + 100, 200).await;
+        common::assert_range("", &store, &loc, &blob, 3 * mib + 100, 200).await;
         assert_eq!(w.server.requests("upload.getFile") - requests, 1);
         let sent = w.server.stats().bytes_out - sent;
         assert!(sent < 16 * 1024, "{sent} bytes sent for a 200-byte range");
 
         // File references expire: the message is fetched again, once.
         w.server.advance(Duration::from_secs(2 * 3600));
-        assert_range(&store, &loc, &blob, 2 * mib + 5, 70_000).await;
+        common::assert_range("", &store, &loc, &blob, 2 * mib + 5, 70_000).await;
         // The file in another data centre: FILE_MIGRATE is followed.
         w.server.move_files(4);
-        assert_range(&store, &loc, &blob, mib - 1_000, 3_000).await;
-        assert_range(&store, &loc, &blob, n - 100, 100).await;
+        common::assert_range("", &store, &loc, &blob, mib - 1_000, 3_000).await;
+        common::assert_range("", &store, &loc, &blob, n - 100, 100).await;
     })
     .await;
 }

@@ -354,3 +354,34 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     found
 }
+
+/// Reads `offset..offset + len` of `loc` (which holds `blob`) from `store` and compares it
+/// with `blob`'s bytes there; `what` starts any failure message.
+pub async fn assert_range<S: Store>(
+    what: &str,
+    store: &S,
+    loc: &str,
+    blob: &[u8],
+    offset: u64,
+    len: u64,
+) {
+    use tokio::io::AsyncReadExt;
+    let n = blob.len() as u64;
+    let mut got = Vec::new();
+    store
+        .open_range(loc, offset, len)
+        .await
+        .unwrap_or_else(|e| panic!("{what} range {offset}+{len}: {e}"))
+        .read_to_end(&mut got)
+        .await
+        .unwrap_or_else(|e| panic!("{what} range {offset}+{len}: {e}"));
+    let (start, end) = (
+        offset.min(n) as usize,
+        offset.saturating_add(len).min(n) as usize,
+    );
+    assert!(
+        got == blob[start..end],
+        "{what} range {offset}+{len}: {} bytes back, not bytes {start}..{end}",
+        got.len()
+    );
+}
