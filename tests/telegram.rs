@@ -542,6 +542,42 @@ async fn a_download_cut_off_resumes_at_its_offset() {
     );
 }
 
+/// Small files share packs (a message each per pack), and a restore reads each file's range
+/// with the pack's message looked up once, not once per file in it.
+#[tokio::test(start_paused = true)]
+async fn small_files_in_packs_restore_with_one_lookup_per_pack() {
+    let job = Job1::new(TelegramDouble::user(), false);
+    job.init_vault().await;
+    let mut files = BTreeMap::new();
+    for i in 0..300u64 {
+        let data = common::bytes(900 + i, 1_000 + (i as usize * 37) % 5_000);
+        job.src.put(&format!("photos/{i:03}.jpg"), data.clone());
+        files.insert(format!("photos/{i:03}.jpg"), data);
+    }
+    job.run(None).await;
+    let state = job.saved_state();
+    let packs: std::collections::BTreeSet<&str> = state
+        .objects
+        .values()
+        .flat_map(|o| &o.parts)
+        .map(|p| p.loc.as_str())
+        .collect();
+    assert_eq!(packs.len(), 1, "300 small files, one pack");
+    let store = job.store();
+    let master = job.master(&store).await;
+    let before = job.tg.calls(Op::GetMessages);
+    let (out, report) = restore_all(&store, &state, Some(&master)).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    for (path, data) in &files {
+        assert!(
+            std::fs::read(out.path().join(path)).unwrap() == *data,
+            "{path}"
+        );
+    }
+    let lookups = job.tg.calls(Op::GetMessages) - before;
+    assert!(lookups <= 3, "{lookups} message lookups for one pack");
+}
+
 #[tokio::test(start_paused = true)]
 async fn verify_names_damaged_and_deleted_messages() {
     // A message per file, so that each can be damaged or deleted alone.
