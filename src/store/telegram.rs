@@ -359,7 +359,11 @@ impl<A: TelegramApi> Shared<A> {
             if *i == id {
                 first = Some(m.clone());
             }
-            lookups.insert(*i, m);
+            // Only messages that exist are kept: an id found empty may be the next one
+            // this store sends (a run and a verify can share the store).
+            if m.is_some() {
+                lookups.insert(*i, m);
+            }
         }
         Ok(first.flatten())
     }
