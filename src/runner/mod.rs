@@ -529,8 +529,7 @@ impl<S: Source, T: Store> Runner<S, T> {
         let mut running: JoinSet<Done> = JoinSet::new();
         // Files in a pack not yet uploaded, and how packs ended for files whose own
         // outcome has not come back yet (a pack may be uploaded by another worker first).
-        let mut in_pack: HashMap<String, Pending> = HashMap::new();
-        let mut early: HashMap<String, Resolution> = HashMap::new();
+        let mut packs = PackWaits::default();
         let mut outcomes: VecDeque<(Pending, FileOutcome)> = VecDeque::new();
         let mut paused_until: Option<Instant> = None;
         let mut stop: Option<StopReason> = None;
@@ -621,7 +620,7 @@ impl<S: Source, T: Store> Runner<S, T> {
                     match joined {
                         Some(Ok(Done::File(p, outcome))) => outcomes.push_back((*p, outcome)),
                         Some(Ok(Done::Flush(pack))) => {
-                            resolve(pack, &mut in_pack, &mut early, &mut outcomes, &mut deferred);
+                            packs.resolve(pack, &mut outcomes, &mut deferred);
                         }
                         Some(Err(e)) if e.is_cancelled() => {}
                         Some(Err(e)) => std::panic::resume_unwind(e.into_panic()),
@@ -642,29 +641,9 @@ impl<S: Source, T: Store> Runner<S, T> {
                 match outcome {
                     FileOutcome::Completed => {}
                     FileOutcome::Packed {
-                        deferred: true,
+                        deferred: later,
                         flushed,
-                    } => {
-                        deferred.push(p);
-                        for pack in flushed {
-                            resolve(pack, &mut in_pack, &mut early, &mut outcomes, &mut deferred);
-                        }
-                    }
-                    FileOutcome::Packed {
-                        deferred: false,
-                        flushed,
-                    } => {
-                        let path = p.item.entry.path.clone();
-                        match early.remove(&path) {
-                            Some(done) => done.apply(p, &mut outcomes, &mut deferred),
-                            None => {
-                                in_pack.insert(path, p);
-                            }
-                        }
-                        for pack in flushed {
-                            resolve(pack, &mut in_pack, &mut early, &mut outcomes, &mut deferred);
-                        }
-                    }
+                    } => packs.packed(p, later, flushed, &mut outcomes, &mut deferred),
                     FileOutcome::Abandoned => deferred.push(p),
                     FileOutcome::Deferred => deferred.push(p),
                     FileOutcome::Failed(err) => {
@@ -734,22 +713,12 @@ impl<S: Source, T: Store> Runner<S, T> {
                                 let path = p.item.entry.path.clone();
                                 self.fail_for_run(state, &path, &err, p.tries + 1, &mut report);
                             }
-                            Some(Ok(Done::File(p, FileOutcome::Packed { deferred: false, flushed }))) => {
-                                // Resolved with the rest below, once nothing runs any more.
-                                in_pack.insert(p.item.entry.path.clone(), *p);
-                                for pack in flushed {
-                                    resolve(pack, &mut in_pack, &mut early, &mut outcomes, &mut deferred);
-                                }
-                            }
-                            Some(Ok(Done::File(p, FileOutcome::Packed { deferred: true, flushed }))) => {
-                                deferred.push(*p);
-                                for pack in flushed {
-                                    resolve(pack, &mut in_pack, &mut early, &mut outcomes, &mut deferred);
-                                }
+                            Some(Ok(Done::File(p, FileOutcome::Packed { deferred: later, flushed }))) => {
+                                packs.packed(*p, later, flushed, &mut outcomes, &mut deferred);
                             }
                             Some(Ok(Done::File(p, _))) => deferred.push(*p),
                             Some(Ok(Done::Flush(pack))) => {
-                                resolve(pack, &mut in_pack, &mut early, &mut outcomes, &mut deferred);
+                                packs.resolve(pack, &mut outcomes, &mut deferred);
                             }
                             Some(Err(_)) => {}
                             None => break,
@@ -766,7 +735,7 @@ impl<S: Source, T: Store> Runner<S, T> {
 
         // Files of a pack that was never uploaded are not stored: the next run does them.
         // (Outcomes resolved after the loop, a pack's failure among them, count alike.)
-        deferred.extend(in_pack.into_values());
+        deferred.extend(packs.waiting.into_values());
         deferred.extend(outcomes.into_iter().map(|(p, _)| p));
         // Files waiting for a retry when the run ends have failed in this run.
         for w in waiting.drain(..) {
@@ -982,28 +951,65 @@ impl Resolution {
     }
 }
 
-/// Applies a pack's outcome to the files in it, or keeps it for files whose own outcome
-/// has not come back yet.
-fn resolve(
-    pack: pack::PackOutcome,
-    in_pack: &mut HashMap<String, Pending>,
-    early: &mut HashMap<String, Resolution>,
-    outcomes: &mut VecDeque<(Pending, FileOutcome)>,
-    deferred: &mut Vec<Pending>,
-) {
-    let (paths, how): (Vec<String>, Box<dyn Fn() -> Resolution>) = match pack {
-        pack::PackOutcome::Stored { paths } => (paths, Box::new(|| Resolution::Stored)),
-        pack::PackOutcome::Dropped { paths } => (paths, Box::new(|| Resolution::Dropped)),
-        pack::PackOutcome::Failed { paths, error } => (
-            paths,
-            Box::new(move || Resolution::Failed(duplicate(&error))),
-        ),
-    };
-    for path in paths {
-        match in_pack.remove(&path) {
-            Some(p) => how().apply(p, outcomes, deferred),
-            None => {
-                early.insert(path, how());
+/// Files in packs not yet uploaded, and how packs ended for files whose own outcome has
+/// not come back yet (a pack may be uploaded by another worker first).
+#[derive(Default)]
+struct PackWaits {
+    waiting: HashMap<String, Pending>,
+    early: HashMap<String, Resolution>,
+}
+
+impl PackWaits {
+    /// A file's turn ended in a pack (`later`: no, the budget deferred it), with the
+    /// packs uploaded meanwhile.
+    fn packed(
+        &mut self,
+        p: Pending,
+        later: bool,
+        flushed: Vec<pack::PackOutcome>,
+        outcomes: &mut VecDeque<(Pending, FileOutcome)>,
+        deferred: &mut Vec<Pending>,
+    ) {
+        if later {
+            deferred.push(p);
+        } else {
+            let path = p.item.entry.path.clone();
+            match self.early.remove(&path) {
+                Some(done) => done.apply(p, outcomes, deferred),
+                None => {
+                    self.waiting.insert(path, p);
+                }
+            }
+        }
+        for pack in flushed {
+            self.resolve(pack, outcomes, deferred);
+        }
+    }
+
+    /// Applies a pack's outcome to the files in it, or keeps it for files whose own
+    /// outcome has not come back yet.
+    fn resolve(
+        &mut self,
+        pack: pack::PackOutcome,
+        outcomes: &mut VecDeque<(Pending, FileOutcome)>,
+        deferred: &mut Vec<Pending>,
+    ) {
+        let (paths, error, dropped) = match pack {
+            pack::PackOutcome::Stored { paths } => (paths, None, false),
+            pack::PackOutcome::Dropped { paths } => (paths, None, true),
+            pack::PackOutcome::Failed { paths, error } => (paths, Some(error), false),
+        };
+        for path in paths {
+            let how = match &error {
+                Some(e) => Resolution::Failed(duplicate(e)),
+                None if dropped => Resolution::Dropped,
+                None => Resolution::Stored,
+            };
+            match self.waiting.remove(&path) {
+                Some(p) => how.apply(p, outcomes, deferred),
+                None => {
+                    self.early.insert(path, how);
+                }
             }
         }
     }
