@@ -841,14 +841,7 @@ async fn ranged_reads_give_exactly_the_range_from_s3_and_webdav() {
             .with_env("RCLONE_CONFIG", d.cache.join("none.conf"))
             .with_env(TAG_VAR, &d.tag);
         store.prepare().await.unwrap();
-        let mut up = store
-            .begin("data/ab/0123456789abcdef0123456789abcdef", n)
-            .await
-            .unwrap();
-        for piece in blob.chunks(700_001) {
-            up.write(piece).await.unwrap();
-        }
-        let loc = up.finish().await.unwrap();
+        let loc = common::store_blob(&store, &blob, 700_001).await;
         let cases = [
             (0, 10),
             (12_345, 1_000),

@@ -1516,12 +1516,7 @@ async fn ranged_reads_download_only_the_requests_that_hold_the_range() {
     store.prepare().await.unwrap();
     let blob = common::bytes(43, 5 * MIB + 777);
     let n = blob.len() as u64;
-    let mut up = store
-        .begin("data/ab/0123456789abcdef0123456789abcdef", n)
-        .await
-        .unwrap();
-    up.write(&blob).await.unwrap();
-    let loc = up.finish().await.unwrap();
+    let loc = common::store_blob(&store, &blob, blob.len()).await;
     for (offset, len) in range_cases(n) {
         common::assert_range("", &store, &loc, &blob, offset, len).await;
     }

@@ -1446,12 +1446,7 @@ async fn ranged_reads_over_mtproto_fetch_only_the_requests_that_hold_the_range()
         store.prepare().await.unwrap();
         let blob = common::bytes(47, 3 * MIB + 4321);
         let n = blob.len() as u64;
-        let mut up = store
-            .begin("data/ab/0123456789abcdef0123456789abcdef", n)
-            .await
-            .unwrap();
-        up.write(&blob).await.unwrap();
-        let loc = up.finish().await.unwrap();
+        let loc = common::store_blob(&store, &blob, blob.len()).await;
         let mib = MIB as u64;
         for (offset, len) in [
             (0, 10),

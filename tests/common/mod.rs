@@ -385,3 +385,18 @@ pub async fn assert_range<S: Store>(
         got.len()
     );
 }
+
+/// Writes `blob` to `store` as one part, `chunk` bytes per write; returns its location.
+pub async fn store_blob<S: Store>(store: &S, blob: &[u8], chunk: usize) -> String {
+    let mut up = store
+        .begin(
+            "data/ab/0123456789abcdef0123456789abcdef",
+            blob.len() as u64,
+        )
+        .await
+        .unwrap();
+    for piece in blob.chunks(chunk.max(1)) {
+        up.write(piece).await.unwrap();
+    }
+    up.finish().await.unwrap()
+}
