@@ -88,6 +88,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, dc: i32, stream: TcpStream) {
     let writer = tokio::spawn(write_loop(Arc::clone(&shared), wr, rx));
     let mut reader = Reader {
         shared: Arc::clone(&shared),
+        conn_id,
         dc,
         tx: tx.clone(),
         key: None,
@@ -104,6 +105,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, dc: i32, stream: TcpStream) {
 
 struct Reader {
     shared: Arc<Shared>,
+    /// This connection's number ([`Ctx::conn`]).
+    conn_id: u64,
     dc: i32,
     tx: mpsc::UnboundedSender<Out>,
     key: Option<Arc<AuthKey>>,
@@ -371,6 +374,7 @@ impl Reader {
         let ctx = Ctx {
             dc: self.dc,
             key_id: key.id(),
+            conn: self.conn_id,
         };
         let call = match rpc::open_call(&m.body) {
             Ok(call) => call,

@@ -422,12 +422,36 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Messages posted (texts and documents; not service messages).
     pub messages: u64,
+    /// The connections that carried chunks of each upload (by file id).
+    pub upload_connections: BTreeMap<i64, BTreeSet<u64>>,
+    /// The connections that carried `upload.getFile` requests of each document (by id).
+    pub download_connections: BTreeMap<i64, BTreeSet<u64>>,
 }
 
 impl Stats {
+    /// The most connections any one upload's chunks came over.
+    pub fn most_upload_connections(&self) -> usize {
+        self.upload_connections
+            .values()
+            .map(BTreeSet::len)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The most connections any one document was downloaded over.
+    pub fn most_download_connections(&self) -> usize {
+        self.download_connections
+            .values()
+            .map(BTreeSet::len)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// One line for people and scripts: `requests=… messages=… flood_waits=…
-    /// flood_wait_seconds=… connections=… bytes_in=… bytes_out=…`, then the requests by
-    /// method (`method=count`, most first).
+    /// flood_wait_seconds=… connections=… upload_connections=… download_connections=…
+    /// bytes_in=… bytes_out=…` (the two in the middle: the most connections one upload or
+    /// one document's downloads used), then the requests by method (`method=count`, most
+    /// first).
     pub fn summary(&self) -> String {
         let total: u64 = self.requests.values().sum();
         let waited: i64 = self.flood_waits.iter().map(|(_, s)| s).sum();
@@ -436,10 +460,13 @@ impl Stats {
         let methods: Vec<String> = methods.iter().map(|(m, n)| format!("{m}={n}")).collect();
         format!(
             "requests={total} messages={} flood_waits={} flood_wait_seconds={waited} \
-             connections={} bytes_in={} bytes_out={} | {}",
+             connections={} upload_connections={} download_connections={} bytes_in={} \
+             bytes_out={} | {}",
             self.messages,
             self.flood_waits.len(),
             self.connections,
+            self.most_upload_connections(),
+            self.most_download_connections(),
             self.bytes_in,
             self.bytes_out,
             methods.join(" ")

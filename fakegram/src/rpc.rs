@@ -51,6 +51,8 @@ pub struct Ctx {
     pub dc: i32,
     /// The authorization key's id.
     pub key_id: i64,
+    /// Which connection (numbered from 0 as they are accepted).
+    pub conn: u64,
 }
 
 /// What `initConnection` said.
@@ -1125,6 +1127,11 @@ fn save_part(
         return Err(RpcErr::bad("FILE_PARTS_INVALID"));
     }
     upload.total = total.or(upload.total);
+    w.stats
+        .upload_connections
+        .entry(file_id)
+        .or_default()
+        .insert(ctx.conn);
     let now = w.clock.now();
     let len = bytes.len();
     w.blobs
@@ -1777,6 +1784,11 @@ fn get_file(
         return Err(RpcErr::bad("FILE_REFERENCE_EXPIRED"));
     }
     let (id, date) = (doc.id, doc.date);
+    w.stats
+        .download_connections
+        .entry(id)
+        .or_default()
+        .insert(ctx.conn);
     let bytes = w
         .blobs
         .read(id, r.offset as u64, r.limit as usize)

@@ -22,6 +22,16 @@ pub struct Cli {
     /// More log output (-v: info, -vv: debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Telegram: connections file bytes are spread over (uploads and downloads; default 8,
+    /// see docs/telegram.md "Connections and bots").
+    #[arg(
+        long,
+        global = true,
+        env = "TGFERRY_TG_CONNECTIONS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=32)
+    )]
+    pub tg_connections: Option<u16>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,

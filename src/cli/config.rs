@@ -271,6 +271,7 @@ impl RunSettings {
                 fresh_state: a.fresh_state,
                 encrypt_state: a.encrypt_state,
                 premium: a.telegram_premium,
+                tg_connections: super::store::tg_connections(),
                 passphrase: None,
             },
             run: RunConfig {

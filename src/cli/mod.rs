@@ -53,6 +53,7 @@ pub fn main() -> ExitCode {
     let from_env = values_from_env(&command, &matches);
     init_logging(cli.verbose);
     let no_passphrase_hint = no_passphrase_hint(&cli.command);
+    store::set_tg_connections(cli.tg_connections);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

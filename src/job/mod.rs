@@ -99,6 +99,8 @@ pub struct JobSpec {
     pub encrypt_state: bool,
     /// The Telegram account has Premium.
     pub premium: bool,
+    /// Telegram: connections file bytes are spread over (`None`: the default).
+    pub tg_connections: Option<usize>,
     /// The vault's passphrase; `None` reads it from the environment when it is needed
     /// ([`keyring::passphrase_from_env`]).
     pub passphrase: Option<SecretString>,
@@ -390,6 +392,7 @@ impl OpenJob<AnySource, AnyStore<GrammersApi>> {
             StoreOptions {
                 plain: !spec.vault(),
                 premium: spec.premium,
+                tg_connections: spec.tg_connections,
             },
         )?;
         Self::open_with(source, Arc::new(store), spec, stop_at, notice).await

@@ -84,6 +84,8 @@ pub struct StoreOptions {
     pub plain: bool,
     /// The Telegram account has Premium (larger files).
     pub premium: bool,
+    /// Telegram: connections file bytes are spread over (`None`: the default).
+    pub tg_connections: Option<usize>,
 }
 
 impl AnyStore<GrammersApi> {
@@ -138,8 +140,11 @@ fn open_telegram(
     options: StoreOptions,
 ) -> Result<AnyStore<GrammersApi>, StoreOpenError> {
     let creds = credentials::from_env().map_err(|e| StoreOpenError::Credentials(e.to_string()))?;
-    let config = GrammersConfig::from_credentials(creds, chat.clone())
+    let mut config = GrammersConfig::from_credentials(creds, chat.clone())
         .map_err(|e| StoreOpenError::Credentials(e.to_string()))?;
+    if let Some(n) = options.tg_connections {
+        config.connections = n;
+    }
     Ok(AnyStore::Telegram(TelegramStore::new(
         GrammersApi::new(config),
         chat.clone(),

@@ -2,8 +2,9 @@
 //! adapter in production, the in-memory double in tests).
 //!
 //! - A part is one document message; its location in the state is `msg:<id>`. Parts are
-//!   sent in 512 KiB chunks, several in flight, and become a message only when every chunk
-//!   is in: a run that stops mid-part leaves no message, and the part is sent again whole
+//!   sent in 512 KiB chunks, two in flight for every connection the API spreads them over
+//!   ([`TelegramApi::connections`], `--tg-connections`) across all the store's uploads,
+//!   and become a message only when every chunk is in: a run that stops mid-part leaves no message, and the part is sent again whole
 //!   (Telegram forgets unsent chunks within hours, so nothing smaller is ever resumed).
 //! - Vault parts get a neutral name (`<32 hex>.bin`) and no caption. Plain parts keep their
 //!   file's name (`.001`, `.002`… when split) with the relative path and `#tgferry` as the
@@ -30,7 +31,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::sync::{OnceCell, mpsc};
+use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -40,10 +41,11 @@ use crate::telegram::api::{
     TgError, UploadRef,
 };
 
-/// Chunks of one part in flight at once.
-const CHUNKS_IN_FLIGHT: usize = 4;
-/// Download requests of one part in flight at once.
-const DOWNLOADS_IN_FLIGHT: usize = 4;
+/// Requests for file bytes in flight per connection of the API: one being carried and one
+/// ready behind it, so that no connection idles between two.
+const IN_FLIGHT_PER_CONNECTION: usize = 2;
+/// Fewest requests for file bytes in flight (a single connection still pipelines).
+const MIN_IN_FLIGHT: usize = 4;
 /// Retries of one request after dropped connections.
 const RECONNECTS: usize = 5;
 /// Longest wait sat out when no deadline is set (restore, verify, prune).
@@ -93,11 +95,21 @@ struct Shared<A> {
     lookups: Mutex<HashMap<i32, Option<MessageInfo>>>,
     /// Highest message id seen (sent or looked up), a lower bound for prune's scan.
     highest_id: Mutex<i32>,
+    /// Upload chunks in flight across all uploads: each holds one of these permits (and
+    /// its 512 KiB), so memory stays bounded however many parts are sent at once.
+    chunks: Arc<Semaphore>,
+    /// Download requests in flight or read ahead across all readers: each holds a permit
+    /// (and up to [`DOWNLOAD_CHUNK`]) until its bytes are handed on. Separate from
+    /// `chunks`, so that a repack reading and writing at once never waits on itself.
+    downloads: Arc<Semaphore>,
+    /// The size of either: [`IN_FLIGHT_PER_CONNECTION`] per connection.
+    in_flight: usize,
 }
 
 impl<A: TelegramApi> TelegramStore<A> {
     /// A store in `chat`, reached through `api` (not connected until [`Store::prepare`]).
     pub fn new(api: A, chat: ChatRef, options: TelegramOptions) -> Self {
+        let in_flight = (api.connections() * IN_FLIGHT_PER_CONNECTION).max(MIN_IN_FLIGHT);
         TelegramStore {
             shared: Arc::new(Shared {
                 api,
@@ -110,6 +122,9 @@ impl<A: TelegramApi> TelegramStore<A> {
                 connection: tokio::sync::Mutex::new(0),
                 lookups: Mutex::new(HashMap::new()),
                 highest_id: Mutex::new(0),
+                chunks: Arc::new(Semaphore::new(in_flight)),
+                downloads: Arc::new(Semaphore::new(in_flight)),
+                in_flight,
             }),
         }
     }
@@ -581,17 +596,23 @@ impl<A: TelegramApi> TelegramUpload<A> {
         })
     }
 
-    /// Sends the filled chunk; waits for one in flight when enough are.
+    /// Sends the filled chunk once the store has room for one more in flight (failures of
+    /// this part's earlier chunks surface here).
     async fn send_chunk(&mut self) -> Result<(), StoreError> {
-        while self.in_flight.len() >= CHUNKS_IN_FLIGHT {
+        while self.in_flight.len() >= self.shared.in_flight {
             self.join_one().await?;
         }
+        let permit = Arc::clone(&self.shared.chunks)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let bytes = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
         let index = self.next_chunk;
         self.next_chunk += 1;
         let shared = self.shared.clone();
         let upload = self.upload;
         self.in_flight.spawn(async move {
+            let _permit = permit;
             shared
                 .call(|| shared.api.save_file_part(&upload, index, bytes.clone()))
                 .await
@@ -756,16 +777,30 @@ impl TelegramReader {
                 end
             };
             loop {
-                while in_flight.len() < DOWNLOADS_IN_FLIGHT && next < end {
+                while in_flight.len() < shared.in_flight && next < end {
+                    // A permit for each request until its bytes are handed on: waited for
+                    // only when this reader has nothing in flight to hand on meanwhile.
+                    let permits = Arc::clone(&shared.downloads);
+                    let permit = if in_flight.is_empty() {
+                        permits.acquire_owned().await.expect("never closed")
+                    } else {
+                        match permits.try_acquire_owned() {
+                            Ok(permit) => permit,
+                            Err(_) => break,
+                        }
+                    };
                     let (shared, offset) = (shared.clone(), next);
                     let request = tokio::spawn(async move {
                         shared.call(|| shared.api.download(id, offset, step)).await
                     });
-                    in_flight
-                        .push_back((offset, tokio_util::task::AbortOnDropHandle::new(request)));
+                    in_flight.push_back((
+                        offset,
+                        tokio_util::task::AbortOnDropHandle::new(request),
+                        permit,
+                    ));
                     next += stride;
                 }
-                let Some((offset, request)) = in_flight.pop_front() else {
+                let Some((offset, request, _permit)) = in_flight.pop_front() else {
                     return;
                 };
                 let expected = stride.min(size - offset) as usize;

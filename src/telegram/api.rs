@@ -21,6 +21,13 @@ pub const MAX_CHUNKS: u32 = 4000;
 pub const MAX_CHUNKS_PREMIUM: u32 = 8000;
 /// Download request size used by the store: a divisor of 1 MiB, so that no request
 /// crosses a 1 MiB boundary when offsets are multiples of it.
+///
+/// Telegram takes up to 1 MiB, but not grammers: grammers-mtproto 0.11 asserts that every
+/// message it reads is under 1,044,448 bytes (`MessageContainer::MAXIMUM_SIZE`), and the
+/// answer to a 1 MiB `upload.getFile` is 1 MiB plus its headers, so the client's
+/// connection task panics (seen over fakegram, which sends such an answer alone as
+/// Telegram does). 512 KiB is the largest request grammers can read; speed comes from
+/// several in flight on several connections instead.
 pub const DOWNLOAD_CHUNK: u32 = 512 * 1024;
 /// Most message ids in one `get_messages` call.
 pub const MAX_IDS_PER_CALL: usize = 100;
@@ -258,6 +265,13 @@ pub trait TelegramApi: Send + Sync + 'static {
 
     /// Drops the connection and connects again (after [`TgError::Disconnected`]).
     fn reconnect(&self) -> impl Future<Output = Result<(), TgError>> + Send;
+
+    /// How many connections file bytes ([`TelegramApi::save_file_part`],
+    /// [`TelegramApi::download`]) are spread over: the store keeps twice as many requests
+    /// in flight.
+    fn connections(&self) -> usize {
+        1
+    }
 
     /// Sends chunk `index` of an upload: exactly [`CHUNK`] bytes, except the last chunk.
     fn save_file_part(

@@ -110,7 +110,9 @@ struct Inner {
     /// Pinned ids, oldest pin first.
     pins: Vec<i32>,
     uploads: HashMap<i64, Upload>,
-    faults: VecDeque<(Op, TgError)>,
+    /// Queued faults: the op they match, the matching calls still let through first, and
+    /// the error.
+    faults: VecDeque<(Op, u32, TgError)>,
     chunks_to_lose: u32,
     calls: HashMap<Op, u64>,
     bytes_uploaded: u64,
@@ -339,7 +341,13 @@ impl TelegramDouble {
     /// `error` and has no effect. Faults are taken in the order queued, the first matching
     /// one per call. A [`TgError::Disconnected`] fault also drops the connection.
     pub fn inject(&self, op: Op, error: TgError) {
-        self.lock().faults.push_back((op, error));
+        self.inject_after(op, 0, error);
+    }
+
+    /// Queues a fault that lets `pass` matching calls through first (while it is the first
+    /// matching fault), then acts as [`TelegramDouble::inject`]'s.
+    pub fn inject_after(&self, op: Op, pass: u32, error: TgError) {
+        self.lock().faults.push_back((op, pass, error));
     }
 
     /// Faults queued and not yet hit.
@@ -453,8 +461,14 @@ impl TelegramDouble {
         let fault = inner
             .faults
             .iter()
-            .position(|(o, _)| *o == op || *o == Op::Any);
-        if let Some((_, error)) = fault.and_then(|i| inner.faults.remove(i)) {
+            .position(|(o, _, _)| *o == op || *o == Op::Any);
+        if let Some(i) = fault
+            && inner.faults[i].1 > 0
+        {
+            inner.faults[i].1 -= 1;
+            return Ok(inner);
+        }
+        if let Some((_, _, error)) = fault.and_then(|i| inner.faults.remove(i)) {
             if matches!(error, TgError::Disconnected(_)) {
                 inner.dropped = true;
             }

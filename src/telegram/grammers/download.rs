@@ -40,7 +40,19 @@ pub(super) async fn download(
     let mut refreshed = false;
     loop {
         let file = api.file_location(&conn, &target, id).await?;
-        match api.get_file(&conn, &file, offset, limit).await {
+        // Home data centre files spread over the pool; another data centre's go through
+        // the main connection, the one that copies the authorization there.
+        let home = api.session.home_dc_id().ok();
+        let lease = match home {
+            Some(home) if file.dc_id <= 0 || file.dc_id == home => Some(api.lease()?),
+            _ => None,
+        };
+        let on = lease.as_ref().map_or(&conn, |l| &l.conn);
+        let answer = api.get_file(on, &file, offset, limit).await;
+        if let Some(lease) = &lease {
+            api.replace_dropped(lease, &answer.as_ref().map_err(map_invocation));
+        }
+        match answer {
             Ok(bytes) => return Ok(bytes),
             Err(e) if !refreshed && e.is("FILE_REFERENCE_*") => {
                 // File references expire: fetch the message again, once.

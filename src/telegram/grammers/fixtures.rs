@@ -16,6 +16,7 @@ pub(super) fn api(credential: Credential) -> GrammersApi {
         api_hash: SecretString::from("x"),
         credential,
         chat: ChatRef::Me,
+        connections: 1,
     })
 }
 

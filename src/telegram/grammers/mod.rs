@@ -12,6 +12,8 @@
 //!
 //! - `conn.rs`: the connection, signing in, reconnecting, the 180 s deadline on every
 //!   answer, authorization copies to other data centres;
+//! - `pool.rs`: the extra connections file bytes travel on (`--tg-connections`), each
+//!   chunk or download request on the least busy one;
 //! - `chats.rs`: which chat `me`, `@name` or a `-100…` id is; its pinned message;
 //! - `messages.rs`: messages by id, the latest id, edits, deletes; raw messages as
 //!   [`MessageInfo`];
@@ -28,6 +30,7 @@ mod errors;
 #[cfg(test)]
 mod fixtures;
 mod messages;
+mod pool;
 mod send;
 
 use std::collections::{HashMap, HashSet};
@@ -73,7 +76,17 @@ pub struct GrammersConfig {
     pub credential: Credential,
     /// The chat the store lives in.
     pub chat: ChatRef,
+    /// Connections to the home data centre that file bytes are spread over (at least 1;
+    /// [`DEFAULT_CONNECTIONS`] unless `--tg-connections` says otherwise).
+    pub connections: usize,
 }
+
+/// Connections to the home data centre when `--tg-connections` is not given: measured
+/// over fakegram's per-connection cap (bench/telegram.sh, bench/RESULTS.md) and kept
+/// within what Telegram's own apps open (docs/telegram.md, "Connections and bots").
+pub const DEFAULT_CONNECTIONS: usize = 8;
+/// The most connections `--tg-connections` accepts.
+pub const MAX_CONNECTIONS: usize = 32;
 
 impl GrammersConfig {
     /// The configuration for `chat` from credentials read by
@@ -93,6 +106,7 @@ impl GrammersConfig {
             api_hash: creds.api_hash,
             credential,
             chat,
+            connections: DEFAULT_CONNECTIONS,
         })
     }
 }
@@ -104,6 +118,7 @@ impl fmt::Debug for GrammersConfig {
             .field("api_hash", &"..")
             .field("credential", &self.credential)
             .field("chat", &self.chat)
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -112,6 +127,8 @@ impl fmt::Debug for GrammersConfig {
 #[derive(Default)]
 struct State {
     conn: Option<Arc<Conn>>,
+    /// The extra connections of the pool (`connections - 1`), started after signing in.
+    extra: Vec<Arc<Conn>>,
     target: Option<Target>,
     account: Option<Account>,
     lock: Option<SessionLock>,
@@ -128,6 +145,8 @@ pub struct GrammersApi {
     connecting: tokio::sync::Mutex<()>,
     auth_copied: tokio::sync::Mutex<HashSet<i32>>,
     files: Mutex<HashMap<i32, FileLocation>>,
+    /// How many connections file bytes are spread over, and the requests on each.
+    pool: pool::Load,
 }
 
 impl fmt::Debug for GrammersApi {
@@ -157,6 +176,7 @@ impl GrammersApi {
             connecting: tokio::sync::Mutex::new(()),
             auth_copied: tokio::sync::Mutex::new(HashSet::new()),
             files: Mutex::new(HashMap::new()),
+            pool: pool::Load::new(config.connections),
         }
     }
 
@@ -188,6 +208,10 @@ impl TelegramApi for GrammersApi {
 
     async fn reconnect(&self) -> Result<(), TgError> {
         conn::reconnect(self).await
+    }
+
+    fn connections(&self) -> usize {
+        self.pool.size()
     }
 
     async fn save_file_part(
@@ -253,6 +277,7 @@ mod tests {
             api_hash: SecretString::from("hash-secret-value"),
             credential: Credential::BotToken(SecretString::from("123:token-secret-value")),
             chat: ChatRef::Me,
+            connections: 1,
         });
         let shown = format!("{api:?}");
         assert!(!shown.contains("secret-value"), "{shown}");
@@ -261,6 +286,7 @@ mod tests {
             api_hash: SecretString::from("hash-secret-value"),
             credential: Credential::Session(PortableSession::new()),
             chat: ChatRef::Id(-1001234),
+            connections: 1,
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("secret-value"), "{shown}");

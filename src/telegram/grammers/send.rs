@@ -20,10 +20,12 @@ pub(super) async fn save_file_part(
     index: u32,
     bytes: Vec<u8>,
 ) -> Result<(), TgError> {
-    let (conn, _, _) = api.ready()?;
+    api.ready()?;
+    // Chunks spread over the pool: each on the connection with the fewest in flight.
+    let lease = api.lease()?;
     let saved = if upload.big {
         api.invoke(
-            &conn,
+            &lease.conn,
             &tl::functions::upload::SaveBigFilePart {
                 file_id: upload.file_id,
                 file_part: index as i32,
@@ -31,18 +33,20 @@ pub(super) async fn save_file_part(
                 bytes,
             },
         )
-        .await?
+        .await
     } else {
         api.invoke(
-            &conn,
+            &lease.conn,
             &tl::functions::upload::SaveFilePart {
                 file_id: upload.file_id,
                 file_part: index as i32,
                 bytes,
             },
         )
-        .await?
+        .await
     };
+    api.replace_dropped(&lease, &saved);
+    let saved = saved?;
     if saved {
         Ok(())
     } else {
