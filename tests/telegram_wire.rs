@@ -258,8 +258,14 @@ impl Wire {
     }
 
     fn store(&self) -> TelegramStore<GrammersApi> {
+        self.store_with(tgferry::telegram::grammers::DEFAULT_CONNECTIONS)
+    }
+
+    /// A store whose file bytes travel on `connections` connections (`--tg-connections`).
+    fn store_with(&self, connections: usize) -> TelegramStore<GrammersApi> {
         let creds = credentials::from(&|k| self.env.get(k).cloned()).expect("the fake's variables");
-        let config = GrammersConfig::from_credentials(creds, self.chat.clone()).unwrap();
+        let mut config = GrammersConfig::from_credentials(creds, self.chat.clone()).unwrap();
+        config.connections = connections;
         TelegramStore::new(
             GrammersApi::new(config),
             self.chat.clone(),
@@ -1480,6 +1486,52 @@ async fn ranged_reads_over_mtproto_fetch_only_the_requests_that_hold_the_range()
         w.server.move_files(4);
         common::assert_range("", &store, &loc, &blob, mib - 1_000, 3_000).await;
         common::assert_range("", &store, &loc, &blob, n - 100, 100).await;
+    })
+    .await;
+}
+
+/// `--tg-connections`: one part's chunks and its downloads are spread over the pool (and
+/// over one connection when it has one); a pool connection that drops mid-part is replaced
+/// and the part still arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_travels_on_several_connections_and_survives_one_dropping() {
+    within_a_minute(async {
+        let w = Wire::start(AccountKind::User).await;
+        // A big file (saveBigFilePart): 25 chunks of 512 KiB.
+        let blob = common::bytes(48, 12 * MIB + 77);
+        let n = blob.len() as u64;
+        {
+            let single = w.store_with(1);
+            single.prepare().await.unwrap();
+            let loc = common::store_blob(&single, &blob, 100_000).await;
+            common::assert_range("", &single, &loc, &blob, 0, n).await;
+            let stats = w.server.stats();
+            assert_eq!(stats.most_upload_connections(), 1, "one connection");
+            assert_eq!(stats.most_download_connections(), 1);
+        }
+
+        let store = w.store_with(4);
+        store.prepare().await.unwrap();
+        // The sixth chunk to arrive takes its connection down with it.
+        w.server
+            .inject(fakegram::Fault::drop_connection(Some("upload.saveBigFilePart")).after(5));
+        let opened = w.server.stats().connections;
+        let loc = common::store_blob(&store, &blob, 100_000).await;
+        assert_eq!(w.server.pending_faults(), 0, "the drop happened");
+        let stats = w.server.stats();
+        assert!(
+            stats.connections > opened + 4,
+            "the dropped connection was replaced: {} connections after {opened}",
+            stats.connections
+        );
+        assert!(
+            stats.most_upload_connections() >= 5,
+            "the part's chunks went over the four connections and the replacement: {}",
+            stats.most_upload_connections()
+        );
+        // Downloads spread too (the single store's downloads used one).
+        common::assert_range("", &store, &loc, &blob, 0, n).await;
+        assert!(w.server.stats().most_download_connections() >= 4);
     })
     .await;
 }

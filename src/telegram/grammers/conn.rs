@@ -96,10 +96,9 @@ pub(super) async fn connect(api: &GrammersApi) -> Result<Account, TgError> {
     let (conn, account, target) = api.connect_inner().await?;
     tracing::debug!(bot = account.bot, premium = account.premium, chat = %api.chat,
         connections = api.pool.size(), "connected to Telegram");
-    let extra = api.start_pool();
     let mut state = api.state();
     state.conn = Some(Arc::new(conn));
-    state.extra = extra;
+    state.files = super::pool::connections(&api.pool);
     state.target = Some(target);
     state.account = Some(account.clone());
     state.lock = lock;
@@ -132,7 +131,7 @@ impl GrammersApi {
         answered(conn.client.invoke(request)).await
     }
 
-    pub(super) fn start(&self) -> Conn {
+    fn start(&self) -> Conn {
         Conn::start(&self.session, self.api_id)
     }
 

@@ -40,18 +40,24 @@ pub(super) async fn download(
     let mut refreshed = false;
     loop {
         let file = api.file_location(&conn, &target, id).await?;
-        // Home data centre files spread over the pool; another data centre's go through
-        // the main connection, the one that copies the authorization there.
+        // Home data centre files spread over the pool; another data centre's (and a file
+        // that moved: FILE_MIGRATE) go through the main connection, which copies the
+        // authorization there.
         let home = api.session.home_dc_id().ok();
-        let lease = match home {
-            Some(home) if file.dc_id <= 0 || file.dc_id == home => Some(api.lease()?),
-            _ => None,
+        let answer = match home {
+            Some(home) if file.dc_id <= 0 || file.dc_id == home => {
+                match api
+                    .invoke_file(&get_file_request(&file, offset, limit))
+                    .await?
+                {
+                    Err(InvocationError::Rpc(e)) if e.code == 303 => {
+                        api.get_file(&conn, &file, offset, limit).await
+                    }
+                    answer => answer.and_then(file_bytes),
+                }
+            }
+            _ => api.get_file(&conn, &file, offset, limit).await,
         };
-        let on = lease.as_ref().map_or(&conn, |l| &l.conn);
-        let answer = api.get_file(on, &file, offset, limit).await;
-        if let Some(lease) = &lease {
-            api.replace_dropped(lease, &answer.as_ref().map_err(map_invocation));
-        }
         match answer {
             Ok(bytes) => return Ok(bytes),
             Err(e) if !refreshed && e.is("FILE_REFERENCE_*") => {
@@ -122,13 +128,7 @@ impl GrammersApi {
     ) -> Result<Vec<u8>, InvocationError> {
         let home = self.session.home_dc_id().unwrap_or(file.dc_id);
         let mut dc = if file.dc_id > 0 { file.dc_id } else { home };
-        let request = tl::functions::upload::GetFile {
-            precise: false,
-            cdn_supported: false,
-            location: file.location.clone(),
-            offset: offset as i64,
-            limit: limit as i32,
-        };
+        let request = get_file_request(file, offset, limit);
         let mut attempts = 0;
         let mut copied_here = false;
         loop {
@@ -137,15 +137,7 @@ impl GrammersApi {
                 .await
                 .map_err(timed_out)?;
             match answer {
-                Ok(tl::enums::upload::File::File(f)) => return Ok(f.bytes),
-                Ok(tl::enums::upload::File::CdnRedirect(_)) => {
-                    return Err(InvocationError::Rpc(RpcError {
-                        code: 400,
-                        name: "CDN_REDIRECT_UNSUPPORTED".into(),
-                        value: None,
-                        caused_by: None,
-                    }));
-                }
+                Ok(answer) => return file_bytes(answer),
                 Err(InvocationError::Rpc(e))
                     if attempts < 4 && e.code == 303 && e.value.is_some_and(|v| v > 0) =>
                 {
@@ -162,6 +154,34 @@ impl GrammersApi {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// `upload.getFile` for `limit` bytes of `file` at `offset` (checked by the caller).
+fn get_file_request(
+    file: &FileLocation,
+    offset: u64,
+    limit: u32,
+) -> tl::functions::upload::GetFile {
+    tl::functions::upload::GetFile {
+        precise: false,
+        cdn_supported: false,
+        location: file.location.clone(),
+        offset: offset as i64,
+        limit: limit as i32,
+    }
+}
+
+/// The bytes of `upload.getFile`'s answer (CDN redirects are not asked for: an error).
+fn file_bytes(answer: tl::enums::upload::File) -> Result<Vec<u8>, InvocationError> {
+    match answer {
+        tl::enums::upload::File::File(f) => Ok(f.bytes),
+        tl::enums::upload::File::CdnRedirect(_) => Err(InvocationError::Rpc(RpcError {
+            code: 400,
+            name: "CDN_REDIRECT_UNSUPPORTED".into(),
+            value: None,
+            caused_by: None,
+        })),
     }
 }
 

@@ -12,8 +12,8 @@
 //!
 //! - `conn.rs`: the connection, signing in, reconnecting, the 180 s deadline on every
 //!   answer, authorization copies to other data centres;
-//! - `pool.rs`: the extra connections file bytes travel on (`--tg-connections`), each
-//!   chunk or download request on the least busy one;
+//! - `pool.rs`: the connections file bytes travel on (`--tg-connections`), each chunk
+//!   or download request on the least busy one, without grammers' gzip;
 //! - `chats.rs`: which chat `me`, `@name` or a `-100…` id is; its pinned message;
 //! - `messages.rs`: messages by id, the latest id, edits, deletes; raw messages as
 //!   [`MessageInfo`];
@@ -127,8 +127,8 @@ impl fmt::Debug for GrammersConfig {
 #[derive(Default)]
 struct State {
     conn: Option<Arc<Conn>>,
-    /// The extra connections of the pool (`connections - 1`), started after signing in.
-    extra: Vec<Arc<Conn>>,
+    /// The connections file bytes travel on, made after signing in (opened on first use).
+    files: Vec<Arc<pool::FileConn>>,
     target: Option<Target>,
     account: Option<Account>,
     lock: Option<SessionLock>,

@@ -1,21 +1,36 @@
-//! The connections file bytes travel on. grammers keeps one connection per data centre, so
-//! every chunk of an upload would queue on one TCP stream, which Telegram paces (about
-//! 4.6 MiB/s on a free account). Telegram's file guide recommends parallel queues on
-//! separate connections instead: the pool is the main connection plus `connections - 1`
-//! more grammers clients on the same session, each its own TCP connection and MTProto
-//! session (grammers draws a random session id per connection) under the same
-//! authorization key. `upload.saveFilePart`/`saveBigFilePart` and `upload.getFile` in the
-//! home data centre take the least busy one ([`GrammersApi::lease`]); everything else
+//! The connections file bytes travel on (`--tg-connections`). grammers-client keeps one
+//! connection per data centre, so every chunk of an upload would queue on one TCP stream,
+//! which Telegram paces (about 4.6 MiB/s on a free account). Telegram's file guide
+//! recommends parallel queues on separate connections instead: the pool is `connections`
+//! MTProto connections of their own to the home data centre, each its own TCP connection
+//! and MTProto session (a random session id) under the session's authorization key, so
+//! already signed in. `upload.saveFilePart`/`saveBigFilePart` and home data centre
+//! `upload.getFile` take the least busy one ([`GrammersApi::invoke_file`]); everything else
 //! (messages, sends, pins, files in other data centres) stays on the main connection.
 //!
-//! A pool connection that drops is replaced by a fresh one on the same session
-//! ([`GrammersApi::replace_dropped`]); the request is retried by the store like any other
-//! dropped request. The main connection is replaced by `reconnect`, as before.
+//! Each pool connection is a bare grammers `Sender` whose MTProto state is built with
+//! gzip off. grammers-client gzips every request of 512 bytes or more at its best level
+//! and keeps the result when smaller, and offers no setting for it: on encrypted chunks,
+//! which never shrink, that was three quarters of tgferry's CPU time for an upload
+//! (`perf`, bench/telegram.sh), and the cap on its speed on two cores.
+//!
+//! A pool connection carries one request at a time (what `Sender::invoke` offers); the
+//! store keeps the pool busy with two requests per connection. A connection that drops,
+//! or that Telegram closed while it idled, is opened again and the request sent once
+//! more on the new one (uploading a chunk and reading a file are idempotent); a second
+//! failure reaches the store as [`TgError::Disconnected`], which retries with backoff.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::conn::Conn;
+use grammers_client::sender::{InvocationError, Sender, ServerAddr};
+use grammers_client::session::Session as _;
+use grammers_client::tl;
+use grammers_mtproto::mtp::Encrypted;
+use grammers_mtproto::transport::Full;
+
+use super::conn::within_time;
+use super::errors::map_invocation;
 use super::{GrammersApi, MAX_CONNECTIONS};
 use crate::telegram::api::TgError;
 
@@ -49,13 +64,10 @@ impl Load {
     }
 }
 
-/// One request's hold on a pool connection: the connection, and its slot (freed on drop).
-pub(super) struct Lease<'a> {
+/// One request's hold on a slot of the pool (freed on drop).
+struct Lease<'a> {
     load: &'a Load,
-    /// Which connection: 0 is the main one.
-    pub(super) slot: usize,
-    /// The connection itself.
-    pub(super) conn: Arc<Conn>,
+    slot: usize,
 }
 
 impl Drop for Lease<'_> {
@@ -64,51 +76,109 @@ impl Drop for Lease<'_> {
     }
 }
 
-impl GrammersApi {
-    /// Starts the pool's extra connections (after signing in, so that they find the
-    /// session's key and, for a bot, its sign-in). Nothing is sent until they are used.
-    pub(super) fn start_pool(&self) -> Vec<Arc<Conn>> {
-        (1..self.pool.size())
-            .map(|_| Arc::new(self.start()))
-            .collect()
-    }
+/// A connection of the pool, opened on first use and again after it drops.
+pub(super) struct FileConn {
+    sender: tokio::sync::Mutex<Option<Sender<Full, Encrypted>>>,
+}
 
-    /// The least busy connection of the pool for one file request.
-    pub(super) fn lease(&self) -> Result<Lease<'_>, TgError> {
-        let state = self.state();
-        let main = state
-            .conn
-            .as_ref()
-            .ok_or_else(|| TgError::Other("not connected".into()))?;
-        let slot = self.pool.take();
-        // Before the pool is started (or when it is smaller), the main connection serves.
-        let conn = slot
-            .checked_sub(1)
-            .and_then(|i| state.extra.get(i))
-            .unwrap_or(main);
-        Ok(Lease {
-            load: &self.pool,
-            slot,
-            conn: Arc::clone(conn),
-        })
-    }
-
-    /// After `result` of a request on `lease`: a pool connection that dropped is replaced
-    /// (once, however many requests on it failed). The main connection is `reconnect`'s.
-    pub(super) fn replace_dropped<T>(&self, lease: &Lease<'_>, result: &Result<T, TgError>) {
-        if lease.slot == 0 || !matches!(result, Err(TgError::Disconnected(_))) {
-            return;
+impl FileConn {
+    fn new() -> FileConn {
+        FileConn {
+            sender: tokio::sync::Mutex::new(None),
         }
-        let mut state = self.state();
-        if let Some(extra) = state.extra.get_mut(lease.slot - 1)
-            && Arc::ptr_eq(extra, &lease.conn)
-        {
+    }
+}
+
+/// The pool's connections (none are open yet).
+pub(super) fn connections(load: &Load) -> Vec<Arc<FileConn>> {
+    (0..load.size())
+        .map(|_| Arc::new(FileConn::new()))
+        .collect()
+}
+
+impl GrammersApi {
+    /// `request` (uploading a chunk, or reading a home data centre file) on the least busy
+    /// connection of the pool: see the module documentation. The outer error is a
+    /// connection that could not be had; the inner result is Telegram's answer.
+    pub(super) async fn invoke_file<R: tl::RemoteCall>(
+        &self,
+        request: &R,
+    ) -> Result<Result<R::Return, InvocationError>, TgError> {
+        let lease = Lease {
+            load: &self.pool,
+            slot: self.pool.take(),
+        };
+        let conn = self
+            .state()
+            .files
+            .get(lease.slot)
+            .cloned()
+            .ok_or_else(|| TgError::Other("not connected".into()))?;
+        let mut sender = conn.sender.lock().await;
+        let mut reopened = false;
+        loop {
+            if sender.is_none() {
+                *sender = Some(self.open_file_conn().await?);
+                reopened = true;
+            }
+            let open = sender.as_mut().expect("opened above");
+            let failure = match within_time(open.invoke(request)).await {
+                Ok(Err(e)) if !matches!(e, InvocationError::Rpc(_)) => map_invocation(&e),
+                Ok(answer) => return Ok(answer),
+                Err(timed_out) => timed_out,
+            };
+            // The connection is gone (or stalled): a new one, once.
+            *sender = None;
+            if reopened {
+                return Err(failure);
+            }
             tracing::debug!(
                 slot = lease.slot,
-                "a pool connection to Telegram dropped; starting another"
+                "a pool connection to Telegram dropped ({failure}); opening it again"
             );
-            *extra = Arc::new(self.start());
         }
+    }
+
+    /// A new connection to the home data centre with the session's key and gzip off,
+    /// introduced with `initConnection` as grammers introduces its own.
+    async fn open_file_conn(&self) -> Result<Sender<Full, Encrypted>, TgError> {
+        let home = self
+            .session
+            .home_dc_id()
+            .map_err(|_| TgError::Other("the session has no home data centre".into()))?;
+        let dc =
+            self.session.dc_option(home).ok().flatten().ok_or_else(|| {
+                TgError::Other(format!("the session knows no data centre {home}"))
+            })?;
+        let key = dc.auth_key.ok_or_else(|| {
+            TgError::Unauthorized("the session holds no key for its home data centre".into())
+        })?;
+        let mtp = Encrypted::build().compression_threshold(None).finish(key);
+        let address = ServerAddr::Tcp {
+            address: dc.ipv4.into(),
+        };
+        let mut sender = within_time(Sender::connect(Full::new(), mtp, address))
+            .await?
+            .map_err(|e| map_invocation(&InvocationError::Io(e)))?;
+        let init = tl::functions::InvokeWithLayer {
+            layer: tl::LAYER,
+            query: tl::functions::InitConnection {
+                api_id: self.api_id,
+                device_model: "tgferry".into(),
+                system_version: std::env::consts::OS.into(),
+                app_version: env!("CARGO_PKG_VERSION").into(),
+                system_lang_code: "en".into(),
+                lang_pack: String::new(),
+                lang_code: "en".into(),
+                proxy: None,
+                params: None,
+                query: tl::functions::help::GetConfig {},
+            },
+        };
+        within_time(sender.invoke(&init))
+            .await?
+            .map_err(|e| map_invocation(&e))?;
+        Ok(sender)
     }
 }
 

@@ -10,6 +10,7 @@
 use grammers_client::tl;
 
 use super::GrammersApi;
+use super::errors::map_invocation;
 use super::messages::{document_info, message_info};
 use crate::telegram::api::{DocumentInfo, MessageInfo, TgError, UploadRef};
 
@@ -22,31 +23,24 @@ pub(super) async fn save_file_part(
 ) -> Result<(), TgError> {
     api.ready()?;
     // Chunks spread over the pool: each on the connection with the fewest in flight.
-    let lease = api.lease()?;
     let saved = if upload.big {
-        api.invoke(
-            &lease.conn,
-            &tl::functions::upload::SaveBigFilePart {
-                file_id: upload.file_id,
-                file_part: index as i32,
-                file_total_parts: upload.total_chunks as i32,
-                bytes,
-            },
-        )
-        .await
+        api.invoke_file(&tl::functions::upload::SaveBigFilePart {
+            file_id: upload.file_id,
+            file_part: index as i32,
+            file_total_parts: upload.total_chunks as i32,
+            bytes,
+        })
+        .await?
+        .map_err(|e| map_invocation(&e))?
     } else {
-        api.invoke(
-            &lease.conn,
-            &tl::functions::upload::SaveFilePart {
-                file_id: upload.file_id,
-                file_part: index as i32,
-                bytes,
-            },
-        )
-        .await
+        api.invoke_file(&tl::functions::upload::SaveFilePart {
+            file_id: upload.file_id,
+            file_part: index as i32,
+            bytes,
+        })
+        .await?
+        .map_err(|e| map_invocation(&e))?
     };
-    api.replace_dropped(&lease, &saved);
-    let saved = saved?;
     if saved {
         Ok(())
     } else {
