@@ -5,10 +5,11 @@
 #
 # Two parts, each against a fakegram of its own (so each has its own counts):
 #
-# 1. Large files (byte-bound): LARGE_MIB MiB in files of up to 128 MiB, `tgferry run` to the
-#    end, then `tgferry restore` from the chat; the restored tree is compared byte for
-#    byte. Prints wall time, MiB/s and peak RSS (/usr/bin/time -v) of each, and
-#    fakegram's messages, requests and flood waits.
+# 1. Large files (byte-bound), once for each --tg-connections in CONNECTIONS (issue 14):
+#    LARGE_MIB MiB in files of up to 128 MiB (BASE_MIB for one connection, which takes four
+#    minutes a GiB each way), `tgferry run` to the end, then `tgferry restore` from the
+#    chat; the restored tree is compared byte for byte. Prints MiB/s of each, as a multiple
+#    of the one-connection round's, peak RSS (/usr/bin/time -v), and fakegram's counts.
 # 2. Small files of 2-30 KB: SMALL_FILES files, `tgferry run --budget SMALL_BUDGET`; then
 #    the files it stored are restored and compared byte for byte. In the vault they share
 #    packs (one message per --pack-size, 64 MiB), so they are byte-bound like large files;
@@ -19,6 +20,7 @@
 #
 # Usage: bench/telegram.sh        (everything under /tmp/tgferry-bench/telegram)
 # Environment: BENCH_DIR (default /tmp/tgferry-bench), LARGE_MIB (1024; 0 skips part 1),
+#              CONNECTIONS ("1 8 16"), BASE_MIB (256: the one-connection round's corpus),
 #              SMALL_FILES (300; 0 skips part 2), SMALL_BUDGET (120s, tgferry --budget),
 #              RATE (4.6MiB), JOBS (tgferry --jobs, default 4), EXTRA (more `tgferry run`
 #              flags for part 2), CARGO_TARGET_DIR,
@@ -27,6 +29,8 @@ set -euo pipefail
 
 BENCH_DIR=${BENCH_DIR:-/tmp/tgferry-bench}
 LARGE_MIB=${LARGE_MIB:-1024}
+CONNECTIONS=${CONNECTIONS:-1 8 16}
+BASE_MIB=${BASE_MIB:-256}
 SMALL_FILES=${SMALL_FILES:-300}
 SMALL_BUDGET=${SMALL_BUDGET:-120s}
 RATE=${RATE:-4.6MiB}
@@ -152,31 +156,63 @@ counts_line() {
 build
 echo "tgferry: $("$TGFERRY" --version), machine: $(nproc) cores, $(uname -srm)"
 
-if [ "$LARGE_MIB" -gt 0 ]; then
-    LARGE=$(make_large)
-    BYTES=$(du -sb "$LARGE" | cut -f1)
-    FILES=$(find "$LARGE" -type f | wc -l)
-    RUN=$WORK/run-large
+# One large-file round with --tg-connections $1 over the corpus $2: run, restore, compare;
+# appends "<connections> <MiB> <up s> <up RSS KiB> <down s> <down RSS KiB>" to $ROWS.
+large_round() {
+    local conns=$1 dir=$2 bytes res up_s up_rss down_s down_rss
+    bytes=$(du -sb "$dir" | cut -f1)
+    RUN=$WORK/run-large-$conns
     rm -rf "$RUN"
     mkdir -p "$RUN"
     start_fake
-    echo "large: $FILES files, $((BYTES / MiB)) MiB into $STORE at $RATE per connection" >&2
-    res=$(measure "$TGFERRY" run --source "$LARGE" --store "$STORE" \
+    echo "large: $((bytes / MiB)) MiB into $STORE, --tg-connections $conns, $RATE each" >&2
+    res=$(measure "$TGFERRY" run --source "$dir" --store "$STORE" --tg-connections "$conns" \
         --state "$RUN/state.json" --jobs "$JOBS" --quiet)
     read -r up_s up_rss _ <<<"$res"
-    echo "large: restore" >&2
-    res=$(measure "$TGFERRY" restore --store "$STORE" \
+    res=$(measure "$TGFERRY" restore --store "$STORE" --tg-connections "$conns" \
         --state "$RUN/state.json" --to "$RUN/restored")
     read -r down_s down_rss _ <<<"$res"
-    diff -r "$LARGE" "$RUN/restored" >/dev/null || { echo "restored tree differs" >&2; exit 1; }
+    diff -r "$dir" "$RUN/restored" >/dev/null || { echo "restored tree differs" >&2; exit 1; }
+    rm -rf "$RUN/restored"
     counts
-    mibs() { awk -v b="$BYTES" -v s="$1" 'BEGIN { printf "%.2f", b / 1048576 / s }'; }
-    printf "\nLarge files: %s files, %s MiB, fakegram --conn-rate %s, tgferry --jobs %s (restored byte for byte)\n\n" \
-        "$FILES" "$((BYTES / MiB))" "$RATE" "$JOBS"
-    printf "| step | wall | MiB/s | peak RSS |\n| --- | --- | --- | --- |\n"
-    printf "| tgferry run (upload) | %.1f s | %s | %d MiB |\n" "$up_s" "$(mibs "$up_s")" $((up_rss / 1024))
-    printf "| tgferry restore | %.1f s | %s | %d MiB |\n\n" "$down_s" "$(mibs "$down_s")" $((down_rss / 1024))
-    counts_line
+    echo "$conns $((bytes / MiB)) $up_s $up_rss $down_s $down_rss" >>"$ROWS"
+    echo "  --tg-connections $conns: $(counts_line | head -1)" >>"$WORK/counts.txt"
+}
+
+if [ "$LARGE_MIB" -gt 0 ]; then
+    ROWS=$WORK/rows.txt
+    : >"$ROWS"
+    : >"$WORK/counts.txt"
+    for conns in $CONNECTIONS; do
+        if [ "$conns" = 1 ]; then
+            # One connection at 4.6 MiB/s takes 4 minutes a GiB each way: a smaller corpus.
+            saved=$LARGE_MIB
+            LARGE_MIB=$BASE_MIB
+            large_round 1 "$(make_large)"
+            LARGE_MIB=$saved
+        else
+            large_round "$conns" "$(make_large)"
+        fi
+    done
+    printf "\nLarge files (files of up to 128 MiB), fakegram --conn-rate %s, tgferry --jobs %s, restored byte for byte\n\n" \
+        "$RATE" "$JOBS"
+    printf "| --tg-connections | MiB | upload MiB/s | × 1 | restore MiB/s | × 1 | upload peak RSS | restore peak RSS |\n"
+    printf "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    awk '
+        { up = $2 / $3; down = $2 / $5 }
+        $1 == 1 { up1 = up; down1 = down }
+        { rows[NR] = $0; ups[NR] = up; downs[NR] = down }
+        END {
+            for (i = 1; i <= NR; i++) {
+                split(rows[i], f, " ")
+                x = up1 ? sprintf("%.1f×", ups[i] / up1) : "-"
+                y = down1 ? sprintf("%.1f×", downs[i] / down1) : "-"
+                printf "| %d | %d | %.1f | %s | %.1f | %s | %d MiB | %d MiB |\n",
+                    f[1], f[2], ups[i], x, downs[i], y, f[4] / 1024, f[6] / 1024
+            }
+        }' "$ROWS"
+    printf "\nfakegram (first line of its counts, per round):\n"
+    cat "$WORK/counts.txt"
 fi
 
 if [ "$SMALL_FILES" -gt 0 ]; then
