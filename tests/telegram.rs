@@ -1478,27 +1478,6 @@ async fn a_lost_state_starts_from_the_chats_catalog_and_sends_nothing_again() {
     assert!(parts(&j.tg) > sent);
 }
 
-/// The `(offset, len)` ranges of a part of `n` bytes the ranged-read tests read: the
-/// start, unaligned, across a 1 MiB boundary (small and large), ending exactly at the
-/// end, past it (short), at or beyond it (empty), empty, whole, overflowing lengths.
-fn range_cases(n: u64) -> Vec<(u64, u64)> {
-    let mib = MIB as u64;
-    vec![
-        (0, 10),
-        (12_345, 1_000),
-        (mib - 1_000, 3_000),
-        (2 * mib - 4_096, 8_192),
-        (700_000, 1_500_000),
-        (n - 100, 100),
-        (n - 50, 100),
-        (n, 10),
-        (n + 10, 5),
-        (7, 0),
-        (0, n),
-        (5, u64::MAX),
-    ]
-}
-
 /// A part inside a pack is read with the aligned requests that hold it and no others
 /// (the double refuses a request Telegram would: offset and limit multiples of 4 KiB,
 /// limit dividing 1 MiB, no request across a 1 MiB boundary): exactly its bytes at every
@@ -1519,7 +1498,7 @@ async fn ranged_reads_download_only_the_requests_that_hold_the_range() {
     let blob = common::bytes(43, 5 * MIB + 777);
     let n = blob.len() as u64;
     let loc = common::store_blob(&store, &blob, blob.len()).await;
-    for (offset, len) in range_cases(n) {
+    for (offset, len) in common::range_cases(n) {
         common::assert_range("", &store, &loc, &blob, offset, len).await;
     }
 

@@ -1454,18 +1454,7 @@ async fn ranged_reads_over_mtproto_fetch_only_the_requests_that_hold_the_range()
         let n = blob.len() as u64;
         let loc = common::store_blob(&store, &blob, blob.len()).await;
         let mib = MIB as u64;
-        for (offset, len) in [
-            (0, 10),
-            (12_345, 1_000),
-            (mib - 1_000, 3_000),
-            (2 * mib - 4_096, 8_192),
-            (700_000, 1_500_000),
-            (n - 100, 100),
-            (n - 50, 100),
-            (n, 10),
-            (7, 0),
-            (0, n),
-        ] {
+        for (offset, len) in common::range_cases(n) {
             common::assert_range("", &store, &loc, &blob, offset, len).await;
         }
 

@@ -4,8 +4,9 @@
 //! - A part is one document message; its location in the state is `msg:<id>`. Parts are
 //!   sent in 512 KiB chunks, two in flight for every connection the API spreads them over
 //!   ([`TelegramApi::connections`], `--tg-connections`) across all the store's uploads,
-//!   and become a message only when every chunk is in: a run that stops mid-part leaves no message, and the part is sent again whole
-//!   (Telegram forgets unsent chunks within hours, so nothing smaller is ever resumed).
+//!   and become a message only when every chunk is in: a run that stops mid-part leaves
+//!   no message, and the part is sent again whole (Telegram forgets unsent chunks within
+//!   hours, so nothing smaller is ever resumed).
 //! - Vault parts get a neutral name (`<32 hex>.bin`) and no caption. Plain parts keep their
 //!   file's name (`.001`, `.002`… when split) with the relative path and `#tgferry` as the
 //!   caption, so they can be viewed in Telegram.

@@ -355,6 +355,28 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The `(offset, len)` ranges of a part of `n` bytes (over 2 MiB) every store's ranged-read
+/// tests read: the
+/// start, unaligned, across a 1 MiB boundary (small and large), ending exactly at the
+/// end, past it (short), at or beyond it (empty), empty, whole, overflowing lengths.
+pub fn range_cases(n: u64) -> Vec<(u64, u64)> {
+    let mib: u64 = 1 << 20;
+    vec![
+        (0, 10),
+        (12_345, 1_000),
+        (mib - 1_000, 3_000),
+        (2 * mib - 4_096, 8_192),
+        (700_000, 1_500_000),
+        (n - 100, 100),
+        (n - 50, 100),
+        (n, 10),
+        (n + 10, 5),
+        (7, 0),
+        (0, n),
+        (5, u64::MAX),
+    ]
+}
+
 /// Reads `offset..offset + len` of `loc` (which holds `blob`) from `store` and compares it
 /// with `blob`'s bytes there; `what` starts any failure message.
 pub async fn assert_range<S: Store>(

@@ -98,7 +98,6 @@ pub(super) async fn connect(api: &GrammersApi) -> Result<Account, TgError> {
         connections = api.pool.size(), "connected to Telegram");
     let mut state = api.state();
     state.conn = Some(Arc::new(conn));
-    state.files = super::pool::connections(&api.pool);
     state.target = Some(target);
     state.account = Some(account.clone());
     state.lock = lock;

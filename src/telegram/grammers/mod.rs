@@ -127,8 +127,6 @@ impl fmt::Debug for GrammersConfig {
 #[derive(Default)]
 struct State {
     conn: Option<Arc<Conn>>,
-    /// The connections file bytes travel on, made after signing in (opened on first use).
-    files: Vec<Arc<pool::FileConn>>,
     target: Option<Target>,
     account: Option<Account>,
     lock: Option<SessionLock>,
@@ -145,8 +143,8 @@ pub struct GrammersApi {
     connecting: tokio::sync::Mutex<()>,
     auth_copied: tokio::sync::Mutex<HashSet<i32>>,
     files: Mutex<HashMap<i32, FileLocation>>,
-    /// How many connections file bytes are spread over, and the requests on each.
-    pool: pool::Load,
+    /// The connections file bytes travel on (opened on first use, after `connect`).
+    pool: pool::Pool,
 }
 
 impl fmt::Debug for GrammersApi {
@@ -176,7 +174,7 @@ impl GrammersApi {
             connecting: tokio::sync::Mutex::new(()),
             auth_copied: tokio::sync::Mutex::new(HashSet::new()),
             files: Mutex::new(HashMap::new()),
-            pool: pool::Load::new(config.connections),
+            pool: pool::Pool::new(config.connections),
         }
     }
 

@@ -20,7 +20,6 @@
 //! more on the new one (uploading a chunk and reading a file are idempotent); a second
 //! failure reaches the store as [`TgError::Disconnected`], which retries with backoff.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use grammers_client::sender::{InvocationError, Sender, ServerAddr};
@@ -34,66 +33,57 @@ use super::errors::map_invocation;
 use super::{GrammersApi, MAX_CONNECTIONS};
 use crate::telegram::api::TgError;
 
-/// How many connections file bytes use, and how many requests each has in flight.
-pub(super) struct Load {
-    busy: Vec<AtomicUsize>,
+/// The pool: its connections, each with the number of requests on it (waiting included).
+pub(super) struct Pool {
+    conns: Vec<FileConn>,
 }
 
-impl Load {
-    /// A pool of `connections` (clamped to 1..=[`MAX_CONNECTIONS`]).
-    pub(super) fn new(connections: usize) -> Load {
-        Load {
-            busy: (0..connections.clamp(1, MAX_CONNECTIONS))
-                .map(|_| AtomicUsize::new(0))
+/// A connection of the pool, opened on first use and again after it drops.
+struct FileConn {
+    busy: AtomicUsize,
+    sender: tokio::sync::Mutex<Option<Sender<Full, Encrypted>>>,
+}
+
+impl Pool {
+    /// A pool of `connections` (clamped to 1..=[`MAX_CONNECTIONS`]), none open yet.
+    pub(super) fn new(connections: usize) -> Pool {
+        Pool {
+            conns: (0..connections.clamp(1, MAX_CONNECTIONS))
+                .map(|_| FileConn {
+                    busy: AtomicUsize::new(0),
+                    sender: tokio::sync::Mutex::new(None),
+                })
                 .collect(),
         }
     }
 
     /// The number of connections.
     pub(super) fn size(&self) -> usize {
-        self.busy.len()
+        self.conns.len()
     }
 
-    /// The slot with the fewest requests in flight (the lowest on a tie), now one busier.
-    fn take(&self) -> usize {
-        let slot = (0..self.busy.len())
-            .min_by_key(|&i| self.busy[i].load(Ordering::Relaxed))
-            .unwrap_or(0);
-        self.busy[slot].fetch_add(1, Ordering::Relaxed);
-        slot
+    /// The connection with the fewest requests on it (the first on a tie), now one busier
+    /// until the lease is dropped.
+    fn lease(&self) -> Lease<'_> {
+        let conn = self
+            .conns
+            .iter()
+            .min_by_key(|c| c.busy.load(Ordering::Relaxed))
+            .expect("at least one connection");
+        conn.busy.fetch_add(1, Ordering::Relaxed);
+        Lease { conn }
     }
 }
 
-/// One request's hold on a slot of the pool (freed on drop).
+/// One request's hold on a connection of the pool.
 struct Lease<'a> {
-    load: &'a Load,
-    slot: usize,
+    conn: &'a FileConn,
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        self.load.busy[self.slot].fetch_sub(1, Ordering::Relaxed);
+        self.conn.busy.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// A connection of the pool, opened on first use and again after it drops.
-pub(super) struct FileConn {
-    sender: tokio::sync::Mutex<Option<Sender<Full, Encrypted>>>,
-}
-
-impl FileConn {
-    fn new() -> FileConn {
-        FileConn {
-            sender: tokio::sync::Mutex::new(None),
-        }
-    }
-}
-
-/// The pool's connections (none are open yet).
-pub(super) fn connections(load: &Load) -> Vec<Arc<FileConn>> {
-    (0..load.size())
-        .map(|_| Arc::new(FileConn::new()))
-        .collect()
 }
 
 impl GrammersApi {
@@ -104,17 +94,10 @@ impl GrammersApi {
         &self,
         request: &R,
     ) -> Result<Result<R::Return, InvocationError>, TgError> {
-        let lease = Lease {
-            load: &self.pool,
-            slot: self.pool.take(),
-        };
-        let conn = self
-            .state()
-            .files
-            .get(lease.slot)
-            .cloned()
-            .ok_or_else(|| TgError::Other("not connected".into()))?;
-        let mut sender = conn.sender.lock().await;
+        // The session's lock and a bot's sign-in come first.
+        self.ready()?;
+        let lease = self.pool.lease();
+        let mut sender = lease.conn.sender.lock().await;
         let mut reopened = false;
         loop {
             if sender.is_none() {
@@ -132,10 +115,7 @@ impl GrammersApi {
             if reopened {
                 return Err(failure);
             }
-            tracing::debug!(
-                slot = lease.slot,
-                "a pool connection to Telegram dropped ({failure}); opening it again"
-            );
+            tracing::debug!("a pool connection to Telegram dropped ({failure}); opening it again");
         }
     }
 
@@ -186,20 +166,32 @@ impl GrammersApi {
 mod tests {
     use super::*;
 
+    fn busy(pool: &Pool) -> Vec<usize> {
+        pool.conns
+            .iter()
+            .map(|c| c.busy.load(Ordering::Relaxed))
+            .collect()
+    }
+
     #[test]
     fn requests_go_to_the_least_busy_connection() {
-        let load = Load::new(3);
-        assert_eq!((load.take(), load.take(), load.take()), (0, 1, 2));
-        // Slot 1 finishes first: it gets the next request.
-        load.busy[1].fetch_sub(1, Ordering::Relaxed);
-        assert_eq!(load.take(), 1);
-        assert_eq!(load.take(), 0);
+        let pool = Pool::new(3);
+        let (a, b, c) = (pool.lease(), pool.lease(), pool.lease());
+        assert_eq!(busy(&pool), [1, 1, 1]);
+        // The second finishes first: it gets the next request.
+        drop(b);
+        let d = pool.lease();
+        assert_eq!(busy(&pool), [1, 1, 1]);
+        let e = pool.lease();
+        assert_eq!(busy(&pool), [2, 1, 1]);
+        drop((a, c, d, e));
+        assert_eq!(busy(&pool), [0, 0, 0]);
     }
 
     #[test]
     fn the_pool_has_one_to_max_connections() {
-        assert_eq!(Load::new(0).size(), 1);
-        assert_eq!(Load::new(5).size(), 5);
-        assert_eq!(Load::new(1000).size(), MAX_CONNECTIONS);
+        assert_eq!(Pool::new(0).size(), 1);
+        assert_eq!(Pool::new(5).size(), 5);
+        assert_eq!(Pool::new(1000).size(), MAX_CONNECTIONS);
     }
 }

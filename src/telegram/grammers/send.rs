@@ -21,7 +21,6 @@ pub(super) async fn save_file_part(
     index: u32,
     bytes: Vec<u8>,
 ) -> Result<(), TgError> {
-    api.ready()?;
     // Chunks spread over the pool: each on the connection with the fewest in flight.
     let saved = if upload.big {
         api.invoke_file(&tl::functions::upload::SaveBigFilePart {
