@@ -21,6 +21,8 @@
 # Usage: bench/telegram.sh        (everything under /tmp/tgferry-bench/telegram)
 # Environment: BENCH_DIR (default /tmp/tgferry-bench), LARGE_MIB (1024; 0 skips part 1),
 #              CONNECTIONS ("1 8 16"), BASE_MIB (256: the one-connection round's corpus),
+#              BOTS ("1": the small-files rounds, one per entry: 1 is the user session,
+#              N > 1 that many bots sending round-robin, e.g. BOTS="1 4"),
 #              SMALL_FILES (300; 0 skips part 2), SMALL_BUDGET (120s, tgferry --budget),
 #              RATE (4.6MiB), JOBS (tgferry --jobs, default 4), EXTRA (more `tgferry run`
 #              flags for part 2), CARGO_TARGET_DIR,
@@ -30,6 +32,7 @@ set -euo pipefail
 BENCH_DIR=${BENCH_DIR:-/tmp/tgferry-bench}
 LARGE_MIB=${LARGE_MIB:-1024}
 CONNECTIONS=${CONNECTIONS:-1 8 16}
+BOTS=${BOTS:-1}
 BASE_MIB=${BASE_MIB:-256}
 SMALL_FILES=${SMALL_FILES:-300}
 SMALL_BUDGET=${SMALL_BUDGET:-120s}
@@ -129,7 +132,9 @@ trap stop_fake EXIT
 
 # Starts a fresh fakegram for one part in $RUN; sets STORE and exports its credentials.
 start_fake() {
-    "$FAKEGRAM" --listen 127.0.0.1 --conn-rate "$RATE" --stats-file "$RUN/fakegram.stats" \
+    local accounts=()
+    [ "${1:-1}" -gt 1 ] && accounts=(--bot --bots "$1")
+    "$FAKEGRAM" --listen 127.0.0.1 --conn-rate "$RATE" --stats-file "$RUN/fakegram.stats" "${accounts[@]}" \
         >"$RUN/fakegram.env" 2>"$RUN/fakegram.log" &
     FAKE_PID=$!
     for _ in $(seq 100); do
@@ -147,8 +152,9 @@ counts() {
 }
 field() { sed -n "s/.*\b$1=\([0-9]*\).*/\1/p" <<<"$STATS"; }
 counts_line() {
-    printf "messages sent: %s, requests: %s, flood waits: %s (%s s in all), connections: %s\n" \
-        "$(field messages)" "$(field requests)" "$(field flood_waits)" \
+    printf "messages sent: %s (by account: %s), requests: %s, flood waits: %s (%s s in all), connections: %s\n" \
+        "$(field messages)" "$(sed -n 's/.*messages_by=\([0-9/]*\).*/\1/p' <<<"$STATS")" \
+        "$(field requests)" "$(field flood_waits)" \
         "$(field flood_wait_seconds)" "$(field connections)"
     printf "requests by method: %s\n" "${STATS#*| }"
 }
@@ -215,14 +221,17 @@ if [ "$LARGE_MIB" -gt 0 ]; then
     cat "$WORK/counts.txt"
 fi
 
-if [ "$SMALL_FILES" -gt 0 ]; then
+# One small-files round with $1 accounts (1: the user session; more: that many bots, all
+# admins of the channel, sending parts round-robin, each with its own message limits).
+small_round() {
+    local bots=$1 SMALL BYTES res up_s up_rss down_s down_rss done stop restored per_min
     SMALL=$(make_small)
     BYTES=$(du -sb "$SMALL" | cut -f1)
-    RUN=$WORK/run-small
+    RUN=$WORK/run-small-$bots
     rm -rf "$RUN"
     mkdir -p "$RUN"
-    start_fake
-    echo "small: $SMALL_FILES files into $STORE, --budget $SMALL_BUDGET" >&2
+    start_fake "$bots"
+    echo "small: $SMALL_FILES files into $STORE, --budget $SMALL_BUDGET, $bots account(s)" >&2
     read -r -a extra <<<"${EXTRA:-}"
     # A run stopped by its budget exits 0 too: the state says how far it got.
     res=$(measure "$TGFERRY" run --source "$SMALL" --store "$STORE" \
@@ -246,7 +255,8 @@ PY
     counts
     per_min=$(awk -v n="$done" -v s="$up_s" 'BEGIN { printf "%.1f", n * 60 / s }')
     project() { awk -v n="$1" -v r="$per_min" 'BEGIN { m = n / r; printf "%.0f min (%.1f h)", m, m / 60 }'; }
-    printf "\nSmall files (2-30 KB): %s of %s stored in %.1f s (--budget %s, stop reason %s), %s KiB in all\n\n" \
+    printf "\nSmall files (2-30 KB), %s account(s) (%s): %s of %s stored in %.1f s (--budget %s, stop reason %s), %s KiB in all\n\n" \
+        "$bots" "$([ "$bots" = 1 ] && echo "a user session" || echo "bots, all admins")" \
         "$done" "$SMALL_FILES" "$up_s" "$SMALL_BUDGET" "$stop" "$((BYTES / 1024))"
     printf "| step | wall | files/min | peak RSS |\n| --- | --- | --- | --- |\n"
     printf "| tgferry run (upload, budgeted) | %.1f s | %s | %d MiB |\n" "$up_s" "$per_min" $((up_rss / 1024))
@@ -257,4 +267,10 @@ PY
         printf "PROJECTED (not measured), at the measured %s files/min: 10,000 files in %s\n" \
             "$per_min" "$(project 10000)"
     fi
+}
+
+if [ "$SMALL_FILES" -gt 0 ]; then
+    for bots in $BOTS; do
+        small_round "$bots"
+    done
 fi

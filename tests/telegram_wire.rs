@@ -18,7 +18,7 @@ use tgferry::runner::{Budget, Events, RunConfig, Runner, VaultKeys};
 use tgferry::source::memory::MemorySource;
 use tgferry::state::{Encryption, Job, LoadOptions, StateFile, StopReason};
 use tgferry::store::telegram::{TelegramOptions, TelegramStore};
-use tgferry::store::{META_KEY_FILE, Store, Upload as _};
+use tgferry::store::{META_KEY_FILE, Store, StoreError, Upload as _};
 use tgferry::telegram::api::{ChatRef, TgError};
 use tgferry::telegram::credentials;
 use tgferry::telegram::grammers::{GrammersApi, GrammersConfig};
@@ -259,6 +259,26 @@ impl Wire {
 
     fn store(&self) -> TelegramStore<GrammersApi> {
         self.store_with(tgferry::telegram::grammers::DEFAULT_CONNECTIONS)
+    }
+
+    /// A store over every account in the environment (several bots: their session lines
+    /// comma-separated), as `tgferry run` opens it.
+    fn store_every_account(&self) -> TelegramStore<GrammersApi> {
+        let creds = credentials::from(&|k| self.env.get(k).cloned()).expect("the fake's variables");
+        let mut apis = GrammersConfig::every_account(creds, self.chat.clone())
+            .unwrap()
+            .into_iter()
+            .map(GrammersApi::new);
+        let main = apis.next().unwrap();
+        TelegramStore::with_accounts(
+            main,
+            apis.collect(),
+            self.chat.clone(),
+            TelegramOptions {
+                plain: self.plain,
+                premium: false,
+            },
+        )
     }
 
     /// A store whose file bytes travel on `connections` connections (`--tg-connections`).
@@ -1521,6 +1541,110 @@ async fn a_part_travels_on_several_connections_and_survives_one_dropping() {
         // Downloads spread too (the single store's downloads used one).
         common::assert_range("", &store, &loc, &blob, 0, n).await;
         assert!(w.server.stats().most_download_connections() >= 4);
+    })
+    .await;
+}
+
+/// Sends one small part of `seed` through `store`, failing as the store fails.
+async fn try_send(store: &TelegramStore<GrammersApi>, seed: u64) -> Result<String, StoreError> {
+    let blob = common::bytes(seed, 1_000);
+    let mut up = store.begin("data/ab/small", blob.len() as u64).await?;
+    up.write(&blob).await?;
+    up.finish().await
+}
+
+/// Several bots in one channel (their session lines in TGFERRY_TG_SESSION, as for
+/// TGFERRY_TG_BOT_TOKENS): parts go round them, each within its own message limits; a
+/// bot told to wait past the deadline is set aside while the others go on; with every bot
+/// waiting the store is rate-limited; a bot that is not an admin is named before anything
+/// is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_bots_share_the_parts_and_wait_apart() {
+    within_a_minute(async {
+        // Telegram's message-rate rules on: one bot may send 20 a minute into a channel.
+        let mut w = Wire::with(AccountKind::Bot, Config::default()).await;
+        let first = w.server.account(AccountKind::Bot);
+        let (second, third) = (w.server.add_bot(true), w.server.add_bot(true));
+        let ids = [first, second.user.unwrap().id, third.user.unwrap().id];
+        let sessions = format!(
+            "{},{},{}",
+            w.env["TGFERRY_TG_SESSION"], second.session, third.session
+        );
+        w.env.insert("TGFERRY_TG_SESSION".into(), sessions);
+        {
+            let store = w.store_every_account();
+            store.prepare().await.unwrap();
+            let mut locs = Vec::new();
+            for seed in 0..30 {
+                locs.push(try_send(&store, seed).await.unwrap());
+            }
+            let stats = w.server.stats();
+            assert!(stats.flood_waits.is_empty(), "{:?}", stats.flood_waits);
+            let by: Vec<u64> = ids.iter().map(|id| stats.messages_by[id]).collect();
+            assert_eq!(by, [10, 10, 10], "30 parts, ten a bot");
+            // Reads go round the bots too, each finding the message itself.
+            for (seed, loc) in locs.iter().enumerate().take(6) {
+                let blob = common::bytes(seed as u64, 1_000);
+                common::assert_range("", &store, loc, &blob, 0, blob.len() as u64).await;
+            }
+
+            // The second bot must wait an hour; the run has a minute.
+            store.set_wait_deadline(Some(Instant::now() + Duration::from_secs(60)));
+            w.server.inject(
+                fakegram::Fault::flood_wait(Some("messages.sendMedia"), 3600).for_account(ids[1]),
+            );
+            let outcomes = [
+                try_send(&store, 100).await,
+                try_send(&store, 101).await,
+                try_send(&store, 102).await,
+            ];
+            assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
+            match &outcomes[1] {
+                Err(StoreError::Transient { message }) => assert!(
+                    message.contains("@fakegram_vault2_bot must wait")
+                        && message.contains("another account"),
+                    "{message}"
+                ),
+                other => panic!("the waiting bot's part: {:?}", other.as_ref().map(drop)),
+            }
+            for seed in 103..109 {
+                try_send(&store, seed).await.unwrap();
+            }
+            let by = w.server.stats().messages_by;
+            assert_eq!(by[&ids[1]], 10, "nothing more went to the waiting bot");
+            assert_eq!(by[&ids[0]] + by[&ids[2]], 20 + 8);
+
+            // Every bot waits: the store stops rate-limited, for about the soonest end.
+            for id in [ids[0], ids[2]] {
+                w.server.inject(
+                    fakegram::Fault::flood_wait(Some("messages.sendMedia"), 3600).for_account(id),
+                );
+            }
+            let set_aside = try_send(&store, 200).await;
+            assert!(matches!(set_aside, Err(StoreError::Transient { .. })));
+            match try_send(&store, 201).await {
+                Err(StoreError::RateLimited { wait }) => {
+                    assert!(wait > Duration::from_secs(3000), "{wait:?}")
+                }
+                other => panic!("every bot waiting: {:?}", other.map(drop)),
+            }
+        }
+
+        // A bot that is a member but not an admin: named, before anything is sent.
+        let member = w.server.add_bot(false);
+        let sessions = format!("{},{}", w.env["TGFERRY_TG_SESSION"], member.session);
+        w.env.insert("TGFERRY_TG_SESSION".into(), sessions);
+        let sent = w.server.stats().messages;
+        let store = w.store_every_account();
+        match store.prepare().await {
+            Err(StoreError::Denied { message, .. }) => assert!(
+                message.contains("account 4 of 4")
+                    && message.contains("@fakegram_vault4_bot is not an admin"),
+                "{message}"
+            ),
+            other => panic!("a bot that is not an admin: {other:?}"),
+        }
+        assert_eq!(w.server.stats().messages, sent);
     })
     .await;
 }

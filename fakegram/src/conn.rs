@@ -396,7 +396,11 @@ impl Reader {
             if !self.initialized.get(&session_id).copied().unwrap_or(false) {
                 Err(RpcErr::bad("CONNECTION_NOT_INITED"))
             } else {
-                let fault = self.shared.lock_faults().take(call.name, self.dc);
+                let account = w.key(ctx.key_id).and_then(|k| k.user);
+                let fault = self
+                    .shared
+                    .lock_faults()
+                    .take_for(call.name, self.dc, account);
                 match fault {
                     Some(Action::Drop) => {
                         tracing::info!(method = call.name, "fault: dropping the connection");

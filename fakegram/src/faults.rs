@@ -35,6 +35,8 @@ pub struct Fault {
     pub method: Option<String>,
     /// Only in this data centre.
     pub dc: Option<i32>,
+    /// Only for calls of this account (by user id).
+    pub account: Option<i64>,
     /// Matching calls let through before it fires.
     pub skip: u32,
     /// How many times it fires (`u32::MAX`: for ever).
@@ -48,6 +50,7 @@ impl Fault {
         Fault {
             method: method.map(str::to_owned),
             dc: None,
+            account: None,
             skip: 0,
             times: 1,
             action,
@@ -102,6 +105,12 @@ impl Fault {
         self
     }
 
+    /// Only for calls of account `id` (one bot of several, say).
+    pub fn for_account(mut self, id: i64) -> Fault {
+        self.account = Some(id);
+        self
+    }
+
     /// Lets `n` matching calls through first.
     pub fn after(mut self, n: u32) -> Fault {
         self.skip = n;
@@ -114,8 +123,10 @@ impl Fault {
         self
     }
 
-    fn matches(&self, method: &str, dc: i32) -> bool {
-        self.method.as_deref().is_none_or(|m| m == method) && self.dc.is_none_or(|d| d == dc)
+    fn matches(&self, method: &str, dc: i32, account: Option<i64>) -> bool {
+        self.method.as_deref().is_none_or(|m| m == method)
+            && self.dc.is_none_or(|d| d == dc)
+            && self.account.is_none_or(|a| Some(a) == account)
     }
 }
 
@@ -144,9 +155,14 @@ impl Faults {
     /// The action for a call of `method` in `dc`: the first matching fault that is due
     /// fires (and is counted down); matching faults still skipping count this call.
     pub fn take(&mut self, method: &str, dc: i32) -> Option<Action> {
+        self.take_for(method, dc, None)
+    }
+
+    /// [`Faults::take`] for a call of `account` (`None`: not signed in).
+    pub fn take_for(&mut self, method: &str, dc: i32, account: Option<i64>) -> Option<Action> {
         let mut fired = None;
         for (i, f) in self.queue.iter_mut().enumerate() {
-            if !f.matches(method, dc) {
+            if !f.matches(method, dc, account) {
                 continue;
             }
             if f.skip > 0 {

@@ -498,7 +498,57 @@ impl Server {
     /// The credentials of `kind`'s session (signed in, with keys for every data centre;
     /// only the home one is authorized, as after a real login).
     pub fn credentials(&self, kind: AccountKind) -> Credentials {
-        let id = self.account_id(kind);
+        self.credentials_of(self.account_id(kind))
+    }
+
+    /// Adds a bot to the model, a member of the channel and, when `admin`, its
+    /// administrator (several bots sending into one channel); its credentials, as
+    /// [`Server::credentials`] gives them. Each bot has its own message-rate limits.
+    pub fn add_bot(&self, admin: bool) -> Credentials {
+        let id = {
+            let mut w = self.world();
+            let id = 6_000_000_000 + random_id_below(1_000_000_000);
+            let n = w.p.users.values().filter(|u| u.bot).count() + 1;
+            let home_dc = w.user(w.p.bot).expect("the first bot").home_dc;
+            w.p.users.insert(
+                id,
+                User {
+                    id,
+                    access_hash: random_i64(),
+                    first_name: format!("Fakegram bot {n}"),
+                    username: Some(format!("fakegram_vault{n}_bot")),
+                    phone: None,
+                    bot: true,
+                    premium: false,
+                    token: Some(format!("{id}:{}", random_token())),
+                    home_dc,
+                    password: None,
+                },
+            );
+            let dcs: Vec<i32> = w.p.dcs.iter().map(|d| d.id).collect();
+            let mut map = BTreeMap::new();
+            for dc in dcs {
+                w.p.keys.push(model::KeyEntry {
+                    key: wire::crypto::AuthKey::random(),
+                    dc,
+                    user: (dc == home_dc).then_some(id),
+                    dead: false,
+                });
+                map.insert(dc, w.p.keys.len() - 1);
+            }
+            w.p.sessions.insert(id, map);
+            let channel = w.p.channel;
+            let c = w.p.channels.get_mut(&channel).expect("the channel");
+            c.members.insert(id);
+            if admin {
+                c.admins.insert(id);
+            }
+            id
+        };
+        self.credentials_of(id)
+    }
+
+    fn credentials_of(&self, id: i64) -> Credentials {
         let (keys, user, api_id, api_hash, chat) = {
             let w = self.world();
             let u = w.user(id).expect("the account exists");

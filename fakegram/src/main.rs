@@ -27,6 +27,10 @@ struct Args {
     /// Print a bot's session (the bot administers the channel) instead of the user's.
     #[arg(long)]
     bot: bool,
+    /// With --bot: this many bots, all admins of the channel, their session lines
+    /// comma-separated in TGFERRY_TG_SESSION (several bots sending into one channel).
+    #[arg(long, default_value_t = 1, requires = "bot")]
+    bots: u32,
     /// Per-connection bandwidth cap, each way (4.6MiB: one connection's speed in a
     /// published benchmark). Off by default.
     #[arg(long, value_parser = parse_rate)]
@@ -102,7 +106,11 @@ async fn main() -> std::process::ExitCode {
     } else {
         fakegram::AccountKind::User
     };
-    let creds = server.credentials(kind);
+    let mut creds = server.credentials(kind);
+    for _ in 1..args.bots {
+        let more = server.add_bot(true);
+        creds.session = format!("{},{}", creds.session, more.session);
+    }
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", creds.shell_line());

@@ -422,6 +422,8 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Messages posted (texts and documents; not service messages).
     pub messages: u64,
+    /// The same, by the account that posted them.
+    pub messages_by: BTreeMap<i64, u64>,
     /// The connections that carried chunks of each upload (by file id).
     pub upload_connections: BTreeMap<i64, BTreeSet<u64>>,
     /// The connections that carried `upload.getFile` requests of each document (by id).
@@ -449,8 +451,9 @@ impl Stats {
 
     /// One line for people and scripts: `requests=… messages=… flood_waits=…
     /// flood_wait_seconds=… connections=… upload_connections=… download_connections=…
-    /// bytes_in=… bytes_out=…` (the two in the middle: the most connections one upload or
-    /// one document's downloads used), then the requests by method (`method=count`, most
+    /// bytes_in=… bytes_out=… messages_by=…` (the two connection counts: the most one
+    /// upload or one document's downloads used; `messages_by`: the messages each account
+    /// posted, most first, `/`-separated), then the requests by method (`method=count`, most
     /// first).
     pub fn summary(&self) -> String {
         let total: u64 = self.requests.values().sum();
@@ -461,7 +464,7 @@ impl Stats {
         format!(
             "requests={total} messages={} flood_waits={} flood_wait_seconds={waited} \
              connections={} upload_connections={} download_connections={} bytes_in={} \
-             bytes_out={} | {}",
+             bytes_out={} messages_by={} | {}",
             self.messages,
             self.flood_waits.len(),
             self.connections,
@@ -469,6 +472,11 @@ impl Stats {
             self.most_download_connections(),
             self.bytes_in,
             self.bytes_out,
+            {
+                let mut by: Vec<u64> = self.messages_by.values().copied().collect();
+                by.sort_unstable_by(|a, b| b.cmp(a));
+                by.iter().map(u64::to_string).collect::<Vec<_>>().join("/")
+            },
             methods.join(" ")
         )
     }

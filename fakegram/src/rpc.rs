@@ -1159,6 +1159,7 @@ fn post(
     let now = w.now();
     if service.is_none() {
         w.stats.messages += 1;
+        *w.stats.messages_by.entry(me).or_default() += 1;
     }
     let template = Msg {
         id: 0,

@@ -140,13 +140,19 @@ fn open_telegram(
     options: StoreOptions,
 ) -> Result<AnyStore<GrammersApi>, StoreOpenError> {
     let creds = credentials::from_env().map_err(|e| StoreOpenError::Credentials(e.to_string()))?;
-    let mut config = GrammersConfig::from_credentials(creds, chat.clone())
-        .map_err(|e| StoreOpenError::Credentials(e.to_string()))?;
-    if let Some(n) = options.tg_connections {
-        config.connections = n;
-    }
-    Ok(AnyStore::Telegram(TelegramStore::new(
-        GrammersApi::new(config),
+    let mut apis = GrammersConfig::every_account(creds, chat.clone())
+        .map_err(|e| StoreOpenError::Credentials(e.to_string()))?
+        .into_iter()
+        .map(|mut config| {
+            if let Some(n) = options.tg_connections {
+                config.connections = n;
+            }
+            GrammersApi::new(config)
+        });
+    let main = apis.next().expect("credentials hold at least one account");
+    Ok(AnyStore::Telegram(TelegramStore::with_accounts(
+        main,
+        apis.collect(),
         chat.clone(),
         TelegramOptions {
             plain: options.plain,

@@ -85,13 +85,15 @@ struct Shared<A> {
     name: String,
     chat: ChatRef,
     options: TelegramOptions,
-    account: OnceCell<Account>,
-    /// No request starts before this (a flood wait applies to the whole account).
-    paused_until: Mutex<Option<Instant>>,
+    /// More accounts (bots) sending into the same chat: parts and reads are spread over
+    /// `api` (seat 0) and these (seats 1…); messages, the index and lookups stay on seat 0.
+    others: Vec<A>,
+    /// Each account's connection and flood-wait state, by seat.
+    seats: Vec<Seat>,
+    /// Turns taken round the seats, for spreading new parts and reads.
+    turn: std::sync::atomic::AtomicUsize,
     /// Waits ending after this are not sat out.
     wait_deadline: Mutex<Option<Instant>>,
-    /// Bumped by every reconnect, so that tasks hit by the same drop reconnect once.
-    connection: tokio::sync::Mutex<u64>,
     /// Messages looked up by `len`, fetched 100 ids at a time.
     lookups: Mutex<HashMap<i32, Option<MessageInfo>>>,
     /// Highest message id seen (sent or looked up), a lower bound for prune's scan.
@@ -107,20 +109,53 @@ struct Shared<A> {
     in_flight: usize,
 }
 
+/// One account's state in the store: who it is, its flood waits, its reconnects.
+#[derive(Default)]
+struct Seat {
+    account: OnceCell<Account>,
+    /// No request of this account starts before this (a flood wait it sits out applies to
+    /// the whole account).
+    paused_until: Mutex<Option<Instant>>,
+    /// A wait it was given that the run could not sit out: new parts and reads go to other
+    /// accounts until then.
+    blocked_until: Mutex<Option<Instant>>,
+    /// Bumped by every reconnect, so that tasks hit by the same drop reconnect once.
+    connection: tokio::sync::Mutex<u64>,
+}
+
+impl Seat {
+    /// When this account takes requests again (`None`: now).
+    fn free_at(&self) -> Option<Instant> {
+        let paused = *self.paused_until.lock().unwrap();
+        let blocked = *self.blocked_until.lock().unwrap();
+        paused.max(blocked).filter(|at| *at > Instant::now())
+    }
+}
+
 impl<A: TelegramApi> TelegramStore<A> {
     /// A store in `chat`, reached through `api` (not connected until [`Store::prepare`]).
     pub fn new(api: A, chat: ChatRef, options: TelegramOptions) -> Self {
-        let in_flight = (api.connections() * IN_FLIGHT_PER_CONNECTION).max(MIN_IN_FLIGHT);
+        Self::with_accounts(api, Vec::new(), chat, options)
+    }
+
+    /// A store in `chat` whose parts and reads are spread over `api` and `others`, each
+    /// account with its own connections and flood waits (several bots, each an admin of
+    /// the channel: `TGFERRY_TG_BOT_TOKENS`). Messages other than parts go through `api`.
+    pub fn with_accounts(api: A, others: Vec<A>, chat: ChatRef, options: TelegramOptions) -> Self {
+        let connections: usize =
+            api.connections() + others.iter().map(A::connections).sum::<usize>();
+        let in_flight = (connections * IN_FLIGHT_PER_CONNECTION).max(MIN_IN_FLIGHT);
+        let seats = (0..=others.len()).map(|_| Seat::default()).collect();
         TelegramStore {
             shared: Arc::new(Shared {
                 api,
                 name: format!("telegram:{chat}"),
                 chat,
                 options,
-                account: OnceCell::new(),
-                paused_until: Mutex::new(None),
+                others,
+                seats,
+                turn: std::sync::atomic::AtomicUsize::new(0),
                 wait_deadline: Mutex::new(None),
-                connection: tokio::sync::Mutex::new(0),
                 lookups: Mutex::new(HashMap::new()),
                 highest_id: Mutex::new(0),
                 chunks: Arc::new(Semaphore::new(in_flight)),
@@ -268,10 +303,29 @@ impl<A: TelegramApi> Shared<A> {
         }
     }
 
-    /// Waits out a pause set by an earlier flood wait.
-    async fn wait_for_pause(&self) {
+    /// The API of account `seat` (0 is the main one).
+    fn api_of(&self, seat: usize) -> &A {
+        match seat.checked_sub(1) {
+            Some(i) => &self.others[i],
+            None => &self.api,
+        }
+    }
+
+    /// The account for a new part or read: the first free one from the next turn on, or
+    /// else the one free soonest.
+    fn pick_seat(&self) -> usize {
+        let n = self.seats.len();
+        let start = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (0..n)
+            .map(|i| (start + i) % n)
+            .min_by_key(|&seat| self.seats[seat].free_at())
+            .unwrap_or(0)
+    }
+
+    /// Waits out a pause set by an earlier flood wait of account `seat`.
+    async fn wait_for_pause(&self, seat: usize) {
         loop {
-            let until = *self.paused_until.lock().unwrap();
+            let until = *self.seats[seat].paused_until.lock().unwrap();
             match until {
                 Some(at) if at > Instant::now() => tokio::time::sleep_until(at).await,
                 _ => return,
@@ -287,27 +341,39 @@ impl<A: TelegramApi> Shared<A> {
         }
     }
 
-    async fn reconnect(&self, seen: u64) {
-        let mut generation = self.connection.lock().await;
+    async fn reconnect(&self, seat: usize, seen: u64) {
+        let mut generation = self.seats[seat].connection.lock().await;
         if *generation == seen {
             // Failure here shows up as another Disconnected on the retried request.
-            let _ = self.api.reconnect().await;
+            let _ = self.api_of(seat).reconnect().await;
             *generation += 1;
         }
     }
 
-    /// Runs one request, connecting first if this is the store's first.
+    /// Runs one request of the main account, connecting first if this is its first.
     async fn call<T, F, Fut>(&self, request: F) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, TgError>>,
     {
-        self.connected().await?;
-        self.request(request).await
+        self.call_on(0, request).await
     }
 
-    /// Runs one request: sits out flood waits that fit, reconnects after drops.
-    async fn request<T, F, Fut>(&self, mut request: F) -> Result<T, StoreError>
+    /// Runs one request of account `seat`, connecting it first if this is its first.
+    async fn call_on<T, F, Fut>(&self, seat: usize, request: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, TgError>>,
+    {
+        self.connected_seat(seat).await?;
+        self.request(seat, request).await
+    }
+
+    /// Runs one request of account `seat`: sits out flood waits that fit, reconnects after
+    /// drops. A wait that does not fit sets the account aside; it ends the request as
+    /// [`StoreError::RateLimited`] only when no other account is free before it, and
+    /// otherwise as a transient failure, so that the part goes again on another account.
+    async fn request<T, F, Fut>(&self, seat: usize, mut request: F) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, TgError>>,
@@ -317,26 +383,27 @@ impl<A: TelegramApi> Shared<A> {
             .with_max_delay(Duration::from_secs(30))
             .with_max_times(RECONNECTS)
             .build();
+        let state = &self.seats[seat];
         loop {
-            self.wait_for_pause().await;
-            let seen = *self.connection.lock().await;
+            self.wait_for_pause(seat).await;
+            let seen = *state.connection.lock().await;
             match request().await {
                 Ok(v) => return Ok(v),
                 Err(TgError::Wait { seconds, kind }) => {
                     let wait = Duration::from_secs(seconds.into());
                     let until = Instant::now() + wait;
                     if !self.may_wait(wait, until) {
-                        return Err(self.error(TgError::Wait { seconds, kind }));
+                        return Err(self.set_aside(seat, until, TgError::Wait { seconds, kind }));
                     }
-                    tracing::info!(seconds, ?kind, "Telegram asks to wait; waiting");
-                    let mut paused = self.paused_until.lock().unwrap();
+                    tracing::info!(seconds, ?kind, seat, "Telegram asks to wait; waiting");
+                    let mut paused = state.paused_until.lock().unwrap();
                     *paused = Some(paused.map_or(until, |p| p.max(until)));
                 }
                 Err(TgError::Disconnected(m)) => match backoff.next() {
                     Some(delay) if self.may_wait(delay, Instant::now() + delay) => {
                         tracing::warn!("connection to Telegram lost ({m}); reconnecting");
                         tokio::time::sleep(delay).await;
-                        self.reconnect(seen).await;
+                        self.reconnect(seat, seen).await;
                     }
                     _ => return Err(self.error(TgError::Disconnected(m))),
                 },
@@ -345,10 +412,80 @@ impl<A: TelegramApi> Shared<A> {
         }
     }
 
-    /// Connects on first use (restore and verify never call `prepare`).
+    /// Account `seat` was told to wait until `until`, past what may be sat out: it is set
+    /// aside until then, and `wait` becomes the store's error (see [`Shared::request`]).
+    fn set_aside(&self, seat: usize, until: Instant, wait: TgError) -> StoreError {
+        {
+            let mut blocked = self.seats[seat].blocked_until.lock().unwrap();
+            *blocked = Some(blocked.map_or(until, |b| b.max(until)));
+        }
+        let free_other =
+            (0..self.seats.len())
+                .filter(|&other| other != seat)
+                .any(|other| match self.seats[other].free_at() {
+                    None => true,
+                    Some(at) => self.may_wait(at - Instant::now(), at),
+                });
+        if !free_other {
+            // Every account must wait: the soonest any is free is when to come back.
+            let soonest = (0..self.seats.len())
+                .filter_map(|s| self.seats[s].free_at())
+                .min()
+                .unwrap_or(until);
+            if soonest >= until {
+                return self.error(wait);
+            }
+            let left = soonest.saturating_duration_since(Instant::now());
+            return StoreError::RateLimited {
+                wait: Duration::from_secs(left.as_secs_f64().ceil().max(1.0) as u64),
+            };
+        }
+        let who = self.seats[seat]
+            .account
+            .get()
+            .map_or_else(|| format!("account {}", seat + 1), |a| a.name.clone());
+        StoreError::Transient {
+            message: format!(
+                "{who} must wait {} s ({wait}); the part goes to another account",
+                until.saturating_duration_since(Instant::now()).as_secs()
+            ),
+        }
+    }
+
+    /// Connects account `seat` and checks it can keep a store in the chat.
+    async fn prepare_seat(&self, seat: usize) -> Result<(), StoreError> {
+        let account = self.connected_seat(seat).await?;
+        if account.bot && self.chat == ChatRef::Me {
+            return Err(StoreError::Denied {
+                store: self.name.clone(),
+                message: "a bot has no Saved Messages; use a channel (telegram:@name or \
+                          telegram:-100…) or a user session"
+                    .into(),
+            });
+        }
+        if self.options.premium && !account.premium {
+            return Err(StoreError::Denied {
+                store: self.name.clone(),
+                message: format!(
+                    "--telegram-premium is set but {} has no Telegram Premium; drop the flag \
+                     and keep --part-size at most 2000MiB",
+                    account.name
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Connects the main account on first use (restore and verify never call `prepare`).
     async fn connected(&self) -> Result<&Account, StoreError> {
-        self.account
-            .get_or_try_init(|| async { self.request(|| self.api.connect()).await })
+        self.connected_seat(0).await
+    }
+
+    /// Connects account `seat` on first use.
+    async fn connected_seat(&self, seat: usize) -> Result<&Account, StoreError> {
+        self.seats[seat]
+            .account
+            .get_or_try_init(|| async { self.request(seat, || self.api_of(seat).connect()).await })
             .await
     }
 
@@ -439,6 +576,7 @@ impl<A: TelegramApi> Shared<A> {
     /// it twice.
     async fn send_once<F, Fut>(
         &self,
+        seat: usize,
         send: F,
         sent: impl Fn(&MessageInfo) -> bool,
     ) -> Result<MessageInfo, StoreError>
@@ -448,7 +586,7 @@ impl<A: TelegramApi> Shared<A> {
     {
         let mut send = send;
         let outcome = self
-            .call(|| {
+            .call_on(seat, || {
                 let attempt = send();
                 async move {
                     match attempt.await {
@@ -523,6 +661,7 @@ impl<A: TelegramApi> Shared<A> {
         let random_id = api::random_id().map_err(|e| self.error(e))?;
         let sent = self
             .send_once(
+                0,
                 || self.api.send_text(text, random_id),
                 |m| m.document.is_none() && m.text.trim() == text.trim(),
             )
@@ -538,7 +677,8 @@ impl<A: TelegramApi> Shared<A> {
         caption: &str,
         bytes: &[u8],
     ) -> Result<i32, StoreError> {
-        let mut upload = TelegramUpload::start(self.clone(), bytes.len() as u64, name, caption)?;
+        // Meta blobs go through the main account, as the index that names them does.
+        let mut upload = TelegramUpload::start(self.clone(), 0, bytes.len() as u64, name, caption)?;
         upload.write(bytes).await?;
         let loc = upload.finish().await?;
         message_id(&loc)
@@ -568,6 +708,8 @@ impl<A: TelegramApi> Shared<A> {
 /// A part being sent to Telegram: chunks go out as they fill, a few at a time.
 pub struct TelegramUpload<A: TelegramApi> {
     shared: Arc<Shared<A>>,
+    /// The account that sends it, chunks and message (a file id is the account's own).
+    seat: usize,
     upload: UploadRef,
     name: String,
     caption: String,
@@ -580,6 +722,7 @@ pub struct TelegramUpload<A: TelegramApi> {
 impl<A: TelegramApi> TelegramUpload<A> {
     fn start(
         shared: Arc<Shared<A>>,
+        seat: usize,
         len: u64,
         name: &str,
         caption: &str,
@@ -587,6 +730,7 @@ impl<A: TelegramApi> TelegramUpload<A> {
         let upload = UploadRef::new(len).map_err(|e| shared.error(e))?;
         Ok(TelegramUpload {
             shared,
+            seat,
             upload,
             name: name.into(),
             caption: caption.into(),
@@ -610,12 +754,16 @@ impl<A: TelegramApi> TelegramUpload<A> {
         let bytes = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
         let index = self.next_chunk;
         self.next_chunk += 1;
-        let shared = self.shared.clone();
+        let (shared, seat) = (self.shared.clone(), self.seat);
         let upload = self.upload;
         self.in_flight.spawn(async move {
             let _permit = permit;
             shared
-                .call(|| shared.api.save_file_part(&upload, index, bytes.clone()))
+                .call_on(seat, || {
+                    shared
+                        .api_of(seat)
+                        .save_file_part(&upload, index, bytes.clone())
+                })
                 .await
         });
         Ok(())
@@ -673,11 +821,12 @@ impl<A: TelegramApi> Upload for TelegramUpload<A> {
         while !self.in_flight.is_empty() {
             self.join_one().await?;
         }
-        let shared = self.shared.clone();
+        let (shared, seat) = (self.shared.clone(), self.seat);
         let (upload, name, caption) = (self.upload, self.name, self.caption);
         let sent = shared
             .send_once(
-                || shared.api.send_document(&upload, &name, &caption),
+                seat,
+                || shared.api_of(seat).send_document(&upload, &name, &caption),
                 |m| {
                     m.document
                         .as_ref()
@@ -761,6 +910,8 @@ impl TelegramReader {
     /// trip); of each answer only the bytes inside the range are handed on.
     fn spawn<A: TelegramApi>(shared: Arc<Shared<A>>, w: Window) -> TelegramReader {
         let (tx, rx) = mpsc::channel(2);
+        // Each read on one account (it finds the message itself), spread over them.
+        let seat = shared.pick_seat();
         let task = tokio::spawn(async move {
             let Window {
                 id,
@@ -792,7 +943,9 @@ impl TelegramReader {
                     };
                     let (shared, offset) = (shared.clone(), next);
                     let request = tokio::spawn(async move {
-                        shared.call(|| shared.api.download(id, offset, step)).await
+                        shared
+                            .call_on(seat, || shared.api_of(seat).download(id, offset, step))
+                            .await
                     });
                     in_flight.push_back((
                         offset,
@@ -855,26 +1008,18 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
     type Upload = TelegramUpload<A>;
     type Reader = TelegramReader;
 
+    /// Connects every account (each must reach the chat and, a bot, be an admin that may
+    /// post there) before anything is sent.
     async fn prepare(&self) -> Result<(), StoreError> {
         let s = &self.shared;
-        let account = s.connected().await?;
-        if account.bot && s.chat == ChatRef::Me {
-            return Err(StoreError::Denied {
-                store: s.name.clone(),
-                message: "a bot has no Saved Messages; use a channel (telegram:@name or \
-                          telegram:-100…) or a user session"
-                    .into(),
-            });
-        }
-        if s.options.premium && !account.premium {
-            return Err(StoreError::Denied {
-                store: s.name.clone(),
-                message: format!(
-                    "--telegram-premium is set but {} has no Telegram Premium; drop the flag \
-                     and keep --part-size at most 2000MiB",
-                    account.name
-                ),
-            });
+        for seat in 0..s.seats.len() {
+            s.prepare_seat(seat).await.map_err(|e| match e {
+                StoreError::Denied { store, message } if s.seats.len() > 1 => StoreError::Denied {
+                    store,
+                    message: format!("account {} of {}: {message}", seat + 1, s.seats.len()),
+                },
+                e => e,
+            })?;
         }
         Ok(())
     }
@@ -908,7 +1053,7 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
         } else {
             (vault_document_name(name), String::new())
         };
-        TelegramUpload::start(s.clone(), len, &doc, &caption)
+        TelegramUpload::start(s.clone(), s.pick_seat(), len, &doc, &caption)
     }
 
     async fn open(&self, loc: &str) -> Result<TelegramReader, StoreError> {

@@ -1,6 +1,8 @@
 //! Telegram credentials from the environment: the app's `TGFERRY_TG_API_ID` and
-//! `TGFERRY_TG_API_HASH`, and either a bot's `TGFERRY_TG_BOT_TOKEN` or a user's portable
-//! `TGFERRY_TG_SESSION`. Every value is checked for shape before anything connects, and
+//! `TGFERRY_TG_API_HASH`, and either bots' tokens (`TGFERRY_TG_BOT_TOKEN`, and more in
+//! `TGFERRY_TG_BOT_TOKENS`, comma-separated) or portable sessions (`TGFERRY_TG_SESSION`,
+//! one session line, or several separated by spaces, commas or new lines). Several
+//! accounts send into the same chat, each with its own limits. Every value is checked for shape before anything connects, and
 //! no error ever contains a value: only the variable's name and the fix.
 
 use secrecy::{ExposeSecret, SecretString};
@@ -11,6 +13,8 @@ pub const API_ID_ENV: &str = "TGFERRY_TG_API_ID";
 pub const API_HASH_ENV: &str = "TGFERRY_TG_API_HASH";
 /// A bot token from @BotFather.
 pub const BOT_TOKEN_ENV: &str = "TGFERRY_TG_BOT_TOKEN";
+/// More bot tokens, comma-separated: several bots sending into the same channel.
+pub const BOT_TOKENS_ENV: &str = "TGFERRY_TG_BOT_TOKENS";
 /// A user session made by `tgferry telegram login`.
 pub const SESSION_ENV: &str = "TGFERRY_TG_SESSION";
 
@@ -28,8 +32,10 @@ pub struct Credentials {
     pub api_id: i32,
     /// The app hash.
     pub api_hash: SecretString,
-    /// The account.
+    /// The account (the main one: it keeps the index and the catalog).
     pub login: Login,
+    /// More accounts of the same kind, sending parts into the same chat.
+    pub more: Vec<Login>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -41,6 +47,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("api_id", &self.api_id)
             .field("login", &login)
+            .field("more", &self.more.len())
             .finish_non_exhaustive()
     }
 }
@@ -66,8 +73,8 @@ pub enum CredentialsError {
     },
     /// Both a bot token and a session are set.
     #[error(
-        "both {BOT_TOKEN_ENV} and {SESSION_ENV} are set: keep the one for the account that \
-         should own the store (docs/telegram.md)"
+        "both a bot token ({BOT_TOKEN_ENV} or {BOT_TOKENS_ENV}) and {SESSION_ENV} are set: keep \
+         the one for the accounts that should own the store (docs/telegram.md)"
     )]
     Ambiguous,
     /// Neither a bot token nor a session is set.
@@ -119,26 +126,50 @@ pub fn app_from(
 /// Reads every credential through `lookup` (the environment, or a map in tests).
 pub fn from(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Credentials, CredentialsError> {
     let (api_id, api_hash) = app_from(lookup)?;
-    let login = match (value(lookup, BOT_TOKEN_ENV), value(lookup, SESSION_ENV)) {
-        (Some(_), Some(_)) => return Err(CredentialsError::Ambiguous),
-        (None, None) => return Err(CredentialsError::NoAccount),
-        (Some(token), None) => {
-            if !is_bot_token(&token) {
+    let mut tokens: Vec<String> = Vec::new();
+    for var in [BOT_TOKEN_ENV, BOT_TOKENS_ENV] {
+        let listed = value(lookup, var).unwrap_or_default();
+        for (i, token) in listed.split(',').map(str::trim).enumerate() {
+            if token.is_empty() || tokens.iter().any(|t| t == token) {
+                continue;
+            }
+            if !is_bot_token(token) {
                 return Err(CredentialsError::Invalid {
-                    var: BOT_TOKEN_ENV,
-                    reason: "a bot token is the bot's id, a colon and 35 letters, digits, - \
-                             or _, as @BotFather gives it"
-                        .into(),
+                    var,
+                    reason: format!(
+                        "entry {} is not a bot token: the bot's id, a colon and 35 letters, \
+                         digits, - or _, as @BotFather gives it",
+                        i + 1
+                    ),
                 });
             }
-            Login::Bot(SecretString::from(token))
+            tokens.push(token.to_owned());
         }
-        (None, Some(session)) => Login::Session(SecretString::from(session)),
+    }
+    let sessions: Vec<String> = value(lookup, SESSION_ENV)
+        .iter()
+        .flat_map(|v| v.split(|c: char| c == ',' || c.is_whitespace()))
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut logins: Vec<Login> = match (tokens.is_empty(), sessions.is_empty()) {
+        (false, false) => return Err(CredentialsError::Ambiguous),
+        (true, true) => return Err(CredentialsError::NoAccount),
+        (false, true) => tokens
+            .into_iter()
+            .map(|t| Login::Bot(SecretString::from(t)))
+            .collect(),
+        (true, false) => sessions
+            .into_iter()
+            .map(|s| Login::Session(SecretString::from(s)))
+            .collect(),
     };
+    let login = logins.remove(0);
     Ok(Credentials {
         api_id,
         api_hash,
         login,
+        more: logins,
     })
 }
 
@@ -197,6 +228,54 @@ mod tests {
         ]))
         .unwrap();
         assert!(matches!(c.login, Login::Session(_)));
+    }
+
+    #[test]
+    fn several_bots_or_several_sessions() {
+        const OTHER: &str = "987654321:BBEhBP0av28HkqQ-kqVsFaIcR9LxLr_3x4w";
+        let c = from(&env(&[
+            (API_ID_ENV, "1"),
+            (API_HASH_ENV, HASH),
+            (BOT_TOKEN_ENV, TOKEN),
+            // The first again (once is enough), a blank entry, another.
+            (BOT_TOKENS_ENV, &format!("{TOKEN}, ,{OTHER} ")),
+        ]))
+        .unwrap();
+        assert!(matches!(c.login, Login::Bot(_)));
+        assert_eq!(c.more.len(), 1);
+        assert!(matches!(&c.more[0], Login::Bot(t) if t.expose_secret() == OTHER));
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("BBEh"), "{debug}");
+
+        let c = from(&env(&[
+            (API_ID_ENV, "1"),
+            (API_HASH_ENV, HASH),
+            (
+                SESSION_ENV,
+                "tgferry-session-v1:abc,tgferry-session-v1:def\ntgferry-session-v1:ghi",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.more.len(), 2);
+
+        let bad = from(&env(&[
+            (API_ID_ENV, "1"),
+            (API_HASH_ENV, HASH),
+            (BOT_TOKENS_ENV, &format!("{OTHER},123:short-secret")),
+        ]))
+        .unwrap_err();
+        assert!(
+            matches!(&bad, CredentialsError::Invalid { var, reason } if *var == BOT_TOKENS_ENV && reason.starts_with("entry 2 ")),
+            "{bad}"
+        );
+        assert!(!bad.to_string().contains("short-secret"));
+        let both = from(&env(&[
+            (API_ID_ENV, "1"),
+            (API_HASH_ENV, HASH),
+            (BOT_TOKENS_ENV, OTHER),
+            (SESSION_ENV, "tgferry-session-v1:abc"),
+        ]));
+        assert!(matches!(both, Err(CredentialsError::Ambiguous)));
     }
 
     #[test]

@@ -103,7 +103,7 @@ impl GrammersApi {
                     return Ok(target_of(id.to_ambient_ref()));
                 }
                 if me.bot {
-                    return self.resolve_for_bot(conn, id).await;
+                    return self.resolve_for_bot(conn, id, me).await;
                 }
                 // Resolved once, at login, into the session line.
                 if let Some(hash) = self.session.chat_access_hash(id.bare_id_unchecked()) {
@@ -131,7 +131,14 @@ impl GrammersApi {
     }
 
     /// Bots cannot list dialogs: a channel is tried with access hash 0 (what bots may use).
-    async fn resolve_for_bot(&self, conn: &Conn, id: PeerId) -> Result<Target, TgError> {
+    /// In a broadcast channel only admins may post: a bot that is not one, or may not post,
+    /// is refused here, by name, before anything is sent.
+    async fn resolve_for_bot(
+        &self,
+        conn: &Conn,
+        id: PeerId,
+        me: &tl::types::User,
+    ) -> Result<Target, TgError> {
         if id.kind() != PeerKind::Channel {
             return Ok(target_of(id.to_ambient_ref()));
         }
@@ -148,9 +155,21 @@ impl GrammersApi {
             tl::enums::messages::Chats::Chats(c) => c.chats,
             tl::enums::messages::Chats::Slice(c) => c.chats,
         };
-        let auth = channels_with_id(&chats, id)
-            .next()
-            .map(|c| c.access_hash.unwrap_or(0));
+        let found = channels_with_id(&chats, id).next();
+        if let Some(c) = found
+            && c.broadcast
+            && !c.creator
+            && !matches!(&c.admin_rights, Some(tl::enums::ChatAdminRights::Rights(r)) if r.post_messages)
+        {
+            let name = me
+                .username
+                .as_ref()
+                .map_or_else(|| format!("bot {}", me.id), |u| format!("@{u}"));
+            return Err(TgError::Forbidden(format!(
+                "{name} is not an admin of channel {id} with the right to post messages"
+            )));
+        }
+        let auth = found.map(|c| c.access_hash.unwrap_or(0));
         match auth {
             Some(hash) => Ok(target_of(PeerRef {
                 id,

@@ -89,25 +89,38 @@ pub const DEFAULT_CONNECTIONS: usize = 8;
 pub const MAX_CONNECTIONS: usize = 32;
 
 impl GrammersConfig {
-    /// The configuration for `chat` from credentials read by
+    /// The configuration of the main account for `chat` from credentials read by
     /// [`credentials`](super::credentials); a user session is imported (and checked) here.
     pub fn from_credentials(
         creds: super::credentials::Credentials,
         chat: ChatRef,
     ) -> Result<GrammersConfig, super::session::SessionError> {
-        let credential = match creds.login {
-            super::credentials::Login::Bot(token) => Credential::BotToken(token),
-            super::credentials::Login::Session(text) => {
-                Credential::Session(PortableSession::import(text.expose_secret())?)
-            }
-        };
-        Ok(GrammersConfig {
-            api_id: creds.api_id,
-            api_hash: creds.api_hash,
-            credential,
-            chat,
-            connections: DEFAULT_CONNECTIONS,
-        })
+        Self::every_account(creds, chat).map(|mut all| all.swap_remove(0))
+    }
+
+    /// The configuration of every account in `creds` (the main one first) for `chat`.
+    pub fn every_account(
+        creds: super::credentials::Credentials,
+        chat: ChatRef,
+    ) -> Result<Vec<GrammersConfig>, super::session::SessionError> {
+        std::iter::once(creds.login)
+            .chain(creds.more)
+            .map(|login| {
+                let credential = match login {
+                    super::credentials::Login::Bot(token) => Credential::BotToken(token),
+                    super::credentials::Login::Session(text) => {
+                        Credential::Session(PortableSession::import(text.expose_secret())?)
+                    }
+                };
+                Ok(GrammersConfig {
+                    api_id: creds.api_id,
+                    api_hash: creds.api_hash.clone(),
+                    credential,
+                    chat: chat.clone(),
+                    connections: DEFAULT_CONNECTIONS,
+                })
+            })
+            .collect()
     }
 }
 
