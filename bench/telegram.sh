@@ -21,8 +21,8 @@
 # Usage: bench/telegram.sh        (everything under /tmp/tgferry-bench/telegram)
 # Environment: BENCH_DIR (default /tmp/tgferry-bench), LARGE_MIB (1024; 0 skips part 1),
 #              CONNECTIONS ("1 8 16"), BASE_MIB (256: the one-connection round's corpus),
-#              BOTS ("1": the small-files rounds, one per entry: 1 is the user session,
-#              N > 1 that many bots sending round-robin, e.g. BOTS="1 4"),
+#              BOTS ("user": the small-files rounds, one per entry: `user` is the user
+#              session, a number N that many bots sending round-robin, e.g. BOTS="1 4"),
 #              SMALL_FILES (300; 0 skips part 2), SMALL_BUDGET (120s, tgferry --budget),
 #              RATE (4.6MiB), JOBS (tgferry --jobs, default 4), EXTRA (more `tgferry run`
 #              flags for part 2), CARGO_TARGET_DIR,
@@ -32,7 +32,7 @@ set -euo pipefail
 BENCH_DIR=${BENCH_DIR:-/tmp/tgferry-bench}
 LARGE_MIB=${LARGE_MIB:-1024}
 CONNECTIONS=${CONNECTIONS:-1 8 16}
-BOTS=${BOTS:-1}
+BOTS=${BOTS:-user}
 BASE_MIB=${BASE_MIB:-256}
 SMALL_FILES=${SMALL_FILES:-300}
 SMALL_BUDGET=${SMALL_BUDGET:-120s}
@@ -133,7 +133,10 @@ trap stop_fake EXIT
 # Starts a fresh fakegram for one part in $RUN; sets STORE and exports its credentials.
 start_fake() {
     local accounts=()
-    [ "${1:-1}" -gt 1 ] && accounts=(--bot --bots "$1")
+    case "${1:-user}" in
+        user) ;;
+        *) accounts=(--bot --bots "$1") ;;
+    esac
     "$FAKEGRAM" --listen 127.0.0.1 --conn-rate "$RATE" --stats-file "$RUN/fakegram.stats" "${accounts[@]}" \
         >"$RUN/fakegram.env" 2>"$RUN/fakegram.log" &
     FAKE_PID=$!
@@ -221,7 +224,7 @@ if [ "$LARGE_MIB" -gt 0 ]; then
     cat "$WORK/counts.txt"
 fi
 
-# One small-files round with $1 accounts (1: the user session; more: that many bots, all
+# One small-files round with $1 accounts (`user`: the user session; N: that many bots, all
 # admins of the channel, sending parts round-robin, each with its own message limits).
 small_round() {
     local bots=$1 SMALL BYTES res up_s up_rss down_s down_rss done stop restored per_min
@@ -255,8 +258,8 @@ PY
     counts
     per_min=$(awk -v n="$done" -v s="$up_s" 'BEGIN { printf "%.1f", n * 60 / s }')
     project() { awk -v n="$1" -v r="$per_min" 'BEGIN { m = n / r; printf "%.0f min (%.1f h)", m, m / 60 }'; }
-    printf "\nSmall files (2-30 KB), %s account(s) (%s): %s of %s stored in %.1f s (--budget %s, stop reason %s), %s KiB in all\n\n" \
-        "$bots" "$([ "$bots" = 1 ] && echo "a user session" || echo "bots, all admins")" \
+    printf "\nSmall files (2-30 KB), accounts: %s (%s): %s of %s stored in %.1f s (--budget %s, stop reason %s), %s KiB in all\n\n" \
+        "$bots" "$([ "$bots" = user ] && echo "a user session" || echo "bots, all admins")" \
         "$done" "$SMALL_FILES" "$up_s" "$SMALL_BUDGET" "$stop" "$((BYTES / 1024))"
     printf "| step | wall | files/min | peak RSS |\n| --- | --- | --- | --- |\n"
     printf "| tgferry run (upload, budgeted) | %.1f s | %s | %d MiB |\n" "$up_s" "$per_min" $((up_rss / 1024))

@@ -650,7 +650,9 @@ impl<S: Source, T: Store> Runner<S, T> {
                         if let Some(wait) = transfer::rate_limit(&err) {
                             let len = next_part(&p.item, cfg.part_size).1;
                             if stop.is_none() && self.budget.fits_wait(wait, len) {
-                                self.events.emit(Event::Waiting { wait });
+                                if !wait.is_zero() {
+                                    self.events.emit(Event::Waiting { wait });
+                                }
                                 paused_until = Some(Instant::now() + wait);
                                 queue.push_front(p);
                             } else {

@@ -96,6 +96,8 @@ pub enum StoreError {
         reason: String,
     },
     /// The store asks to wait before the next upload (Telegram FLOOD_WAIT and friends).
+    /// A zero wait: the account that sent this part must wait, another may send it now
+    /// (a store with several accounts); the part is tried again at once, not failed.
     #[error("store asks to wait {} before uploading again", crate::time::human_duration(*wait))]
     RateLimited {
         /// How long.

@@ -370,9 +370,10 @@ impl<A: TelegramApi> Shared<A> {
     }
 
     /// Runs one request of account `seat`: sits out flood waits that fit, reconnects after
-    /// drops. A wait that does not fit sets the account aside; it ends the request as
-    /// [`StoreError::RateLimited`] only when no other account is free before it, and
-    /// otherwise as a transient failure, so that the part goes again on another account.
+    /// drops. A wait that does not fit sets the account aside and ends the request as
+    /// [`StoreError::RateLimited`]: with the wait until the soonest account is free when
+    /// none is free before the deadline, else with a zero wait (the part goes again at
+    /// once, on another account).
     async fn request<T, F, Fut>(&self, seat: usize, mut request: F) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
@@ -444,11 +445,13 @@ impl<A: TelegramApi> Shared<A> {
             .account
             .get()
             .map_or_else(|| format!("account {}", seat + 1), |a| a.name.clone());
-        StoreError::Transient {
-            message: format!(
-                "{who} must wait {} s ({wait}); the part goes to another account",
-                until.saturating_duration_since(Instant::now()).as_secs()
-            ),
+        tracing::info!(
+            "{who} must wait {} s ({wait}); its part goes again on another account",
+            until.saturating_duration_since(Instant::now()).as_secs()
+        );
+        // A zero wait: the part is tried again at once (and picks a free account).
+        StoreError::RateLimited {
+            wait: Duration::ZERO,
         }
     }
 

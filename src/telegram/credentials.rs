@@ -1,6 +1,6 @@
 //! Telegram credentials from the environment: the app's `TGFERRY_TG_API_ID` and
-//! `TGFERRY_TG_API_HASH`, and either bots' tokens (`TGFERRY_TG_BOT_TOKEN`, and more in
-//! `TGFERRY_TG_BOT_TOKENS`, comma-separated) or portable sessions (`TGFERRY_TG_SESSION`,
+//! `TGFERRY_TG_API_HASH`, and either bots' tokens (`TGFERRY_TG_BOT_TOKEN` and
+//! `TGFERRY_TG_BOT_TOKENS`, each comma-separated) or portable sessions (`TGFERRY_TG_SESSION`,
 //! one session line, or several separated by spaces, commas or new lines). Several
 //! accounts send into the same chat, each with its own limits. Every value is checked for shape before anything connects, and
 //! no error ever contains a value: only the variable's name and the fix.
