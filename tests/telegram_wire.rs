@@ -261,33 +261,22 @@ impl Wire {
         self.store_with(tgferry::telegram::grammers::DEFAULT_CONNECTIONS)
     }
 
-    /// A store over every account in the environment (several bots: their session lines
+    /// A store whose file bytes travel on `connections` connections (`--tg-connections`),
+    /// over every account in the environment (several bots: their session lines
     /// comma-separated), as `tgferry run` opens it.
-    fn store_every_account(&self) -> TelegramStore<GrammersApi> {
+    fn store_with(&self, connections: usize) -> TelegramStore<GrammersApi> {
         let creds = credentials::from(&|k| self.env.get(k).cloned()).expect("the fake's variables");
         let mut apis = GrammersConfig::every_account(creds, self.chat.clone())
             .unwrap()
             .into_iter()
-            .map(GrammersApi::new);
+            .map(|mut config| {
+                config.connections = connections;
+                GrammersApi::new(config)
+            });
         let main = apis.next().unwrap();
         TelegramStore::with_accounts(
             main,
             apis.collect(),
-            self.chat.clone(),
-            TelegramOptions {
-                plain: self.plain,
-                premium: false,
-            },
-        )
-    }
-
-    /// A store whose file bytes travel on `connections` connections (`--tg-connections`).
-    fn store_with(&self, connections: usize) -> TelegramStore<GrammersApi> {
-        let creds = credentials::from(&|k| self.env.get(k).cloned()).expect("the fake's variables");
-        let mut config = GrammersConfig::from_credentials(creds, self.chat.clone()).unwrap();
-        config.connections = connections;
-        TelegramStore::new(
-            GrammersApi::new(config),
             self.chat.clone(),
             TelegramOptions {
                 plain: self.plain,
@@ -1572,7 +1561,7 @@ async fn several_bots_share_the_parts_and_wait_apart() {
         );
         w.env.insert("TGFERRY_TG_SESSION".into(), sessions);
         {
-            let store = w.store_every_account();
+            let store = w.store();
             store.prepare().await.unwrap();
             let mut locs = Vec::new();
             for seed in 0..30 {
@@ -1632,7 +1621,7 @@ async fn several_bots_share_the_parts_and_wait_apart() {
         let sessions = format!("{},{}", w.env["TGFERRY_TG_SESSION"], member.session);
         w.env.insert("TGFERRY_TG_SESSION".into(), sessions);
         let sent = w.server.stats().messages;
-        let store = w.store_every_account();
+        let store = w.store();
         match store.prepare().await {
             Err(StoreError::Denied { message, .. }) => assert!(
                 message.contains("account 4 of 4")
@@ -1642,6 +1631,65 @@ async fn several_bots_share_the_parts_and_wait_apart() {
             other => panic!("a bot that is not an admin: {other:?}"),
         }
         assert_eq!(w.server.stats().messages, sent);
+    })
+    .await;
+}
+
+/// The runner over several bots: a bot told to wait an hour leaves its part to the others
+/// and the run completes; with every bot told to wait the run stops `rate_limited`,
+/// nothing lost, and the next run completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_several_bots_goes_on_while_one_waits_and_stops_when_all_do() {
+    within_a_minute(async {
+        let mut w = Wire::start(AccountKind::Bot).await;
+        let (second, third) = (w.server.add_bot(true), w.server.add_bot(true));
+        let ids = [
+            w.server.account(AccountKind::Bot),
+            second.user.unwrap().id,
+            third.user.unwrap().id,
+        ];
+        let sessions = format!(
+            "{},{},{}",
+            w.env["TGFERRY_TG_SESSION"], second.session, third.session
+        );
+        w.env.insert("TGFERRY_TG_SESSION".into(), sessions);
+        w.init_vault().await;
+        let wait_an_hour =
+            |id| fakegram::Fault::flood_wait(Some("messages.sendMedia"), 3600).for_account(id);
+        let mut files = BTreeMap::new();
+
+        put(&w.src, &mut files, "a.bin", 1, 300_000);
+        w.server.inject(wait_an_hour(ids[0]));
+        let r = w.run(Some(Duration::from_secs(20))).await;
+        assert_eq!(r.stop_reason, StopReason::Complete);
+        assert!(
+            r.failed.is_empty(),
+            "a part set aside is not a failure: {:?}",
+            r.failed
+        );
+        assert_eq!(
+            w.server.pending_faults(),
+            0,
+            "the first bot was told to wait"
+        );
+        let by = w.server.stats().messages_by;
+        assert!(
+            by.get(&ids[1]).or(by.get(&ids[2])).is_some(),
+            "another bot sent the part"
+        );
+
+        put(&w.src, &mut files, "b.bin", 2, 300_000);
+        for id in ids {
+            w.server.inject(wait_an_hour(id));
+        }
+        let r = w.run(Some(Duration::from_secs(20))).await;
+        assert_eq!(r.stop_reason, StopReason::RateLimited);
+        let wait = r.rate_limit_wait.expect("how long to wait");
+        assert!(wait > Duration::from_secs(3000), "{wait:?}");
+
+        let r = w.run(Some(Duration::from_secs(20))).await;
+        assert_eq!(r.stop_reason, StopReason::Complete);
+        w.assert_restores(&files).await;
     })
     .await;
 }
