@@ -36,6 +36,9 @@ use crate::telegram::api::TgError;
 /// The pool: its connections, each with the number of requests on it (waiting included).
 pub(super) struct Pool {
     conns: Vec<FileConn>,
+    /// Where the next search for the least busy starts: ties go round the connections
+    /// (when each request ends before the next starts, they would all go to the first).
+    turn: AtomicUsize,
 }
 
 /// A connection of the pool, opened on first use and again after it drops.
@@ -54,6 +57,7 @@ impl Pool {
                     sender: tokio::sync::Mutex::new(None),
                 })
                 .collect(),
+            turn: AtomicUsize::new(0),
         }
     }
 
@@ -62,12 +66,13 @@ impl Pool {
         self.conns.len()
     }
 
-    /// The connection with the fewest requests on it (the first on a tie), now one busier
+    /// The connection with the fewest requests on it (ties taken in turn), now one busier
     /// until the lease is dropped.
     fn lease(&self) -> Lease<'_> {
-        let conn = self
-            .conns
-            .iter()
+        let n = self.conns.len();
+        let start = self.turn.fetch_add(1, Ordering::Relaxed);
+        let conn = (0..n)
+            .map(|i| &self.conns[(start + i) % n])
             .min_by_key(|c| c.busy.load(Ordering::Relaxed))
             .expect("at least one connection");
         conn.busy.fetch_add(1, Ordering::Relaxed);
@@ -183,9 +188,17 @@ mod tests {
         let d = pool.lease();
         assert_eq!(busy(&pool), [1, 1, 1]);
         let e = pool.lease();
-        assert_eq!(busy(&pool), [2, 1, 1]);
+        assert_eq!(busy(&pool), [1, 2, 1]);
         drop((a, c, d, e));
         assert_eq!(busy(&pool), [0, 0, 0]);
+        // One request at a time: they go round the connections, not all to the first.
+        let mut used = std::collections::BTreeSet::new();
+        for _ in 0..3 {
+            let lease = pool.lease();
+            used.insert(busy(&pool).iter().position(|&b| b == 1));
+            drop(lease);
+        }
+        assert_eq!(used.len(), 3, "each connection took one");
     }
 
     #[test]
