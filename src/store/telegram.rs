@@ -13,11 +13,16 @@
 //! - Meta blobs (key file, catalog) are documents named `tgferry-<name>`; one pinned text
 //!   message, the *index*, maps each name to its message id, so that a restore finds them
 //!   with nothing but the chat.
+//! - Several accounts (bots in one channel, [`TelegramStore::with_accounts`]): each new
+//!   part and read goes to the next free account; the index and meta blobs stay with the
+//!   first.
 //! - Server-imposed waits (`FLOOD_WAIT_X`, `FLOOD_PREMIUM_WAIT_X`, `SLOWMODE_WAIT_X`) pause
-//!   every upload of the store together; a wait is sat out when it ends before the wait
-//!   deadline the runner set ([`Store::set_wait_deadline`]), otherwise it surfaces as
-//!   [`StoreError::RateLimited`] and the runner checkpoints and stops. Dropped connections
-//!   are reconnected and the request retried (downloads resume at their offset).
+//!   every request of that account; a wait is sat out when it ends before the wait
+//!   deadline the runner set ([`Store::set_wait_deadline`]); a longer one sets the account
+//!   aside and gives the part back at once (a zero [`StoreError::RateLimited`]) while
+//!   another account is free, and otherwise surfaces as [`StoreError::RateLimited`] and
+//!   the runner checkpoints and stops. Dropped connections are reconnected and the request
+//!   retried (downloads resume at their offset).
 //! - A ranged read ([`Store::open_range`]: a part inside a pack) downloads only the aligned
 //!   requests that hold the range (`upload.getFile`'s rules, [`api::check_download`]),
 //!   sized to the range ([`api::download_window`]), and cuts them to it.
