@@ -1400,6 +1400,7 @@ async fn job_run(j: &Job1, fresh_state: bool) -> (State, Vec<String>) {
         encrypt_state: false,
         premium: false,
         tg_connections: None,
+        chat_options: Default::default(),
         passphrase: Some(pass()),
     };
     let mut notices = Vec::new();

@@ -98,9 +98,14 @@ pub enum EncryptionArg {
 /// `tgferry run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// What to store: a local folder, or an rclone remote as rclone:REMOTE:PATH (see
-    /// docs/rclone.md).
-    #[arg(long, env = "TGFERRY_SOURCE", value_name = "DIR|rclone:REMOTE:PATH")]
+    /// What to store: a local folder, an rclone remote as rclone:REMOTE:PATH (see
+    /// docs/rclone.md), or the media of Telegram chats as telegram:CHAT[,CHAT…] (see
+    /// docs/telegram.md, "Telegram as a source").
+    #[arg(
+        long,
+        env = "TGFERRY_SOURCE",
+        value_name = "DIR|rclone:REMOTE:PATH|telegram:CHAT"
+    )]
     pub source: String,
     /// Where to store it: a local folder, telegram:CHAT (@username, a -100… id or me;
     /// credentials from TGFERRY_TG_*, see docs/telegram.md), or an rclone remote as
@@ -146,6 +151,22 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub exclude: Vec<String>,
+    /// A telegram: source: how a message's media is named, from {chat}, {yyyy}, {mm},
+    /// {dd}, {id}, {name} and {kind}.
+    #[arg(
+        long,
+        env = "TGFERRY_TG_LAYOUT",
+        value_name = "TEMPLATE",
+        default_value = crate::source::telegram::DEFAULT_LAYOUT
+    )]
+    pub tg_layout: String,
+    /// A telegram: source: only messages sent on or after this date (2024-05-01), time
+    /// (RFC 3339) or with at least this message id.
+    #[arg(long, env = "TGFERRY_SINCE", value_name = "DATE|ID")]
+    pub since: Option<String>,
+    /// A telegram: source: only messages sent before this date, time, or message id.
+    #[arg(long, env = "TGFERRY_UNTIL", value_name = "DATE|ID")]
+    pub until: Option<String>,
     /// Runs a file may fail in before it is given up.
     #[arg(
         long,

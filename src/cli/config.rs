@@ -232,6 +232,7 @@ impl RunSettings {
             OrderArg::LargeFirst => Order::LargeFirst,
         };
         let source = SourceSpec::parse(&a.source).map_err(UsageError)?;
+        let chat_options = chat_options(a, &source)?;
         let store = StoreSpec::parse(&a.store).map_err(|e| UsageError(e.to_string()))?;
         let encryption = match a.encryption {
             super::args::EncryptionArg::None => Encryption::None,
@@ -272,6 +273,7 @@ impl RunSettings {
                 encrypt_state: a.encrypt_state,
                 premium: a.telegram_premium,
                 tg_connections: super::store::tg_connections(),
+                chat_options,
                 passphrase: None,
             },
             run: RunConfig {
@@ -289,6 +291,45 @@ impl RunSettings {
             progress_interval: duration("--progress-interval", &a.progress_interval)?,
         })
     }
+}
+
+/// The options of a `telegram:` source; `--since` and `--until` are refused for others.
+fn chat_options(
+    a: &super::args::RunArgs,
+    source: &SourceSpec,
+) -> Result<crate::source::telegram::ChatOptions, UsageError> {
+    use crate::source::telegram::{Bound, ChatOptions, PathLayout};
+    let telegram = matches!(source, SourceSpec::Telegram(_));
+    for (flag, given) in [("--since", &a.since), ("--until", &a.until)] {
+        if given.is_some() && !telegram {
+            return Err(UsageError(format!(
+                "{flag} limits which messages of a telegram: source are read; --source {} is                  not one (use --include/--exclude for other sources)",
+                a.source
+            )));
+        }
+    }
+    let bound = |flag, text: &Option<String>| {
+        text.as_deref()
+            .map(|t| Bound::parse(flag, t))
+            .transpose()
+            .map_err(UsageError)
+    };
+    let options = ChatOptions {
+        layout: PathLayout::parse(&a.tg_layout).map_err(UsageError)?,
+        since: bound("--since", &a.since)?,
+        until: bound("--until", &a.until)?,
+    };
+    if let SourceSpec::Telegram(chats) = source
+        && chats.len() > 1
+        && !options.layout.names_chat()
+    {
+        return Err(UsageError(format!(
+            "--tg-layout {:?} has no {{chat}}, but --source names {} chats: their files could              collide; add {{chat}}",
+            a.tg_layout,
+            chats.len()
+        )));
+    }
+    Ok(options)
 }
 
 /// The environment variable holding the GitHub token (never a flag).

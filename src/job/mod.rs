@@ -101,6 +101,8 @@ pub struct JobSpec {
     pub premium: bool,
     /// Telegram: connections file bytes are spread over (`None`: the default).
     pub tg_connections: Option<usize>,
+    /// A `telegram:` source: how its files are named and which messages it takes.
+    pub chat_options: crate::source::telegram::ChatOptions,
     /// The vault's passphrase; `None` reads it from the environment when it is needed
     /// ([`keyring::passphrase_from_env`]).
     pub passphrase: Option<SecretString>,
@@ -380,7 +382,13 @@ impl OpenJob<AnySource, AnyStore<GrammersApi>> {
     ) -> Result<Opening<AnySource, AnyStore<GrammersApi>>, JobError> {
         // A mistyped source is reported before anything is created (a state, a vault, a
         // store). A remote that does not answer in time is left to the run's listing.
-        let source = AnySource::open(&spec.source, part_size);
+        let source = AnySource::open(
+            &spec.source,
+            part_size,
+            &spec.chat_options,
+            spec.tg_connections,
+        )
+        .map_err(|e| JobError::Run(crate::runner::RunError::Source(e)))?;
         let probe_until = tokio::time::Instant::now() + SOURCE_CHECK_LIMIT;
         let probe_until = stop_at.map_or(probe_until, |at| at.min(probe_until));
         if let Ok(checked) = tokio::time::timeout_at(probe_until, source.check_root()).await {

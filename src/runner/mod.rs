@@ -28,7 +28,7 @@ pub use events::{Event, Events};
 pub use plan::{Filter, Order, WorkItem};
 pub use retry::RetryPolicy;
 
-use crate::source::{Source, SourceError};
+use crate::source::{Listing, Source, SourceError};
 use crate::state::{Failed, FailureKind, Record, RunRecord, StateError, StateFile, StopReason};
 use crate::store::{Store, StoreError};
 pub use transfer::VaultKeys;
@@ -346,41 +346,33 @@ impl<S: Source, T: Store> Runner<S, T> {
         self,
         state: StateFile,
     ) -> Result<(StateFile, RunReport), (StateFile, RunError)> {
+        // Server-imposed waits that end before the stop time are sat out by the source
+        // and the store (connecting included); longer ones come back as rate limits and
+        // stop the run.
+        self.source.set_wait_deadline(self.budget.stop_at());
+        self.source.restore_catalog(&state.state().telegram_chats);
+        let mut state = state;
         let listing = match self.source.list().await {
             Ok(l) => l,
+            // A chat source may be asked to wait before it can list.
+            Err(SourceError::RateLimited { wait, .. }) => {
+                // What the listing learnt before it had to stop is kept.
+                if let Some(chats) = self.source.catalog() {
+                    state.set_telegram_chats(chats);
+                }
+                return self.rate_limited_at_start(state, wait, &Listing::default());
+            }
             Err(e) => return Err((state, e.into())),
         };
-        // Server-imposed waits that end before the stop time are sat out by the store
-        // (connecting included); longer ones come back as rate limits and stop the run.
+        if let Some(chats) = self.source.catalog() {
+            state.set_telegram_chats(chats);
+        }
         self.store.set_wait_deadline(self.budget.stop_at());
-        let mut state = state;
         match self.store.prepare().await {
             Ok(()) => {}
             // Telegram may ask to wait before it even lets us sign in.
             Err(StoreError::RateLimited { wait }) => {
-                let files_total = listing.files.len() as u64;
-                let bytes_total = listing.files.iter().map(|f| f.size).sum();
-                return match record_rate_limited_start(&mut state, wait) {
-                    Ok(run) => {
-                        let report = RunReport {
-                            stop_reason: StopReason::RateLimited,
-                            run,
-                            fatal: None,
-                            files_left: files_total,
-                            bytes_left: bytes_total,
-                            failed: Vec::new(),
-                            given_up: Vec::new(),
-                            files_total,
-                            bytes_total,
-                            rate_limit_wait: Some(wait),
-                            elapsed: self.budget.started().elapsed(),
-                            files_listed: listing.files.len() as u64,
-                            breakdown: Breakdown::default(),
-                        };
-                        Ok((state, report))
-                    }
-                    Err(e) => Err((state, e.into())),
-                };
+                return self.rate_limited_at_start(state, wait, &listing);
             }
             Err(e) => return Err((state, e.into())),
         }
@@ -410,6 +402,39 @@ impl<S: Source, T: Store> Runner<S, T> {
         }
         report.elapsed = self.budget.started().elapsed();
         Ok((state, report))
+    }
+
+    /// The run stopped `rate_limited` before any work: recorded as such, state saved.
+    #[allow(clippy::result_large_err)]
+    fn rate_limited_at_start(
+        &self,
+        mut state: StateFile,
+        wait: Duration,
+        listing: &Listing,
+    ) -> Result<(StateFile, RunReport), (StateFile, RunError)> {
+        let files_total = listing.files.len() as u64;
+        let bytes_total = listing.files.iter().map(|f| f.size).sum();
+        match record_rate_limited_start(&mut state, wait) {
+            Ok(run) => {
+                let report = RunReport {
+                    stop_reason: StopReason::RateLimited,
+                    run,
+                    fatal: None,
+                    files_left: files_total,
+                    bytes_left: bytes_total,
+                    failed: Vec::new(),
+                    given_up: Vec::new(),
+                    files_total,
+                    bytes_total,
+                    rate_limit_wait: Some(wait),
+                    elapsed: self.budget.started().elapsed(),
+                    files_listed: files_total,
+                    breakdown: Breakdown::default(),
+                };
+                Ok((state, report))
+            }
+            Err(e) => Err((state, e.into())),
+        }
     }
 
     async fn work(
@@ -505,6 +530,7 @@ impl<S: Source, T: Store> Runner<S, T> {
                 (Some(_), Some(p)) => Some(Arc::new(pack::Packer::new(p.threshold, p.size))),
                 _ => None,
             },
+            twins: Arc::new(transfer::Twins::new(&listing.identities)),
             listed: Arc::new(
                 listing
                     .files

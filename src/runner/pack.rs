@@ -340,10 +340,7 @@ pub async fn seal<S: Source, T: Store>(
         let got = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => return Ok(None),
-            r = crate::source::read_full(&mut reader, seg) => r.map_err(|err| SourceError::Transient {
-                path: e.path.clone(),
-                message: err.to_string(),
-            })?,
+            r = crate::source::read_full(&mut reader, seg) => r.map_err(|err| crate::source::read_error(&e.path, err))?,
         };
         done += got as u64;
         if got < len {

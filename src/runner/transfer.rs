@@ -97,6 +97,72 @@ pub struct Context<S, T> {
     pub buffers: BufferPool,
     /// The run's pack writer: vault runs that pack small files ([`super::pack`]).
     pub packer: Option<Arc<super::pack::Packer>>,
+    /// Files the source says hold the same content.
+    pub twins: Arc<Twins>,
+}
+
+/// Files the source says hold the same content without reading them (one Telegram media
+/// forwarded to several messages or chats: [`crate::source::Listing::identities`]). In a
+/// vault run one of them is read; the others wait for it and are recorded as copies of
+/// what it stored. A twin that waits in the open pack is not stored yet, so a small
+/// file's twin may be read again (its bytes then count once in the pack's dead bytes).
+#[derive(Debug, Default)]
+pub struct Twins {
+    /// The identity of every file that shares it with another, by path.
+    identity: std::collections::HashMap<String, String>,
+    /// The files with each shared identity.
+    paths: std::collections::HashMap<String, Vec<String>>,
+    /// One permit per shared identity: held while one of its files is worked on.
+    turns: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl Twins {
+    /// The twins in a listing's identities.
+    pub fn new(identities: &std::collections::BTreeMap<String, String>) -> Twins {
+        let mut paths: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for (path, identity) in identities {
+            paths
+                .entry(identity.clone())
+                .or_default()
+                .push(path.clone());
+        }
+        paths.retain(|_, p| p.len() > 1);
+        let identity = identities
+            .iter()
+            .filter(|(_, i)| paths.contains_key(*i))
+            .map(|(p, i)| (p.clone(), i.clone()))
+            .collect();
+        Twins {
+            identity,
+            paths,
+            turns: Mutex::default(),
+        }
+    }
+
+    /// Waits until no twin of `path` is being worked on, and holds that turn; `None` for
+    /// a file without twins.
+    async fn turn(&self, path: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let identity = self.identity.get(path)?;
+        let turn = self
+            .turns
+            .lock()
+            .unwrap()
+            .entry(identity.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(1)))
+            .clone();
+        turn.acquire_owned().await.ok()
+    }
+
+    /// The stored object of a twin of `e` of the same size, if one is stored.
+    fn stored(&self, state: &crate::state::State, e: &SourceEntry) -> Option<String> {
+        let identity = self.identity.get(&e.path)?;
+        self.paths[identity]
+            .iter()
+            .filter(|p| **p != e.path)
+            .filter_map(|p| state.completed.get(p))
+            .find(|c| c.size == e.size)
+            .and_then(|c| c.object.clone())
+    }
 }
 
 /// The store name of part `index` of `n` for `path` in plain mode: the path itself for a
@@ -190,6 +256,19 @@ async fn transfer_inner<S: Source, T: Store>(
     item: &WorkItem,
 ) -> Result<FileOutcome, FileError> {
     let e = &item.entry;
+    // A twin read by another worker is waited for, then copied rather than read again.
+    let _turn = match ctx.vault.is_some() && item.resume.is_none() {
+        true => ctx.twins.turn(&e.path).await,
+        false => None,
+    };
+    if _turn.is_some() {
+        let stored = ctx.twins.stored(ctx.state.lock().unwrap().state(), e);
+        if let Some(id) = stored
+            && let Some(outcome) = record_if_stored(ctx, e, &id)?
+        {
+            return Ok(outcome);
+        }
+    }
     if let (Some(keys), Some(packer)) = (ctx.vault.as_deref(), ctx.packer.as_deref())
         && item.resume.is_none()
         && packer.takes(e.size, ctx.part_size)
@@ -699,10 +778,7 @@ async fn dedup<S: Source, T: Store>(
             let got = tokio::select! {
                 biased;
                 _ = ctx.cancel.cancelled() => return Ok(Some(FileOutcome::Abandoned)),
-                r = crate::source::read_full(&mut reader, &mut buf[..want]) => r.map_err(|err| SourceError::Transient {
-                    path: e.path.clone(),
-                    message: err.to_string(),
-                })?,
+                r = crate::source::read_full(&mut reader, &mut buf[..want]) => r.map_err(|err| crate::source::read_error(&e.path, err))?,
             };
             if got < want {
                 return Err(SourceError::Changed {
@@ -816,10 +892,7 @@ async fn copy_part<S: Source, T: Store>(
 ) -> Result<Option<(StoredPart, Option<[u8; MAC_LEN]>)>, FileError> {
     let offset = k * ctx.part_size;
     let len = (entry.size - offset).min(ctx.part_size);
-    let read_err = |err: std::io::Error| SourceError::Transient {
-        path: entry.path.clone(),
-        message: err.to_string(),
-    };
+    let read_err = |err: std::io::Error| crate::source::read_error(&entry.path, err);
     let short = |done: u64| SourceError::Changed {
         path: entry.path.clone(),
         detail: format!(
@@ -1018,10 +1091,11 @@ impl From<std::io::Error> for ReadFailure {
     }
 }
 
-/// How long a store's rate-limit wait was, if the error is one.
+/// How long a store's or source's rate-limit wait was, if the error is one.
 pub fn rate_limit(err: &FileError) -> Option<Duration> {
     match err {
         FileError::Store(StoreError::RateLimited { wait }) => Some(*wait),
+        FileError::Source(SourceError::RateLimited { wait, .. }) => Some(*wait),
         _ => None,
     }
 }

@@ -1,5 +1,5 @@
-//! [`AnySource`]: whichever source `--source` names (a local folder or `rclone:REMOTE:PATH`)
-//! as one type, and [`SourceSpec`], that name parsed. Together with
+//! [`AnySource`]: whichever source `--source` names (a local folder, `rclone:REMOTE:PATH`
+//! or `telegram:CHAT[,CHAT…]`) as one type, and [`SourceSpec`], that name parsed. Together with
 //! [`crate::store::any::AnyStore`] this is the only place that knows every source backend:
 //! adding one touches its own module and these two types, nothing in the command line or
 //! the job.
@@ -13,7 +13,11 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::local::LocalSource;
 use super::rclone::{PREFIX as RCLONE_PREFIX, RcloneReader, RcloneSource};
+use super::telegram::{ChatOptions, ChatReader, ChatSource, PREFIX as TELEGRAM_PREFIX};
 use super::{Listing, Source, SourceEntry, SourceError};
+use crate::state::ChatCatalog;
+use crate::telegram::api::ChatRef;
+use crate::telegram::grammers::{GrammersApi, GrammersConfig};
 
 /// A `--source` value, parsed (no I/O).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +26,8 @@ pub enum SourceSpec {
     Local(PathBuf),
     /// An rclone remote as rclone spells it (`nas:photos`, `:sftp,host=…:dir`).
     Rclone(String),
+    /// Telegram chats whose media are the files.
+    Telegram(Vec<ChatRef>),
 }
 
 impl SourceSpec {
@@ -30,6 +36,9 @@ impl SourceSpec {
     pub fn parse(text: &str) -> Result<Self, String> {
         if text.trim().is_empty() {
             return Err("--source must not be empty".into());
+        }
+        if let Some(chats) = text.strip_prefix(TELEGRAM_PREFIX) {
+            return super::telegram::parse_chats(chats).map(SourceSpec::Telegram);
         }
         match text.strip_prefix(RCLONE_PREFIX) {
             Some(remote) if remote.trim().is_empty() => Err(format!(
@@ -45,7 +54,7 @@ impl SourceSpec {
     pub fn local_root(&self) -> Option<&std::path::Path> {
         match self {
             SourceSpec::Local(root) => Some(root),
-            SourceSpec::Rclone(_) => None,
+            SourceSpec::Rclone(_) | SourceSpec::Telegram(_) => None,
         }
     }
 }
@@ -59,18 +68,54 @@ pub enum AnySource {
     Local(LocalSource),
     /// An rclone remote.
     Rclone(RcloneSource),
+    /// Telegram chats.
+    Telegram(ChatSource<GrammersApi>),
 }
 
 impl AnySource {
     /// The source `spec` names, reading in windows of `part_size` where that matters (an
-    /// rclone `cat` stops at a part's end). Nothing is touched until the first listing.
-    pub fn open(spec: &SourceSpec, part_size: u64) -> Self {
-        match spec {
+    /// rclone `cat` stops at a part's end); chats with `chat` options over `connections`
+    /// each (`None`: the default). Nothing is touched until the first listing; a chat
+    /// source's credentials are read (not used) here.
+    pub fn open(
+        spec: &SourceSpec,
+        part_size: u64,
+        chat: &ChatOptions,
+        connections: Option<usize>,
+    ) -> Result<Self, SourceError> {
+        Ok(match spec {
             SourceSpec::Local(root) => AnySource::Local(LocalSource::new(root)),
             SourceSpec::Rclone(remote) => {
                 AnySource::Rclone(RcloneSource::new(remote).with_read_window(part_size))
             }
-        }
+            SourceSpec::Telegram(chats) => {
+                let root = format!(
+                    "{TELEGRAM_PREFIX}{}",
+                    chats
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                let unavailable = |message: String| SourceError::Unavailable {
+                    root: root.clone(),
+                    message,
+                };
+                let mut apis = Vec::new();
+                for c in chats {
+                    let creds = crate::telegram::credentials::source_from_env()
+                        .map_err(|e| unavailable(e.to_string()))?;
+                    let mut config = GrammersConfig::from_credentials(creds, c.clone())
+                        .map_err(|e| unavailable(e.to_string()))?;
+                    if let Some(n) = connections {
+                        config.connections = n;
+                    }
+                    config.reads_only = true;
+                    apis.push((c.clone(), GrammersApi::new(config)));
+                }
+                AnySource::Telegram(ChatSource::new(apis, chat.clone()).map_err(unavailable)?)
+            }
+        })
     }
 }
 
@@ -82,6 +127,7 @@ impl AnySource {
         match self {
             AnySource::Local(s) => super::local::check_root(s.root()),
             AnySource::Rclone(s) => s.check_root().await,
+            AnySource::Telegram(s) => s.check_root().await,
         }
     }
 }
@@ -92,6 +138,8 @@ pub enum AnySourceReader {
     Local(crate::blocking::BlockingFile),
     /// From an rclone remote.
     Rclone(RcloneReader),
+    /// From a Telegram chat.
+    Telegram(ChatReader),
 }
 
 impl AsyncRead for AnySourceReader {
@@ -103,6 +151,7 @@ impl AsyncRead for AnySourceReader {
         match self.get_mut() {
             AnySourceReader::Local(r) => Pin::new(r).poll_read(cx, buf),
             AnySourceReader::Rclone(r) => Pin::new(r).poll_read(cx, buf),
+            AnySourceReader::Telegram(r) => Pin::new(r).poll_read(cx, buf),
         }
     }
 }
@@ -114,6 +163,7 @@ impl Source for AnySource {
         match self {
             AnySource::Local(s) => s.list().await,
             AnySource::Rclone(s) => s.list().await,
+            AnySource::Telegram(s) => s.list().await,
         }
     }
 
@@ -121,6 +171,7 @@ impl Source for AnySource {
         match self {
             AnySource::Local(s) => s.open(path, offset).await.map(AnySourceReader::Local),
             AnySource::Rclone(s) => s.open(path, offset).await.map(AnySourceReader::Rclone),
+            AnySource::Telegram(s) => s.open(path, offset).await.map(AnySourceReader::Telegram),
         }
     }
 
@@ -128,6 +179,7 @@ impl Source for AnySource {
         match self {
             AnySource::Local(s) => s.stat(path).await,
             AnySource::Rclone(s) => s.stat(path).await,
+            AnySource::Telegram(s) => s.stat(path).await,
         }
     }
 
@@ -135,6 +187,26 @@ impl Source for AnySource {
         match self {
             AnySource::Local(s) => s.prefetch(path, offset, len),
             AnySource::Rclone(s) => s.prefetch(path, offset, len),
+            AnySource::Telegram(s) => s.prefetch(path, offset, len),
+        }
+    }
+
+    fn set_wait_deadline(&self, at: Option<tokio::time::Instant>) {
+        if let AnySource::Telegram(s) = self {
+            s.set_wait_deadline(at);
+        }
+    }
+
+    fn restore_catalog(&self, chats: &std::collections::BTreeMap<String, ChatCatalog>) {
+        if let AnySource::Telegram(s) = self {
+            s.restore_catalog(chats);
+        }
+    }
+
+    fn catalog(&self) -> Option<std::collections::BTreeMap<String, ChatCatalog>> {
+        match self {
+            AnySource::Telegram(s) => s.catalog(),
+            _ => None,
         }
     }
 }
@@ -153,6 +225,17 @@ mod tests {
             SourceSpec::parse("rclone:nas:photos").unwrap(),
             SourceSpec::Rclone("nas:photos".into())
         );
+        assert_eq!(
+            SourceSpec::parse("telegram:@media_chan, -1001234").unwrap(),
+            SourceSpec::Telegram(vec![
+                ChatRef::Username("media_chan".into()),
+                ChatRef::Id(-1001234)
+            ])
+        );
+        let e = SourceSpec::parse("telegram:@media_chan,@media_chan").unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        let e = SourceSpec::parse("telegram:chan").unwrap_err();
+        assert!(e.contains("--source telegram:chan"), "{e}");
         let e = SourceSpec::parse("rclone: ").unwrap_err();
         assert!(e.contains("names no remote"), "{e}");
         assert!(SourceSpec::parse(" ").is_err());

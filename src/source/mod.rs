@@ -1,17 +1,20 @@
 //! Sources: where files come from. The runner sees only the [`Source`] trait; a local
-//! directory ([`local::LocalSource`]), an rclone remote ([`rclone::RcloneSource`]) and an
-//! in-memory double for tests ([`memory::MemorySource`]) implement it.
+//! directory ([`local::LocalSource`]), an rclone remote ([`rclone::RcloneSource`]), the
+//! media of Telegram chats ([`telegram::ChatSource`]) and an in-memory double for tests
+//! ([`memory::MemorySource`]) implement it.
 
 pub mod any;
 pub mod key;
 pub mod local;
 pub mod memory;
 pub mod rclone;
+pub mod telegram;
 
 use std::future::Future;
 
 use tokio::io::AsyncRead;
 
+use crate::state::ChatCatalog;
 use crate::time::Timestamp;
 
 /// A regular file in a source.
@@ -41,6 +44,10 @@ pub struct Listing {
     pub modes: std::collections::BTreeMap<String, u32>,
     /// The folders under the root (not the root), empty ones included.
     pub folders: Vec<FolderEntry>,
+    /// What the source knows identifies a file's content without reading it (a Telegram
+    /// media id), by path: files with the same identity and size have the same bytes, so
+    /// a vault run reads only one of them.
+    pub identities: std::collections::BTreeMap<String, String>,
 }
 
 /// A folder a listing found.
@@ -89,6 +96,15 @@ pub enum SourceError {
         /// The OS error.
         message: String,
     },
+    /// The source asks to wait longer than the run may (a Telegram flood wait past the
+    /// budget): the run stops `rate_limited`, nothing is lost, the next run goes on.
+    #[error("{what}: Telegram asks to wait {} before the next request", crate::time::human_duration(*wait))]
+    RateLimited {
+        /// What was being read.
+        what: String,
+        /// How long.
+        wait: std::time::Duration,
+    },
     /// The file changed while it was read; it is read again later.
     #[error("{path}: changed while being read ({detail})")]
     Changed {
@@ -127,11 +143,42 @@ pub trait Source: Send + Sync + 'static {
     /// Looks at one file again (size and mtime), to notice changes during a read.
     fn stat(&self, path: &str) -> impl Future<Output = Result<SourceEntry, SourceError>> + Send;
 
+    /// The latest instant a wait asked for by the source (a flood wait) may end for the
+    /// source to sit it out; a longer wait is [`SourceError::RateLimited`]. The runner
+    /// sets it before listing. The default has no waits.
+    fn set_wait_deadline(&self, at: Option<tokio::time::Instant>) {
+        let _ = at;
+    }
+
+    /// Hands over what the state kept of the source's chats from earlier runs (a
+    /// `telegram:` source; others ignore it), before the listing.
+    fn restore_catalog(&self, chats: &std::collections::BTreeMap<String, ChatCatalog>) {
+        let _ = chats;
+    }
+
+    /// What to keep of the source's chats for the next run, after a listing (`None`:
+    /// nothing, the state's entry is left as it is).
+    fn catalog(&self) -> Option<std::collections::BTreeMap<String, ChatCatalog>> {
+        None
+    }
+
     /// A hint that `len` bytes of `path` from `offset` will be read soon, so the source
     /// can start fetching them while other files are processed. Never waits and never
     /// fails: a wrong or useless hint costs nothing but the hint. The default ignores it.
     fn prefetch(&self, path: &str, offset: u64, len: u64) {
         let _ = (path, offset, len);
+    }
+}
+
+/// A source error from a failed read of `path`: the [`SourceError`] a reader carried
+/// inside the I/O error (a Telegram reader's flood wait), else a transient failure.
+pub fn read_error(path: &str, err: std::io::Error) -> SourceError {
+    match err.get_ref().and_then(|e| e.downcast_ref::<SourceError>()) {
+        Some(inner) => inner.clone(),
+        None => SourceError::Transient {
+            path: path.to_owned(),
+            message: err.to_string(),
+        },
     }
 }
 

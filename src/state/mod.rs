@@ -664,6 +664,12 @@ impl StateFile {
         self.state.meta = meta;
     }
 
+    /// Records what a chat source knows of its chats (saved with the state; not covered
+    /// by integrity tags, like [`StateFile::set_meta`]).
+    pub fn set_telegram_chats(&mut self, chats: std::collections::BTreeMap<String, ChatCatalog>) {
+        self.state.telegram_chats = chats;
+    }
+
     /// Mutable access for commands that edit the state outside a run (`retry`); call
     /// [`StateFile::commit`] afterwards.
     pub fn state_mut(&mut self) -> &mut State {

@@ -67,6 +67,51 @@ pub struct State {
     /// (absent in states written before they were recorded).
     #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
+    /// A `telegram:` source's knowledge of its chats, by chat as given (`@name`,
+    /// `-100…`, `me`): where reading stopped and the media messages seen, so that a run
+    /// reads only what changed since (docs/telegram.md, "Telegram as a source").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub telegram_chats: BTreeMap<String, ChatCatalog>,
+}
+
+/// What a `telegram:` source knows of one chat. Not covered by the integrity tags: it
+/// says what the chat holds, not which stored bytes are whose; a damaged or lost catalog
+/// costs a new reading of the chat, never content.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ChatCatalog {
+    /// The channel's update sequence number (`pts`) the catalog is current to; 0 for
+    /// chats that are not channels or supergroups (read by message id instead).
+    #[serde(default)]
+    pub pts: i32,
+    /// The newest message id seen.
+    #[serde(default)]
+    pub top_id: i32,
+    /// The messages with media, by message id.
+    #[serde(default)]
+    pub media: BTreeMap<i32, ChatMedia>,
+}
+
+/// One message's media as a `telegram:` source lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ChatMedia {
+    /// Its file name (absent where Telegram gives none: photos, voice notes).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// `document`, `photo`, `video`, `audio` or `voice`.
+    pub kind: String,
+    /// Its MIME type (absent where Telegram gives none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mime: String,
+    /// Telegram's id of the document or photo: the same media forwarded elsewhere has
+    /// the same id, and is read only once.
+    pub media_id: i64,
+    /// When the message was sent.
+    pub date: Timestamp,
+    /// When an edit last replaced its media (its time as a file from then on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Timestamp>,
 }
 
 /// Integrity tags over what identifies stored bytes, one per `completed` and `in_progress`
@@ -416,6 +461,7 @@ impl State {
             runs: Vec::new(),
             integrity: Integrity::default(),
             meta: Meta::default(),
+            telegram_chats: BTreeMap::new(),
         }
     }
 

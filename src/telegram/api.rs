@@ -169,17 +169,54 @@ pub fn random_id() -> Result<i64, TgError> {
     Ok(i64::from_le_bytes(id))
 }
 
-/// A document attached to a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What kind of media a message carries (a source names files by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaKind {
+    /// A file sent as a file.
+    #[default]
+    Document,
+    /// A photo, read at its largest size.
+    Photo,
+    /// A video.
+    Video,
+    /// Music or another audio file.
+    Audio,
+    /// A voice note (Telegram gives it no file name).
+    Voice,
+}
+
+impl MediaKind {
+    /// The kind's name in paths and messages: `document`, `photo`, `video`, `audio`, `voice`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaKind::Document => "document",
+            MediaKind::Photo => "photo",
+            MediaKind::Video => "video",
+            MediaKind::Audio => "audio",
+            MediaKind::Voice => "voice",
+        }
+    }
+}
+
+/// The media attached to a message: a document (any file, video, audio, voice) or a
+/// photo at its largest size.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DocumentInfo {
-    /// Its file name.
+    /// Its file name (empty when Telegram gives none: photos, voice notes).
     pub name: String,
     /// Its size in bytes.
     pub size: u64,
+    /// Telegram's id of the document or photo: the same media forwarded to another
+    /// message or chat keeps it (0 where unknown).
+    pub media_id: i64,
+    /// What it is.
+    pub kind: MediaKind,
+    /// Its MIME type (empty where Telegram gives none).
+    pub mime: String,
 }
 
-/// A message in the chat, as far as the store cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A message in the chat, as far as the store and a chat source care.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MessageInfo {
     /// Message id (per chat for channels).
     pub id: i32,
@@ -189,6 +226,40 @@ pub struct MessageInfo {
     pub text: String,
     /// The document, if it has one.
     pub document: Option<DocumentInfo>,
+    /// When it was last edited, Unix seconds.
+    pub edit_date: Option<i64>,
+}
+
+/// What changed in a channel since an update sequence number (`pts`), as
+/// `updates.getChannelDifference` tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatChanges {
+    /// Nothing changed; the channel is at `pts`.
+    Nothing {
+        /// The channel's update sequence number.
+        pts: i32,
+    },
+    /// Too much changed to list: read the channel again, messages up to `top_id`, which
+    /// makes the reader current to `pts`.
+    TooLong {
+        /// The update sequence number the channel is at.
+        pts: i32,
+        /// The newest message id.
+        top_id: i32,
+    },
+    /// These changed, up to `pts`; `last` is false when more follow from there.
+    Changed {
+        /// The update sequence number these bring the reader to.
+        pts: i32,
+        /// No more changes after these.
+        last: bool,
+        /// New messages (as they are now).
+        new: Vec<MessageInfo>,
+        /// Messages edited (as they are now).
+        edited: Vec<MessageInfo>,
+        /// Ids of deleted messages.
+        deleted: Vec<i32>,
+    },
 }
 
 /// Why Telegram made us wait.
@@ -325,6 +396,29 @@ pub trait TelegramApi: Send + Sync + 'static {
 
     /// Deletes messages (ids that are already gone are ignored).
     fn delete_messages(&self, ids: &[i32]) -> impl Future<Output = Result<(), TgError>> + Send;
+
+    /// Whether the chat is a channel or supergroup (its changes can be asked for with
+    /// [`TelegramApi::changes`]); valid after [`TelegramApi::connect`].
+    fn is_channel(&self) -> bool {
+        false
+    }
+
+    /// What changed in the channel since update sequence number `pts` (at least 1).
+    fn changes(&self, pts: i32) -> impl Future<Output = Result<ChatChanges, TgError>> + Send {
+        let _ = pts;
+        async { Err(TgError::Invalid("CHANNEL_INVALID".into())) }
+    }
+
+    /// Up to 100 messages newer than `min_id` and older than `before` (0: no bound),
+    /// newest first (`messages.getHistory`); bots get [`TgError::BotMethodInvalid`].
+    fn history(
+        &self,
+        min_id: i32,
+        before: i32,
+    ) -> impl Future<Output = Result<Vec<MessageInfo>, TgError>> + Send {
+        let _ = (min_id, before);
+        async { Err(TgError::BotMethodInvalid) }
+    }
 
     /// Pins a message (silently).
     fn pin(&self, id: i32) -> impl Future<Output = Result<(), TgError>> + Send;

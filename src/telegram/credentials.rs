@@ -178,6 +178,29 @@ pub fn from_env() -> Result<Credentials, CredentialsError> {
     from(&|var| std::env::var(var).ok())
 }
 
+/// The account a `telegram:` source reads with: `TGFERRY_TG_SOURCE_SESSION` or
+/// `TGFERRY_TG_SOURCE_BOT_TOKEN` when one is set (a chat read with one account, a store
+/// written with others), else the store's (only the first of several); the app id and
+/// hash are shared.
+pub fn source_from_env() -> Result<Credentials, CredentialsError> {
+    let own = |var: &str| std::env::var(var).ok().filter(|v| !v.trim().is_empty());
+    let separate = own(SOURCE_SESSION_ENV).is_some() || own(SOURCE_BOT_TOKEN_ENV).is_some();
+    let mut creds = from(&|var| match var {
+        _ if !separate => std::env::var(var).ok(),
+        SESSION_ENV => own(SOURCE_SESSION_ENV),
+        BOT_TOKEN_ENV => own(SOURCE_BOT_TOKEN_ENV),
+        BOT_TOKENS_ENV => None,
+        _ => std::env::var(var).ok(),
+    })?;
+    creds.more.clear();
+    Ok(creds)
+}
+
+/// The session a `telegram:` source reads with, when not the store's.
+pub const SOURCE_SESSION_ENV: &str = "TGFERRY_TG_SOURCE_SESSION";
+/// The bot token a `telegram:` source reads with, when not the store's.
+pub const SOURCE_BOT_TOKEN_ENV: &str = "TGFERRY_TG_SOURCE_BOT_TOKEN";
+
 /// `123456:AAE…` (the bot id, a colon, 35 URL-safe characters).
 fn is_bot_token(token: &str) -> bool {
     let Some((id, secret)) = token.split_once(':') else {

@@ -266,7 +266,9 @@ impl Inner {
             document: m.document.as_ref().map(|(name, bytes)| DocumentInfo {
                 name: name.clone(),
                 size: bytes.len() as u64,
+                ..DocumentInfo::default()
             }),
+            edit_date: None,
         })
     }
 
@@ -821,7 +823,8 @@ mod tests {
             m.document.unwrap(),
             DocumentInfo {
                 name: "a.bin".into(),
-                size: 2 * CHUNK as u64 + 100
+                size: 2 * CHUNK as u64 + 100,
+                ..DocumentInfo::default()
             }
         );
         assert_eq!(tg.bytes_uploaded(), bytes.len() as u64 + CHUNK as u64);

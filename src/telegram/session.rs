@@ -437,24 +437,48 @@ impl Session for PortableSession {
 /// for the message. The OS drops the lock when its process ends, however it ends, so there
 /// is nothing stale to take over; the file itself is left in place (deleting it could let
 /// two processes lock two different files of the same name).
-#[derive(Debug)]
+///
+/// Within one process the lock is shared: a chat source and a store (or several chats)
+/// signed in with one session each hold it, as the connections of one client do; the
+/// lock keeps other processes out.
+#[derive(Debug, Clone)]
 pub struct SessionLock {
+    held: std::sync::Arc<HeldLock>,
+}
+
+/// The OS lock on one session's lock file, shared by this process's holders.
+#[derive(Debug)]
+struct HeldLock {
     path: PathBuf,
     _file: fs::File,
 }
 
+/// The session locks this process holds, by lock file.
+static HELD: std::sync::Mutex<Vec<std::sync::Weak<HeldLock>>> = std::sync::Mutex::new(Vec::new());
+
 impl SessionLock {
-    /// Takes the lock for `session`; [`SessionError::InUse`] if another process (or another
-    /// lock in this one) holds it.
+    /// Takes the lock for `session` (or shares it, when this process holds it already);
+    /// [`SessionError::InUse`] if another process holds it.
     pub fn acquire(session: &PortableSession) -> Result<SessionLock, SessionError> {
         let digest = session
             .home_key_digest()
             .ok_or_else(|| malformed("it holds no key for its home data centre"))?;
         let path = std::env::temp_dir().join(format!("tgferry-session-{}.lock", &digest[..32]));
-        Self::acquire_at(path)
+        let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+        held.retain(|h| h.strong_count() > 0);
+        if let Some(shared) = held
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .find(|h| h.path == path)
+        {
+            return Ok(SessionLock { held: shared });
+        }
+        let lock = std::sync::Arc::new(Self::acquire_at(path)?);
+        held.push(std::sync::Arc::downgrade(&lock));
+        Ok(SessionLock { held: lock })
     }
 
-    fn acquire_at(path: PathBuf) -> Result<SessionLock, SessionError> {
+    fn acquire_at(path: PathBuf) -> Result<HeldLock, SessionError> {
         let mut file = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -472,12 +496,30 @@ impl SessionLock {
         }
         file.set_len(0)?;
         file.write_all(std::process::id().to_string().as_bytes())?;
-        Ok(SessionLock { path, _file: file })
+        Ok(HeldLock { path, _file: file })
     }
 
     /// Where the lock file is.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.held.path
+    }
+
+    /// The OS lock on `session`'s lock file, taken as another process would take it (for
+    /// tests: this process's [`SessionLock::acquire`] then finds it in use).
+    #[cfg(test)]
+    pub(crate) fn as_another_process(session: &PortableSession) -> fs::File {
+        let digest = session.home_key_digest().expect("a session with a key");
+        let path = std::env::temp_dir().join(format!("tgferry-session-{}.lock", &digest[..32]));
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        assert!(crate::state::try_lock_briefly(&file).unwrap());
+        fs::write(&path, "4242").unwrap();
+        file
     }
 }
 
@@ -601,11 +643,19 @@ mod tests {
             fs::read_to_string(lock.path()).unwrap(),
             std::process::id().to_string()
         );
-        match SessionLock::acquire(&session.shared()) {
-            Err(SessionError::InUse { pid }) => assert_eq!(pid, std::process::id()),
-            other => panic!("expected InUse, got {other:?}"),
-        }
+        // This process shares it; another process is kept out while any holder lives.
+        let shared = SessionLock::acquire(&session.shared()).unwrap();
+        assert_eq!(shared.path(), lock.path());
         drop(lock);
+        let other = std::process::Command::new("flock")
+            .args(["--nonblock", "--conflict-exit-code", "7"])
+            .arg(shared.path())
+            .arg("true")
+            .status();
+        if let Ok(status) = other {
+            assert_eq!(status.code(), Some(7), "another process took a held lock");
+        }
+        drop(shared);
         let again = SessionLock::acquire(&session).unwrap();
         drop(again);
     }

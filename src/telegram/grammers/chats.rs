@@ -157,6 +157,7 @@ impl GrammersApi {
         };
         let found = channels_with_id(&chats, id).next();
         if let Some(c) = found
+            && !self.reads_only
             && c.broadcast
             && !c.creator
             && !matches!(&c.admin_rights, Some(tl::enums::ChatAdminRights::Rights(r)) if r.post_messages)

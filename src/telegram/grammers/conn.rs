@@ -219,7 +219,7 @@ mod tests {
         let mut key = [0u8; 256];
         getrandom::fill(&mut key).unwrap();
         let session = PortableSession::with_key(2, key);
-        let held = SessionLock::acquire(&session).unwrap();
+        let held = SessionLock::as_another_process(&session);
         let api = api(Credential::Session(session.shared()));
         assert_eq!(api.connect().await, Err(TgError::SessionInUse));
         drop(held);

@@ -1,4 +1,4 @@
-//! Reading a document back: where a message's document is ([`FileLocation`], taken from the
+//! Reading a document (or a photo, at its largest size) back: where a message's media is ([`FileLocation`], taken from the
 //! message and kept in a bounded window that every `getMessages` fills), `upload.getFile` in
 //! the file's data centre (following `FILE_MIGRATE`, and copying the authorization there
 //! with `conn.rs`'s [`GrammersApi::copy_auth`] when that data centre does not know the
@@ -17,7 +17,7 @@ use grammers_client::tl;
 use super::chats::Target;
 use super::conn::{Conn, within_time};
 use super::errors::map_invocation;
-use super::messages::{belongs, document_of, message_id};
+use super::messages::{belongs, document_of, largest_photo_size, message_id, photo_of};
 use super::{GrammersApi, lock};
 use crate::telegram::api::{TgError, check_download};
 
@@ -190,12 +190,27 @@ fn timed_out(_: TgError) -> InvocationError {
     InvocationError::Dropped("no answer from Telegram in time")
 }
 
-/// Where the document of a message is (`None` for a message without one).
+/// Where the document of a message is, or its photo at the largest size (`None` for a
+/// message without either).
 fn document_location(message: &tl::enums::Message) -> Option<FileLocation> {
     let tl::enums::Message::Message(m) = message else {
         return None;
     };
-    let doc = document_of(m.media.as_ref()?)?;
+    let media = m.media.as_ref()?;
+    if let Some(photo) = photo_of(media) {
+        let (thumb_size, _) = largest_photo_size(photo)?;
+        return Some(FileLocation {
+            location: tl::types::InputPhotoFileLocation {
+                id: photo.id,
+                access_hash: photo.access_hash,
+                file_reference: photo.file_reference.clone(),
+                thumb_size,
+            }
+            .into(),
+            dc_id: photo.dc_id,
+        });
+    }
+    let doc = document_of(media)?;
     Some(FileLocation {
         location: tl::types::InputDocumentFileLocation {
             id: doc.id,

@@ -17,6 +17,7 @@ pub(super) fn api(credential: Credential) -> GrammersApi {
         credential,
         chat: ChatRef::Me,
         connections: 1,
+        reads_only: false,
     })
 }
 

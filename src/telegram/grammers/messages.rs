@@ -15,7 +15,7 @@ use grammers_client::tl;
 use super::GrammersApi;
 use super::chats::Target;
 use super::conn::Conn;
-use crate::telegram::api::{DocumentInfo, MAX_IDS_PER_CALL, MessageInfo, TgError};
+use crate::telegram::api::{DocumentInfo, MAX_IDS_PER_CALL, MediaKind, MessageInfo, TgError};
 
 impl GrammersApi {
     /// The messages with `ids`, as Telegram answers (any order, other chats' included
@@ -208,31 +208,78 @@ pub(super) fn message_info(message: &tl::enums::Message) -> Option<MessageInfo> 
             date: i64::from(m.date),
             text: m.message.clone(),
             document: m.media.as_ref().and_then(document_info),
+            edit_date: m.edit_date.map(i64::from),
         }),
         tl::enums::Message::Service(m) => Some(MessageInfo {
             id: m.id,
             date: i64::from(m.date),
             text: String::new(),
             document: None,
+            edit_date: None,
         }),
     }
 }
 
-/// The document of a message's media, if it has one.
+/// The media of a message, if it has a document or a photo (a photo at its largest size).
 pub(super) fn document_info(media: &tl::enums::MessageMedia) -> Option<DocumentInfo> {
+    if let Some(photo) = photo_of(media) {
+        let (_, size) = largest_photo_size(photo)?;
+        return Some(DocumentInfo {
+            name: String::new(),
+            size,
+            media_id: photo.id,
+            kind: MediaKind::Photo,
+            mime: "image/jpeg".into(),
+        });
+    }
     let doc = document_of(media)?;
-    let name = doc
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            tl::enums::DocumentAttribute::Filename(f) => Some(f.file_name.clone()),
-            _ => None,
-        })
-        .unwrap_or_default();
+    let mut name = String::new();
+    let mut kind = MediaKind::Document;
+    for attribute in &doc.attributes {
+        match attribute {
+            tl::enums::DocumentAttribute::Filename(f) => name.clone_from(&f.file_name),
+            tl::enums::DocumentAttribute::Video(_) => kind = MediaKind::Video,
+            tl::enums::DocumentAttribute::Audio(a) if a.voice => kind = MediaKind::Voice,
+            tl::enums::DocumentAttribute::Audio(_) => kind = MediaKind::Audio,
+            _ => {}
+        }
+    }
     Some(DocumentInfo {
         name,
         size: u64::try_from(doc.size).unwrap_or(0),
+        media_id: doc.id,
+        kind,
+        mime: doc.mime_type.clone(),
     })
+}
+
+/// The photo in a message's media (not an empty one).
+pub(super) fn photo_of(media: &tl::enums::MessageMedia) -> Option<&tl::types::Photo> {
+    match media {
+        tl::enums::MessageMedia::Photo(mp) => match mp.photo.as_ref()? {
+            tl::enums::Photo::Photo(p) => Some(p),
+            tl::enums::Photo::Empty(_) => None,
+        },
+        _ => None,
+    }
+}
+
+/// A photo's largest size that is a file of its own: its type (the `thumb_size` to
+/// download it with) and its bytes. Stripped, cached and path sizes are inline previews,
+/// not files; a progressive size's bytes are its last (full) step.
+pub(super) fn largest_photo_size(photo: &tl::types::Photo) -> Option<(String, u64)> {
+    photo
+        .sizes
+        .iter()
+        .filter_map(|size| match size {
+            tl::enums::PhotoSize::Size(s) => Some((s.r#type.clone(), s.size)),
+            tl::enums::PhotoSize::Progressive(p) => {
+                Some((p.r#type.clone(), p.sizes.iter().copied().max()?))
+            }
+            _ => None,
+        })
+        .max_by_key(|(_, size)| *size)
+        .map(|(kind, size)| (kind, u64::try_from(size).unwrap_or(0)))
 }
 
 /// The document in a message's media (not an empty one).
@@ -268,7 +315,11 @@ mod tests {
                 document: Some(DocumentInfo {
                     name: "part-0001.bin".into(),
                     size: 3 << 20,
+                    media_id: 77,
+                    kind: MediaKind::Document,
+                    mime: "application/octet-stream".into(),
                 }),
+                edit_date: None,
             })
         );
         let unnamed = message(13, channel_peer(99), "", Some(document(None, 5)));
@@ -276,7 +327,10 @@ mod tests {
             message_info(&unnamed).unwrap().document,
             Some(DocumentInfo {
                 name: String::new(),
-                size: 5
+                size: 5,
+                media_id: 77,
+                kind: MediaKind::Document,
+                mime: "application/octet-stream".into(),
             })
         );
         let text = message(14, channel_peer(99), "index", None);

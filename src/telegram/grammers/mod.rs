@@ -15,6 +15,8 @@
 //! - `pool.rs`: the connections file bytes travel on (`--tg-connections`), each chunk
 //!   or download request on the least busy one, without grammers' gzip;
 //! - `chats.rs`: which chat `me`, `@name` or a `-100…` id is; its pinned message;
+//! - `changes.rs`: a chat read as a source: a channel's changes since an update
+//!   sequence number, a page of history;
 //! - `messages.rs`: messages by id, the latest id, edits, deletes; raw messages as
 //!   [`MessageInfo`];
 //! - `send.rs`: upload chunks, document and text messages, the new message found in
@@ -23,6 +25,7 @@
 //!   centres;
 //! - `errors.rs`: Telegram's failures as [`TgError`].
 
+mod changes;
 mod chats;
 mod conn;
 mod download;
@@ -39,7 +42,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use secrecy::{ExposeSecret as _, SecretString};
 
-use super::api::{Account, ChatRef, MessageInfo, TelegramApi, TgError, UploadRef};
+use super::api::{Account, ChatChanges, ChatRef, MessageInfo, TelegramApi, TgError, UploadRef};
 use super::session::{PortableSession, SessionLock};
 use chats::Target;
 pub(crate) use chats::find_channel;
@@ -79,6 +82,8 @@ pub struct GrammersConfig {
     /// Connections to the home data centre that file bytes are spread over (at least 1;
     /// [`DEFAULT_CONNECTIONS`] unless `--tg-connections` says otherwise).
     pub connections: usize,
+    /// The chat is only read (a source): a bot need not be allowed to post in it.
+    pub reads_only: bool,
 }
 
 /// Connections to the home data centre when `--tg-connections` is not given: measured
@@ -118,6 +123,7 @@ impl GrammersConfig {
                     credential,
                     chat: chat.clone(),
                     connections: DEFAULT_CONNECTIONS,
+                    reads_only: false,
                 })
             })
             .collect()
@@ -132,6 +138,7 @@ impl fmt::Debug for GrammersConfig {
             .field("credential", &self.credential)
             .field("chat", &self.chat)
             .field("connections", &self.connections)
+            .field("reads_only", &self.reads_only)
             .finish()
     }
 }
@@ -156,6 +163,8 @@ pub struct GrammersApi {
     connecting: tokio::sync::Mutex<()>,
     auth_copied: tokio::sync::Mutex<HashSet<i32>>,
     files: Mutex<HashMap<i32, FileLocation>>,
+    /// The chat is only read: no right to post is asked of a bot.
+    reads_only: bool,
     /// The connections file bytes travel on (opened on first use, after `connect`).
     pool: pool::Pool,
 }
@@ -187,6 +196,7 @@ impl GrammersApi {
             connecting: tokio::sync::Mutex::new(()),
             auth_copied: tokio::sync::Mutex::new(HashSet::new()),
             files: Mutex::new(HashMap::new()),
+            reads_only: config.reads_only,
             pool: pool::Pool::new(config.connections),
         }
     }
@@ -267,6 +277,21 @@ impl TelegramApi for GrammersApi {
         messages::delete_messages(self, ids).await
     }
 
+    fn is_channel(&self) -> bool {
+        self.state()
+            .target
+            .as_ref()
+            .is_some_and(|t| t.channel.is_some())
+    }
+
+    async fn changes(&self, pts: i32) -> Result<ChatChanges, TgError> {
+        changes::changes(self, pts).await
+    }
+
+    async fn history(&self, min_id: i32, before: i32) -> Result<Vec<MessageInfo>, TgError> {
+        changes::history(self, min_id, before).await
+    }
+
     async fn pin(&self, id: i32) -> Result<(), TgError> {
         chats::pin(self, id).await
     }
@@ -289,6 +314,7 @@ mod tests {
             credential: Credential::BotToken(SecretString::from("123:token-secret-value")),
             chat: ChatRef::Me,
             connections: 1,
+            reads_only: false,
         });
         let shown = format!("{api:?}");
         assert!(!shown.contains("secret-value"), "{shown}");
@@ -298,6 +324,7 @@ mod tests {
             credential: Credential::Session(PortableSession::new()),
             chat: ChatRef::Id(-1001234),
             connections: 1,
+            reads_only: false,
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("secret-value"), "{shown}");

@@ -86,6 +86,7 @@ pub(super) async fn send_document(
     let fallback = DocumentInfo {
         name: name.to_owned(),
         size: upload.size,
+        ..DocumentInfo::default()
     };
     sent_message(&updates, random_id, caption, Some(fallback))
 }
@@ -184,6 +185,7 @@ pub(super) fn sent_message(
                 date: i64::from(s.date),
                 text: text.to_owned(),
                 document: s.media.as_ref().and_then(document_info).or(document),
+                edit_date: None,
             });
         }
         Updates::TooLong | Updates::UpdateShortMessage(_) | Updates::UpdateShortChatMessage(_) => {
@@ -304,7 +306,8 @@ mod tests {
                 id: 30,
                 date: 1_700_000_999,
                 text: "hello".into(),
-                document: None
+                document: None,
+                edit_date: None,
             }
         );
         assert!(matches!(
@@ -339,6 +342,7 @@ mod tests {
         let ours = DocumentInfo {
             name: "a.bin".into(),
             size: 10,
+            ..DocumentInfo::default()
         };
         // Another part sent at the same time, then ours.
         let other = message(40, channel_peer(9), "", Some(document(Some("b.bin"), 10)));
