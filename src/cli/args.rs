@@ -167,6 +167,10 @@ pub struct RunArgs {
     /// A telegram: source: only messages sent before this date, time, or message id.
     #[arg(long, env = "TGFERRY_UNTIL", value_name = "DATE|ID")]
     pub until: Option<String>,
+    /// A telegram: source read with a user account: read inside a takeout session (an
+    /// export, with higher flood limits; Telegram may first ask to confirm it in an app).
+    #[arg(long, env = "TGFERRY_TG_TAKEOUT", value_parser = BoolishValueParser::new())]
+    pub tg_takeout: bool,
     /// Runs a file may fail in before it is given up.
     #[arg(
         long,

@@ -300,7 +300,12 @@ fn chat_options(
 ) -> Result<crate::source::telegram::ChatOptions, UsageError> {
     use crate::source::telegram::{Bound, ChatOptions, PathLayout};
     let telegram = matches!(source, SourceSpec::Telegram(_));
-    for (flag, given) in [("--since", &a.since), ("--until", &a.until)] {
+    let takeout = a.tg_takeout.then_some(String::new());
+    for (flag, given) in [
+        ("--since", &a.since),
+        ("--until", &a.until),
+        ("--tg-takeout", &takeout),
+    ] {
         if given.is_some() && !telegram {
             return Err(UsageError(format!(
                 "{flag} limits which messages of a telegram: source are read; --source {} is                  not one (use --include/--exclude for other sources)",
@@ -318,6 +323,7 @@ fn chat_options(
         layout: PathLayout::parse(&a.tg_layout).map_err(UsageError)?,
         since: bound("--since", &a.since)?,
         until: bound("--until", &a.until)?,
+        takeout: a.tg_takeout,
     };
     if let SourceSpec::Telegram(chats) = source
         && chats.len() > 1

@@ -111,6 +111,7 @@ impl AnySource {
                         config.connections = n;
                     }
                     config.reads_only = true;
+                    config.takeout = chat.takeout;
                     apis.push((c.clone(), GrammersApi::new(config)));
                 }
                 AnySource::Telegram(ChatSource::new(apis, chat.clone()).map_err(unavailable)?)

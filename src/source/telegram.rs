@@ -257,6 +257,8 @@ pub struct ChatOptions {
     pub since: Option<Bound>,
     /// Only messages before this.
     pub until: Option<Bound>,
+    /// Read inside a takeout session (user accounts).
+    pub takeout: bool,
 }
 
 /// Parses what follows `telegram:` in `--source`: one chat or several, comma-separated.

@@ -122,12 +122,64 @@ pub(super) async fn reconnect(api: &GrammersApi) -> Result<(), TgError> {
 
 impl GrammersApi {
     /// One request on `conn`, [`answered`].
-    pub(super) async fn invoke<R: tl::RemoteCall>(
+    /// Inside a takeout session (`--tg-takeout`) every request is wrapped in
+    /// `invokeWithTakeout`.
+    pub(super) async fn invoke<R: tl::RemoteCall + Clone>(
         &self,
         conn: &Conn,
         request: &R,
     ) -> Result<R::Return, TgError> {
-        answered(conn.client.invoke(request)).await
+        match self.takeout_id() {
+            Some(takeout_id) => {
+                let wrapped = tl::functions::InvokeWithTakeout {
+                    takeout_id,
+                    query: request.clone(),
+                };
+                answered(conn.client.invoke(&wrapped)).await
+            }
+            None => answered(conn.client.invoke(request)).await,
+        }
+    }
+
+    /// The takeout session requests go in, once started.
+    pub(super) fn takeout_id(&self) -> Option<i64> {
+        *super::lock(&self.takeout_id)
+    }
+
+    /// Starts a takeout session (`account.initTakeoutSession`) for reading chats and their
+    /// files: user accounts only. Telegram may first ask the user to confirm the export in
+    /// another app (`TAKEOUT_INIT_DELAY_X`): that is no wait to sit out in a run.
+    async fn start_takeout(&self, conn: &Conn, me: &tl::types::User) -> Result<(), TgError> {
+        if me.bot {
+            return Err(TgError::Forbidden(
+                "--tg-takeout starts a takeout session, which only user accounts have; a bot                  reads without it: drop --tg-takeout"
+                    .into(),
+            ));
+        }
+        let request = tl::functions::account::InitTakeoutSession {
+            contacts: false,
+            message_users: true,
+            message_chats: true,
+            message_megagroups: true,
+            message_channels: true,
+            files: true,
+            file_max_size: Some(4000 * 1024 * 1024),
+        };
+        match within_time(conn.client.invoke(&request)).await? {
+            Ok(tl::enums::account::Takeout::Takeout(t)) => {
+                *super::lock(&self.takeout_id) = Some(t.id);
+                Ok(())
+            }
+            Err(InvocationError::Rpc(e)) if e.name == "TAKEOUT_INIT_DELAY" => {
+                Err(TgError::Forbidden(format!(
+                    "Telegram delays this data export by {} (TAKEOUT_INIT_DELAY): confirm it                      in a Telegram app under the export request it sent, or run without                      --tg-takeout",
+                    crate::time::human_duration(std::time::Duration::from_secs(
+                        u64::from(e.value.unwrap_or(0))
+                    ))
+                )))
+            }
+            Err(e) => Err(map_invocation(&e)),
+        }
     }
 
     fn start(&self) -> Conn {
@@ -165,6 +217,9 @@ impl GrammersApi {
                 .map_or_else(|| me.id.to_string(), |u| format!("@{u}")),
         };
         let target = self.resolve(&conn, &me).await?;
+        if self.takeout {
+            self.start_takeout(&conn, &me).await?;
+        }
         Ok((conn, account, target))
     }
 

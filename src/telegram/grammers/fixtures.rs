@@ -18,6 +18,7 @@ pub(super) fn api(credential: Credential) -> GrammersApi {
         chat: ChatRef::Me,
         connections: 1,
         reads_only: false,
+        takeout: false,
     })
 }
 

@@ -84,6 +84,8 @@ pub struct GrammersConfig {
     pub connections: usize,
     /// The chat is only read (a source): a bot need not be allowed to post in it.
     pub reads_only: bool,
+    /// Read inside a takeout session (`--tg-takeout`, user accounts).
+    pub takeout: bool,
 }
 
 /// Connections to the home data centre when `--tg-connections` is not given: measured
@@ -124,6 +126,7 @@ impl GrammersConfig {
                     chat: chat.clone(),
                     connections: DEFAULT_CONNECTIONS,
                     reads_only: false,
+                    takeout: false,
                 })
             })
             .collect()
@@ -139,6 +142,7 @@ impl fmt::Debug for GrammersConfig {
             .field("chat", &self.chat)
             .field("connections", &self.connections)
             .field("reads_only", &self.reads_only)
+            .field("takeout", &self.takeout)
             .finish()
     }
 }
@@ -165,6 +169,10 @@ pub struct GrammersApi {
     files: Mutex<HashMap<i32, FileLocation>>,
     /// The chat is only read: no right to post is asked of a bot.
     reads_only: bool,
+    /// Start a takeout session on connecting.
+    takeout: bool,
+    /// The takeout session every request goes in, once started.
+    takeout_id: Mutex<Option<i64>>,
     /// The connections file bytes travel on (opened on first use, after `connect`).
     pool: pool::Pool,
 }
@@ -197,6 +205,8 @@ impl GrammersApi {
             auth_copied: tokio::sync::Mutex::new(HashSet::new()),
             files: Mutex::new(HashMap::new()),
             reads_only: config.reads_only,
+            takeout: config.takeout,
+            takeout_id: Mutex::new(None),
             pool: pool::Pool::new(config.connections),
         }
     }
@@ -315,6 +325,7 @@ mod tests {
             chat: ChatRef::Me,
             connections: 1,
             reads_only: false,
+            takeout: false,
         });
         let shown = format!("{api:?}");
         assert!(!shown.contains("secret-value"), "{shown}");
@@ -325,6 +336,7 @@ mod tests {
             chat: ChatRef::Id(-1001234),
             connections: 1,
             reads_only: false,
+            takeout: false,
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("secret-value"), "{shown}");

@@ -95,7 +95,7 @@ impl GrammersApi {
     /// `request` (uploading a chunk, or reading a home data centre file) on the least busy
     /// connection of the pool: see the module documentation. The outer error is a
     /// connection that could not be had; the inner result is Telegram's answer.
-    pub(super) async fn invoke_file<R: tl::RemoteCall>(
+    pub(super) async fn invoke_file<R: tl::RemoteCall + Clone>(
         &self,
         request: &R,
     ) -> Result<Result<R::Return, InvocationError>, TgError> {
@@ -110,7 +110,17 @@ impl GrammersApi {
                 reopened = true;
             }
             let open = sender.as_mut().expect("opened above");
-            let failure = match within_time(open.invoke(request)).await {
+            let answer = match self.takeout_id() {
+                Some(takeout_id) => {
+                    let wrapped = tl::functions::InvokeWithTakeout {
+                        takeout_id,
+                        query: request.clone(),
+                    };
+                    within_time(open.invoke(&wrapped)).await
+                }
+                None => within_time(open.invoke(request)).await,
+            };
+            let failure = match answer {
                 Ok(Err(e)) if !matches!(e, InvocationError::Rpc(_)) => map_invocation(&e),
                 Ok(answer) => return Ok(answer),
                 Err(timed_out) => timed_out,
