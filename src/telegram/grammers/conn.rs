@@ -152,7 +152,8 @@ impl GrammersApi {
     async fn start_takeout(&self, conn: &Conn, me: &tl::types::User) -> Result<(), TgError> {
         if me.bot {
             return Err(TgError::Forbidden(
-                "--tg-takeout starts a takeout session, which only user accounts have; a bot                  reads without it: drop --tg-takeout"
+                "--tg-takeout starts a takeout session, which only user accounts have; a bot \
+                 reads without it: drop --tg-takeout"
                     .into(),
             ));
         }
@@ -172,10 +173,12 @@ impl GrammersApi {
             }
             Err(InvocationError::Rpc(e)) if e.name == "TAKEOUT_INIT_DELAY" => {
                 Err(TgError::Forbidden(format!(
-                    "Telegram delays this data export by {} (TAKEOUT_INIT_DELAY): confirm it                      in a Telegram app under the export request it sent, or run without                      --tg-takeout",
-                    crate::time::human_duration(std::time::Duration::from_secs(
-                        u64::from(e.value.unwrap_or(0))
-                    ))
+                    "Telegram delays this data export by {} (TAKEOUT_INIT_DELAY): confirm it \
+                     in a Telegram app under the export request it sent, or run without \
+                     --tg-takeout",
+                    crate::time::human_duration(std::time::Duration::from_secs(u64::from(
+                        e.value.unwrap_or(0)
+                    )))
                 )))
             }
             Err(e) => Err(map_invocation(&e)),
