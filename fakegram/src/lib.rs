@@ -3,10 +3,13 @@
 //! It speaks MTProto 2.0 over TCP (the Full transport), one listener per data centre,
 //! and models the part of Telegram tgferry uses: accounts (a user with an optional
 //! two-step password, and a bot), a channel the user owns and the bot administers, basic
-//! groups, uploads in parts, documents, messages, pins, deletes, downloads, data centres
-//! and authorization transfer between them — with Telegram's rules ([`rules`], each with
-//! its source), a clock tests can move ([`Clock`]), a per-connection bandwidth cap and
-//! injected faults ([`Fault`]).
+//! groups, uploads in parts, documents and photos (videos, music and voice notes by file
+//! extension), messages, forwards, pins, edits, deletes, each channel's update log and
+//! `updates.getChannelDifference`, downloads, takeout sessions, data centres and
+//! authorization transfer between them — with Telegram's rules ([`rules`], each with its
+//! source), a clock tests can move ([`Clock`]), a per-connection bandwidth cap and
+//! injected faults ([`Fault`]). Chats full of media can be seeded from a folder
+//! ([`Server::seed_chat`]).
 //!
 //! Telegram's RSA keys are built into every client, so no key exchange can be faked: the
 //! fake makes the authorization keys itself and hands them out in tgferry's session line
@@ -26,6 +29,7 @@
 mod clock;
 mod conn;
 mod faults;
+mod media;
 mod model;
 mod rpc;
 pub mod rules;
@@ -36,7 +40,7 @@ pub mod wire;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -47,8 +51,8 @@ use tokio::task::JoinHandle;
 
 pub use clock::Clock;
 pub use faults::{Action, Fault, Faults};
-pub use model::Stats;
 use model::{Blobs, Channel, DcInfo, Group, Persisted, User, World, random_i64, random_id_below};
+pub use model::{MediaKind, Stats};
 pub use rpc::RpcErr;
 pub use session::{DcEntry, SESSION_PREFIX, SessionUser, session_line};
 
@@ -175,6 +179,14 @@ pub struct MessageView {
     pub text: String,
     /// Its document: file name, size and the data centre holding it.
     pub document: Option<(String, u64, i32)>,
+    /// Its photo: the name it was posted under, size of the largest size, data centre.
+    pub photo: Option<(String, u64, i32)>,
+    /// The kind of its media (`None`: no media).
+    pub kind: Option<MediaKind>,
+    /// When it was last edited.
+    pub edit_date: Option<i64>,
+    /// A forward: the id of the message first posted (in the chat it came from).
+    pub forward_of: Option<i32>,
     /// Pinned.
     pub pinned: bool,
     /// A service message about pinning this message id.
@@ -287,6 +299,7 @@ fn fresh(config: &Config) -> Persisted {
             last_id: 0,
             messages: BTreeMap::new(),
             pts: 1,
+            log: Vec::new(),
         },
     );
     let secret = format!("{:016x}{:016x}", random_i64(), random_i64());
@@ -301,6 +314,8 @@ fn fresh(config: &Config) -> Persisted {
         groups: BTreeMap::new(),
         boxes: BTreeMap::new(),
         documents: BTreeMap::new(),
+        photos: BTreeMap::new(),
+        takeouts: BTreeMap::new(),
         secret,
         owner,
         bot,
@@ -662,6 +677,7 @@ impl Server {
                 last_id: 0,
                 messages: BTreeMap::new(),
                 pts: 1,
+                log: Vec::new(),
             },
         );
         w.dirty = true;
@@ -705,6 +721,17 @@ impl Server {
                 .doc
                 .and_then(|d| w.p.documents.get(&d))
                 .map(|d| (d.name.clone(), d.size, d.dc)),
+            photo: m
+                .photo
+                .and_then(|p| w.p.photos.get(&p))
+                .map(|p| (p.name.clone(), p.size, p.dc)),
+            kind: match (m.doc, m.photo) {
+                (_, Some(_)) => Some(MediaKind::Photo),
+                (Some(d), _) => w.p.documents.get(&d).map(|d| d.kind),
+                _ => None,
+            },
+            edit_date: m.edit_date,
+            forward_of: m.fwd.map(|f| f.id),
             pinned: m.pinned,
             pin_of: m.service.map(|model::Service::Pin(id)| id),
         };
@@ -746,31 +773,213 @@ impl Server {
         }
     }
 
-    fn doc_of(&self, chat: Chat, id: i32) -> Option<i64> {
-        let w = self.world();
-        let m = match chat {
-            Chat::Channel(c) => w.p.channels.get(&c)?.messages.get(&id)?,
-            Chat::Group(_) => w.p.boxes.get(&w.p.owner)?.messages.get(&id)?,
-            Chat::Saved(AccountKind::User) => w.p.boxes.get(&w.p.owner)?.messages.get(&id)?,
-            Chat::Saved(AccountKind::Bot) => w.p.boxes.get(&w.p.bot)?.messages.get(&id)?,
-        };
-        m.doc
+    /// The account whose box holds `chat`'s messages, and the chat as the model names it.
+    fn locate(w: &World, chat: Chat) -> (i64, model::Peer) {
+        match chat {
+            Chat::Channel(c) => (w.p.owner, model::Peer::Channel(c)),
+            Chat::Group(g) => (w.p.owner, model::Peer::Chat(g)),
+            Chat::Saved(AccountKind::User) => (w.p.owner, model::Peer::User(w.p.owner)),
+            Chat::Saved(AccountKind::Bot) => (w.p.bot, model::Peer::User(w.p.bot)),
+        }
     }
 
-    /// The bytes of the document of message `id` in `chat`.
+    /// The document or photo id of message `id` in `chat` (`None`: no such message, or
+    /// no media).
+    pub fn media_id(&self, chat: Chat, id: i32) -> Option<i64> {
+        let w = self.world();
+        let (viewer, peer) = Self::locate(&w, chat);
+        let m = w.message(viewer, peer, id)?;
+        m.doc.or(m.photo)
+    }
+
+    /// The bytes of the document (or the original of the photo) of message `id` in
+    /// `chat`.
     pub fn document_bytes(&self, chat: Chat, id: i32) -> Option<Vec<u8>> {
-        let doc = self.doc_of(chat, id)?;
+        let file = self.media_id(chat, id)?;
         let w = self.world();
-        let size = w.p.documents.get(&doc)?.size;
-        w.blobs.read(doc, 0, size as usize).ok()
+        let size = match w.p.documents.get(&file) {
+            Some(d) => d.size,
+            None => w.p.photos.get(&file)?.size,
+        };
+        w.blobs.read(file, 0, size as usize).ok()
     }
 
-    /// Flips one byte of the document of message `id` (a corrupted part).
+    /// Flips one byte of the document (or photo) of message `id` (a corrupted part).
     pub fn corrupt(&self, chat: Chat, id: i32, at: u64) -> io::Result<()> {
-        let doc = self
-            .doc_of(chat, id)
+        let file = self
+            .media_id(chat, id)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no document"))?;
-        self.world().blobs.corrupt(doc, at)
+        self.world().blobs.corrupt(file, at)
+    }
+
+    /// The user posts the file `name` (`bytes`) into `chat` as Telegram's apps would: a
+    /// photo, video, music file, voice note or plain document by its extension
+    /// (`.jpg .jpeg .png .webp`, `.mp4 .mov .mkv`, `.mp3 .m4a .flac .ogg`, `.oga .opus`,
+    /// anything else); a channel's update log records it. Returns the message id.
+    pub fn post_media(&self, chat: Chat, name: &str, bytes: &[u8]) -> i32 {
+        let mut w = self.world();
+        let owner = w.p.owner;
+        let (_, peer) = Self::locate(&w, chat);
+        let peer = match peer {
+            model::Peer::User(_) => model::Peer::User(owner),
+            p => p,
+        };
+        rpc::post_media_for_tests(&mut w, owner, peer, name, bytes, None)
+            .expect("the file store takes the bytes")
+    }
+
+    /// The user forwards message `id` of `from` into `to`: the same document or photo
+    /// (same id and access hash) in a new message with a forward header. Returns the new
+    /// message's id. Panics if there is no such message.
+    pub fn forward(&self, from: Chat, id: i32, to: Chat) -> i32 {
+        let mut w = self.world();
+        let owner = w.p.owner;
+        let (viewer, source) = Self::locate(&w, from);
+        let (_, target) = Self::locate(&w, to);
+        let target = match target {
+            model::Peer::User(_) => model::Peer::User(owner),
+            p => p,
+        };
+        rpc::forward_for_tests(&mut w, owner, viewer, source, id, target)
+            .unwrap_or_else(|| panic!("no message {id} in {from:?}"))
+    }
+
+    /// Replaces the media of message `id` of `chat` with a new file `name` (a new
+    /// document or photo id, kind by extension), as an edit: `edit_date` now, logged as
+    /// an edit in a channel. Panics if there is no such message.
+    pub fn edit_media(&self, chat: Chat, id: i32, name: &str, bytes: &[u8]) {
+        let mut w = self.world();
+        let (viewer, peer) = Self::locate(&w, chat);
+        let found = rpc::edit_media_for_tests(&mut w, viewer, peer, id, name, bytes)
+            .expect("the file store takes the bytes");
+        assert!(found, "no message {id} in {chat:?}");
+    }
+
+    /// Bytes `upload.getFile` has answered with for document or photo `media_id` (every
+    /// size of a photo counted), so a test can see a file was downloaded once.
+    pub fn bytes_served(&self, media_id: i64) -> u64 {
+        self.world()
+            .stats
+            .served
+            .get(&media_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Makes every bot of the server a member and administrator of channel `chat` (bots
+    /// added since it was seeded, as `--bots` adds on each start).
+    pub fn make_bots_admins(&self, chat: Chat) {
+        let mut w = self.world();
+        let bots: Vec<i64> = w.p.users.values().filter(|u| u.bot).map(|u| u.id).collect();
+        if let Chat::Channel(id) = chat
+            && let Some(ch) = w.p.channels.get_mut(&id)
+        {
+            ch.members.extend(&bots);
+            ch.admins.extend(&bots);
+            w.dirty = true;
+        }
+    }
+
+    /// The channel with @`username` (any case), if there is one.
+    pub fn find_channel(&self, username: &str) -> Option<Chat> {
+        let name = username.trim_start_matches('@');
+        self.world()
+            .p
+            .channels
+            .values()
+            .find(|c| {
+                c.username
+                    .as_deref()
+                    .is_some_and(|u| u.eq_ignore_ascii_case(name))
+            })
+            .map(|c| Chat::Channel(c.id))
+    }
+
+    /// Makes a public broadcast channel @`username` owned by the user, with every bot of
+    /// the server (the first and those [`Server::add_bot`] added) an administrator, and
+    /// posts every regular file under `dir` (recursively; symbolic links are skipped) as
+    /// one media message named by its file name, kind by extension as in
+    /// [`Server::post_media`] — in the byte order of their paths relative to `dir`, dated
+    /// one second apart and ending now. Refuses a username Telegram would refuse or one
+    /// taken; errors name the folder.
+    pub fn seed_chat(&self, username: &str, dir: &Path) -> io::Result<Chat> {
+        let fail = |kind: io::ErrorKind, what: String| {
+            io::Error::new(
+                kind,
+                format!("seeding @{username} from {}: {what}", dir.display()),
+            )
+        };
+        if !rules::username_valid(username) {
+            return Err(fail(
+                io::ErrorKind::InvalidInput,
+                "a username is 5 to 32 letters, digits and underscores, begins with a letter \
+                 and does not end with an underscore"
+                    .into(),
+            ));
+        }
+        if self.find_channel(username).is_some()
+            || self.world().p.users.values().any(|u| {
+                u.username
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(username))
+            })
+        {
+            return Err(fail(
+                io::ErrorKind::AlreadyExists,
+                "the username is taken".into(),
+            ));
+        }
+        let files = media::files_under(dir).map_err(|e| fail(e.kind(), e.to_string()))?;
+        let chat = {
+            let mut w = self.world();
+            let bots: BTreeSet<i64> = w.p.users.values().filter(|u| u.bot).map(|u| u.id).collect();
+            let owner = w.p.owner;
+            let mut members = bots.clone();
+            members.insert(owner);
+            let id = 1_000_000_000 + random_id_below(1_000_000_000);
+            let start = w.now() - files.len() as i64;
+            w.p.channels.insert(
+                id,
+                Channel {
+                    id,
+                    access_hash: random_i64(),
+                    title: username.into(),
+                    username: Some(username.into()),
+                    broadcast: true,
+                    date: start,
+                    creator: owner,
+                    admins: bots,
+                    members,
+                    last_id: 0,
+                    messages: BTreeMap::new(),
+                    pts: 1,
+                    log: Vec::new(),
+                },
+            );
+            w.dirty = true;
+            Chat::Channel(id)
+        };
+        let Chat::Channel(id) = chat else {
+            unreachable!()
+        };
+        let n = files.len() as i64;
+        for (i, (path, name)) in files.iter().enumerate() {
+            let bytes = std::fs::read(path)
+                .map_err(|e| fail(e.kind(), format!("cannot read {}: {e}", path.display())))?;
+            let mut w = self.world();
+            let date = w.now() - (n - 1 - i as i64);
+            let owner = w.p.owner;
+            rpc::post_media_for_tests(
+                &mut w,
+                owner,
+                model::Peer::Channel(id),
+                name,
+                &bytes,
+                Some(date),
+            )
+            .map_err(|e| fail(e.kind(), format!("cannot store {}: {e}", path.display())))?;
+        }
+        Ok(chat)
     }
 
     /// Someone else (the user, for a chat the bot uses) posts `text`.
@@ -785,28 +994,23 @@ impl Server {
         rpc::post_for_tests(&mut w, owner, peer, text)
     }
 
-    /// Deletes message `id` of `chat` behind the client's back.
+    /// Deletes message `id` of `chat` behind the client's back (a channel logs the
+    /// delete: its pts moves by one).
     pub fn delete_message(&self, chat: Chat, id: i32) {
         let mut w = self.world();
-        let owner = w.p.owner;
-        match chat {
-            Chat::Channel(c) => {
-                if let Some(ch) = w.p.channels.get_mut(&c) {
-                    ch.messages.remove(&id);
-                }
-            }
-            _ => {
-                w.box_mut(owner).messages.remove(&id);
-            }
-        }
-        w.dirty = true;
+        let (viewer, peer) = Self::locate(&w, chat);
+        rpc::delete_for_tests(&mut w, viewer, peer, id);
     }
 
-    /// Moves every document to data centre `dc` (downloads elsewhere get FILE_MIGRATE).
+    /// Moves every document and photo to data centre `dc` (downloads elsewhere get
+    /// FILE_MIGRATE).
     pub fn move_files(&self, dc: i32) {
         let mut w = self.world();
         for d in w.p.documents.values_mut() {
             d.dc = dc;
+        }
+        for p in w.p.photos.values_mut() {
+            p.dc = dc;
         }
         w.dirty = true;
     }

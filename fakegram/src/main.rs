@@ -1,11 +1,12 @@
 //! `fakegram`: the loopback Telegram as a program. Prints, on the first line of standard
 //! output, the shell assignments tgferry reads (`TGFERRY_TG_API_ID`, `TGFERRY_TG_API_HASH`,
-//! `TGFERRY_TG_SESSION`, `TGFERRY_TG_CHAT`), then serves until it is killed; on SIGTERM or
-//! Ctrl-C it prints its counts (requests, messages, flood waits) to standard error and,
-//! with `--stats-file`, to that file.
+//! `TGFERRY_TG_SESSION`, `TGFERRY_TG_CHAT`), then one line per chat seeded with
+//! `--seed-chat`, then serves until it is killed; on SIGTERM or Ctrl-C it prints its counts
+//! (requests, messages, flood waits) to standard error and, with `--stats-file`, to that
+//! file.
 //!
 //! ```sh
-//! fakegram --listen 127.0.0.1 > fakegram.env &
+//! fakegram --listen 127.0.0.1 --seed-chat photos_vault=./pictures > fakegram.env &
 //! until [ -s fakegram.env ]; do sleep 0.2; done
 //! eval "$(head -1 fakegram.env)"
 //! ```
@@ -49,6 +50,34 @@ struct Args {
     /// about one a second per chat).
     #[arg(long)]
     no_rate_limits: bool,
+    /// Make a public channel @NAME (owned by the user, every bot an admin) holding every
+    /// file under DIR, recursively, as one media message each, in path order, one second
+    /// apart: .jpg .jpeg .png .webp as photos, .mp4 .mov .mkv as videos, .mp3 .m4a .flac
+    /// .ogg as music, .oga .opus as voice notes, anything else as a document. Repeatable.
+    /// With --state, a chat already there is kept as it is (not seeded again; the bots of
+    /// this run are made its admins).
+    #[arg(long = "seed-chat", value_name = "NAME=DIR", value_parser = parse_seed)]
+    seed_chat: Vec<(String, PathBuf)>,
+}
+
+fn parse_seed(text: &str) -> Result<(String, PathBuf), String> {
+    let Some((name, dir)) = text.split_once('=') else {
+        return Err(format!(
+            "`{text}` is not NAME=DIR (a channel username, `=`, a folder)"
+        ));
+    };
+    let name = name.trim_start_matches('@');
+    if !fakegram::rules::username_valid(name) {
+        return Err(format!(
+            "`{name}` is not a username Telegram accepts (5 to 32 letters, digits and \
+             underscores, beginning with a letter, not ending with an underscore)"
+        ));
+    }
+    let dir = PathBuf::from(dir);
+    if !dir.is_dir() {
+        return Err(format!("`{}` is not a folder", dir.display()));
+    }
+    Ok((name.to_owned(), dir))
 }
 
 fn parse_rate(text: &str) -> Result<u64, String> {
@@ -111,9 +140,34 @@ async fn main() -> std::process::ExitCode {
         let more = server.add_bot(true);
         creds.session = format!("{},{}", creds.session, more.session);
     }
+    let mut seeded = Vec::new();
+    for (name, dir) in &args.seed_chat {
+        if let Some(chat) = server.find_channel(name) {
+            server.make_bots_admins(chat);
+            seeded.push(format!(
+                "kept @{name}: it exists already (from the state directory), not seeded again"
+            ));
+            continue;
+        }
+        match server.seed_chat(name, dir) {
+            Ok(chat) => seeded.push(format!(
+                "seeded @{name}: {} media messages from {}",
+                server.messages(chat).len(),
+                dir.display()
+            )),
+            Err(e) => {
+                eprintln!("fakegram: --seed-chat {name}={}: {e}", dir.display());
+                return std::process::ExitCode::from(1);
+            }
+        }
+    }
+    server.flush();
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", creds.shell_line());
+        for line in &seeded {
+            let _ = writeln!(out, "{line}");
+        }
         let _ = out.flush();
     }
     eprintln!(

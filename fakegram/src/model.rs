@@ -1,8 +1,9 @@
 //! The model of Telegram the server keeps: accounts, authorization keys and what each is
-//! signed in as, channels, basic groups, per-account message boxes, documents and their
-//! bytes, unfinished uploads, pending logins and the rate-limit state. Everything a
-//! restart must keep (`--state DIR`) is in [`Persisted`]; the rest is transient, as on a
-//! real server that forgets unsent upload parts.
+//! signed in as, channels (with their update logs), basic groups, per-account message
+//! boxes, documents and photos and their bytes, takeout sessions, unfinished uploads,
+//! pending logins and the rate-limit state. Everything a restart must keep (`--state DIR`)
+//! is in [`Persisted`]; the rest is transient, as on a real server that forgets unsent
+//! upload parts.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs;
@@ -94,6 +95,19 @@ pub enum Service {
     Pin(i32),
 }
 
+/// Where a forwarded message came from (`messageFwdHeader`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forward {
+    /// The chat it was first posted in.
+    pub peer: Peer,
+    /// Its id there.
+    pub id: i32,
+    /// Its first sender.
+    pub from: i64,
+    /// When it was first posted.
+    pub date: i64,
+}
+
 /// A message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Msg {
@@ -109,6 +123,12 @@ pub struct Msg {
     pub text: String,
     /// Its document.
     pub doc: Option<i64>,
+    /// Its photo (a message has a document or a photo, not both).
+    #[serde(default)]
+    pub photo: Option<i64>,
+    /// Where it was forwarded from.
+    #[serde(default)]
+    pub fwd: Option<Forward>,
     /// A service message's action.
     pub service: Option<Service>,
     /// When it was last edited.
@@ -146,12 +166,64 @@ pub struct Channel {
     pub messages: BTreeMap<i32, Msg>,
     /// Its update sequence.
     pub pts: i32,
+    /// What each change of `pts` was, oldest first (`updates.getChannelDifference`
+    /// replays it); the last [`crate::rules::CHANNEL_LOG_MAX`] pts of them.
+    #[serde(default)]
+    pub log: Vec<LogEntry>,
+}
+
+/// A change of a channel's `pts`, as `updates.getChannelDifference` replays it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// A message was posted.
+    New(i32),
+    /// A message was edited (text or media).
+    Edit(i32),
+    /// Messages were deleted.
+    Delete(Vec<i32>),
+    /// Messages were pinned (`true`) or unpinned.
+    Pin(Vec<i32>, bool),
+}
+
+/// One entry of a channel's update log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The channel's `pts` after the change.
+    pub pts: i32,
+    /// How much the change moved `pts` (`pts_count`).
+    pub count: i32,
+    /// What changed.
+    pub change: Change,
 }
 
 impl Channel {
     /// The owner or an administrator.
     pub fn is_admin(&self, user: i64) -> bool {
         self.creator == user || self.admins.contains(&user)
+    }
+
+    /// Moves `pts` by `count` for `change` and logs it; returns the new `pts`.
+    pub fn record(&mut self, change: Change, count: i32) -> i32 {
+        self.pts += count;
+        self.log.push(LogEntry {
+            pts: self.pts,
+            count,
+            change,
+        });
+        let floor = self.pts - crate::rules::CHANNEL_LOG_MAX as i32;
+        let forgotten = self
+            .log
+            .iter()
+            .take_while(|e| e.pts - e.count < floor)
+            .count();
+        self.log.drain(..forgotten);
+        self.pts
+    }
+
+    /// The oldest `pts` the log can replay from: below it the changes are forgotten
+    /// (a model saved before the log existed, or a log past its length).
+    pub fn log_start(&self) -> i32 {
+        self.log.first().map_or(self.pts, |e| e.pts - e.count)
     }
 }
 
@@ -182,6 +254,45 @@ pub struct MessageBox {
     pub pts: i32,
 }
 
+/// What a file posted by name becomes, picked by its extension (see
+/// [`crate::Server::post_media`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MediaKind {
+    /// A plain document with a file name.
+    #[default]
+    File,
+    /// A photo (`messageMediaPhoto`).
+    Photo,
+    /// A video document (`documentAttributeVideo`).
+    Video,
+    /// A music document (`documentAttributeAudio`, not a voice note).
+    Audio,
+    /// A voice note (`documentAttributeAudio{voice}`, no file name).
+    Voice,
+}
+
+/// A stored photo. Its bytes (the largest size) are in [`Blobs`] under its id, as a
+/// document's are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Photo {
+    /// Its id (the same id space as documents).
+    pub id: i64,
+    /// Its access hash.
+    pub access_hash: i64,
+    /// The data centre that holds its bytes.
+    pub dc: i32,
+    /// The size of the largest (original) size.
+    pub size: u64,
+    /// The name it was posted under (Telegram keeps none; tests read it).
+    pub name: String,
+    /// Its width and height in pixels, when the image header says.
+    pub w: i32,
+    /// See `w`.
+    pub h: i32,
+    /// When it was uploaded.
+    pub date: i64,
+}
+
 /// A stored document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Document {
@@ -199,6 +310,9 @@ pub struct Document {
     pub mime: String,
     /// When it was uploaded.
     pub date: i64,
+    /// What kind of document (its attributes follow from it).
+    #[serde(default)]
+    pub kind: MediaKind,
 }
 
 /// One listening data centre.
@@ -233,6 +347,12 @@ pub struct Persisted {
     pub boxes: BTreeMap<i64, MessageBox>,
     /// Documents.
     pub documents: BTreeMap<i64, Document>,
+    /// Photos.
+    #[serde(default)]
+    pub photos: BTreeMap<i64, Photo>,
+    /// Open takeout sessions: id → account.
+    #[serde(default)]
+    pub takeouts: BTreeMap<i64, i64>,
     /// The key file references are signed with (hex).
     pub secret: String,
     /// The user that owns the chat.
@@ -339,6 +459,23 @@ impl Blobs {
         }
     }
 
+    /// Stores `bytes` as file `id` (a document or photo made without an upload).
+    pub fn put(&mut self, id: i64, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Blobs::Memory { docs, .. } => {
+                docs.insert(id, Arc::new(bytes.to_vec()));
+                Ok(())
+            }
+            Blobs::Dir(root) => {
+                let blobs = root.join("blobs");
+                fs::create_dir_all(&blobs)?;
+                let tmp = blobs.join(format!("{id}.tmp"));
+                fs::write(&tmp, bytes)?;
+                fs::rename(&tmp, blobs.join(id.to_string()))
+            }
+        }
+    }
+
     /// Up to `limit` bytes of document `doc` from `offset`.
     pub fn read(&self, doc: i64, offset: u64, limit: usize) -> io::Result<Vec<u8>> {
         match self {
@@ -428,6 +565,11 @@ pub struct Stats {
     pub upload_connections: BTreeMap<i64, BTreeSet<u64>>,
     /// The connections that carried `upload.getFile` requests of each document (by id).
     pub download_connections: BTreeMap<i64, BTreeSet<u64>>,
+    /// Bytes `upload.getFile` answered with, by document or photo id (every size of a
+    /// photo counted under its id).
+    pub served: BTreeMap<i64, u64>,
+    /// Requests carried out inside a takeout session (`invokeWithTakeout`).
+    pub takeout_requests: u64,
 }
 
 impl Stats {
@@ -464,7 +606,7 @@ impl Stats {
         format!(
             "requests={total} messages={} flood_waits={} flood_wait_seconds={waited} \
              connections={} upload_connections={} download_connections={} bytes_in={} \
-             bytes_out={} messages_by={} | {}",
+             bytes_out={} messages_by={} takeout_requests={} | {}",
             self.messages,
             self.flood_waits.len(),
             self.connections,
@@ -477,6 +619,7 @@ impl Stats {
                 by.sort_unstable_by(|a, b| b.cmp(a));
                 by.iter().map(u64::to_string).collect::<Vec<_>>().join("/")
             },
+            self.takeout_requests,
             methods.join(" ")
         )
     }
@@ -647,5 +790,44 @@ impl World {
                 .get(&id)
                 .filter(|m| m.peer == peer),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel() -> Channel {
+        Channel {
+            id: 1,
+            access_hash: 1,
+            title: "c".into(),
+            username: None,
+            broadcast: true,
+            date: 0,
+            creator: 1,
+            admins: BTreeSet::new(),
+            members: BTreeSet::new(),
+            last_id: 0,
+            messages: BTreeMap::new(),
+            pts: 1,
+            log: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_log_records_each_change_and_forgets_the_oldest() {
+        let mut c = channel();
+        assert_eq!(c.log_start(), 1);
+        assert_eq!(c.record(Change::New(1), 1), 2);
+        assert_eq!(c.record(Change::Delete(vec![1, 2]), 2), 4);
+        assert_eq!(c.log_start(), 1);
+        for i in 0..crate::rules::CHANNEL_LOG_MAX as i32 {
+            c.record(Change::New(i), 1);
+        }
+        assert_eq!(c.pts, 4 + crate::rules::CHANNEL_LOG_MAX as i32);
+        assert_eq!(c.log_start(), 4, "the last CHANNEL_LOG_MAX pts are kept");
+        c.record(Change::Edit(1), 1);
+        assert_eq!(c.log_start(), 5);
     }
 }

@@ -1,13 +1,17 @@
 //! Requests: opening the wrappers a client puts around them (`invokeWithLayer`,
-//! `initConnection`), then carrying out each method the fake models against the
-//! model (`World`) and answering with the TL types grammers reads. Every limit comes from
-//! [`crate::rules`]; this module only applies them in the order Telegram does.
+//! `initConnection`, `invokeWithTakeout`), then carrying out each method the fake models
+//! against the model (`World`) and answering with the TL types grammers reads. Every limit
+//! comes from [`crate::rules`]; this module only applies them in the order Telegram does.
 
 use std::collections::BTreeSet;
 
 use grammers_tl_types::{self as tl, Cursor, Deserializable, Identifiable, Serializable};
 
-use crate::model::{Document, Msg, Peer, PendingCode, Service, UploadKey, World, random_i64};
+use crate::media;
+use crate::model::{
+    Change, Document, Forward, MediaKind, Msg, Peer, PendingCode, Photo, Service, UploadKey, World,
+    random_i64,
+};
 use crate::rules;
 use crate::srp::{self, Challenge};
 
@@ -73,6 +77,8 @@ pub struct Call {
     pub body: Vec<u8>,
     /// `initConnection`, when the request came wrapped in it.
     pub init: Option<Init>,
+    /// The takeout session of `invokeWithTakeout`, when the request came wrapped in it.
+    pub takeout: Option<i64>,
 }
 
 /// The rest of a buffer, whatever it holds (the `query:!X` of a wrapper).
@@ -100,11 +106,12 @@ fn parse<T: Deserializable>(body: &[u8]) -> Result<T, RpcErr> {
     T::from_bytes(body).map_err(|_| RpcErr::bad("INPUT_FETCH_ERROR"))
 }
 
-/// Opens `invokeWithLayer`, `initConnection`, `invokeWithoutUpdates` and `gzip_packed`
-/// around a request.
+/// Opens `invokeWithLayer`, `initConnection`, `invokeWithoutUpdates`,
+/// `invokeWithTakeout` and `gzip_packed` around a request.
 pub fn open_call(body: &[u8]) -> Result<Call, RpcErr> {
     let mut body = body.to_vec();
     let mut init = None;
+    let mut takeout = None;
     loop {
         body = crate::wire::mtp::inflate_if_packed(body)
             .map_err(|_| RpcErr::bad("INPUT_FETCH_ERROR"))?;
@@ -123,12 +130,19 @@ pub fn open_call(body: &[u8]) -> Result<Call, RpcErr> {
         } else if id == tl::functions::InvokeWithoutUpdates::<Rest>::CONSTRUCTOR_ID {
             let wrapped: tl::functions::InvokeWithoutUpdates<Rest> = parse(fields)?;
             body = wrapped.query.0;
+        } else if id == tl::functions::InvokeWithTakeout::<Rest>::CONSTRUCTOR_ID {
+            // https://core.telegram.org/api/takeout: "each query must be wrapped using
+            // invokeWithTakeout, with the id returned by account.initTakeoutSession".
+            let wrapped: tl::functions::InvokeWithTakeout<Rest> = parse(fields)?;
+            takeout = Some(wrapped.takeout_id);
+            body = wrapped.query.0;
         } else {
             return Ok(Call {
                 id,
                 name: tl::name_for_id(id),
                 body: fields.to_vec(),
                 init,
+                takeout,
             });
         }
     }
@@ -143,6 +157,13 @@ pub fn execute(w: &mut World, ctx: &Ctx, call: &Call) -> Result<Vec<u8>, RpcErr>
     use tl::functions as f;
     if w.key(ctx.key_id).is_some_and(|k| k.dead) {
         return Err(RpcErr::new(406, "AUTH_KEY_DUPLICATED"));
+    }
+    if let Some(id) = call.takeout {
+        let me = me(w, ctx)?;
+        if w.p.takeouts.get(&id) != Some(&me) {
+            return Err(rules::takeout_invalid());
+        }
+        w.stats.takeout_requests += 1;
     }
     let b = &call.body[..];
     match call.id {
@@ -240,6 +261,40 @@ pub fn execute(w: &mut World, ctx: &Ctx, call: &Call) -> Result<Vec<u8>, RpcErr>
             delete_messages(w, ctx, Some(r.channel), r.id)
         }
         f::upload::GetFile::CONSTRUCTOR_ID => get_file(w, ctx, parse(b)?),
+        f::updates::GetChannelDifference::CONSTRUCTOR_ID => channel_difference(w, ctx, parse(b)?),
+        f::account::InitTakeoutSession::CONSTRUCTOR_ID => {
+            let me = me(w, ctx)?;
+            // Bots cannot use it
+            // (https://core.telegram.org/method/account.initTakeoutSession): user-only
+            // methods answer bots BOT_METHOD_INVALID (rules::users_only).
+            rules::users_only(is_bot(w, me))?;
+            let id = random_i64();
+            w.p.takeouts.insert(id, me);
+            w.dirty = true;
+            ok(tl::enums::account::Takeout::Takeout(
+                tl::types::account::Takeout { id },
+            ))
+        }
+        f::account::FinishTakeoutSession::CONSTRUCTOR_ID => {
+            let me = me(w, ctx)?;
+            // https://core.telegram.org/api/takeout: "terminate the session using
+            // account.finishTakeoutSession (wrapping it in an invokeWithTakeout as
+            // usual)"; unwrapped, it ends the account's sessions. With none open:
+            // TAKEOUT_REQUIRED (403, "Possible errors" of
+            // https://core.telegram.org/method/account.finishTakeoutSession).
+            let before = w.p.takeouts.len();
+            match call.takeout {
+                Some(id) => {
+                    w.p.takeouts.remove(&id);
+                }
+                None => w.p.takeouts.retain(|_, user| *user != me),
+            }
+            if w.p.takeouts.len() == before {
+                return Err(RpcErr::new(403, "TAKEOUT_REQUIRED"));
+            }
+            w.dirty = true;
+            ok(true)
+        }
         f::auth::SendCode::CONSTRUCTOR_ID => send_code(w, ctx, parse(b)?),
         f::auth::SignIn::CONSTRUCTOR_ID => sign_in(w, ctx, parse(b)?),
         f::account::GetPassword::CONSTRUCTOR_ID => get_password(w, ctx),
@@ -401,6 +456,10 @@ impl Refs {
     fn msg(&mut self, m: &Msg) {
         self.peer(m.peer);
         self.users.insert(m.from);
+        if let Some(f) = &m.fwd {
+            self.peer(f.peer);
+            self.users.insert(f.from);
+        }
     }
 
     fn users(&self, w: &World, viewer: i64) -> Vec<tl::enums::User> {
@@ -594,6 +653,48 @@ fn tl_peer(p: Peer) -> tl::enums::Peer {
     }
 }
 
+/// A document's attributes by kind, as Telegram's apps send them: a video's
+/// `documentAttributeVideo`, music's `documentAttributeAudio`, each with the file name; a
+/// voice note's `documentAttributeAudio{voice}` alone — voice notes carry no file name
+/// (<https://core.telegram.org/constructor/documentAttributeAudio>: "voice: Whether this is
+/// a voice message"). The fake knows no durations or frame sizes: they are 0.
+fn attributes(d: &Document) -> Vec<tl::enums::DocumentAttribute> {
+    let name: tl::enums::DocumentAttribute = tl::types::DocumentAttributeFilename {
+        file_name: d.name.clone(),
+    }
+    .into();
+    let audio = |voice: bool| -> tl::enums::DocumentAttribute {
+        tl::types::DocumentAttributeAudio {
+            voice,
+            duration: 0,
+            title: None,
+            performer: None,
+            waveform: None,
+        }
+        .into()
+    };
+    match d.kind {
+        MediaKind::File | MediaKind::Photo => vec![name],
+        MediaKind::Video => vec![
+            tl::types::DocumentAttributeVideo {
+                round_message: false,
+                supports_streaming: true,
+                nosound: false,
+                duration: 0.0,
+                w: 0,
+                h: 0,
+                preload_prefix_size: None,
+                video_start_ts: None,
+                video_codec: None,
+            }
+            .into(),
+            name,
+        ],
+        MediaKind::Audio => vec![audio(false), name],
+        MediaKind::Voice => vec![audio(true)],
+    }
+}
+
 fn tl_document(w: &World, d: &Document) -> tl::enums::Document {
     tl::types::Document {
         id: d.id,
@@ -605,12 +706,111 @@ fn tl_document(w: &World, d: &Document) -> tl::enums::Document {
         thumbs: None,
         video_thumbs: None,
         dc_id: d.dc,
-        attributes: vec![
-            tl::types::DocumentAttributeFilename {
-                file_name: d.name.clone(),
+        attributes: attributes(d),
+    }
+    .into()
+}
+
+/// The small ("m") size of a photo, in pixels: the original fitted to 320x320.
+fn small_dims(p: &Photo) -> (i32, i32) {
+    media::fit_box((p.w, p.h), 320)
+}
+
+/// A photo with its sizes (see [`crate::media`]): the stripped preview "i", the small
+/// `photoSize` "m" and the original as `photoSizeProgressive` "y", whose last prefix is
+/// the whole file.
+fn tl_photo(w: &World, p: &Photo) -> tl::enums::Photo {
+    let (sw, sh) = small_dims(p);
+    let head = w.blobs.read(p.id, 0, 16).unwrap_or_default();
+    tl::types::Photo {
+        has_stickers: false,
+        id: p.id,
+        access_hash: p.access_hash,
+        file_reference: w.file_reference(p.id),
+        date: p.date as i32,
+        sizes: vec![
+            tl::types::PhotoStrippedSize {
+                r#type: media::THUMB_STRIPPED.into(),
+                bytes: media::stripped(&head, (p.w, p.h)),
+            }
+            .into(),
+            tl::types::PhotoSize {
+                r#type: media::THUMB_SMALL.into(),
+                w: sw,
+                h: sh,
+                size: media::small_len(p.size) as i32,
+            }
+            .into(),
+            tl::types::PhotoSizeProgressive {
+                r#type: media::THUMB_FULL.into(),
+                w: p.w,
+                h: p.h,
+                sizes: media::progressive_sizes(p.size),
             }
             .into(),
         ],
+        video_sizes: None,
+        dc_id: p.dc,
+    }
+    .into()
+}
+
+/// The media of a message: `messageMediaPhoto`, or `messageMediaDocument` flagged
+/// `video`/`voice` for those kinds.
+fn tl_media(w: &World, m: &Msg) -> Option<tl::enums::MessageMedia> {
+    if let Some(p) = m.photo.and_then(|p| w.p.photos.get(&p)) {
+        return Some(
+            tl::types::MessageMediaPhoto {
+                spoiler: false,
+                live_photo: false,
+                photo: Some(tl_photo(w, p)),
+                ttl_seconds: None,
+                video: None,
+            }
+            .into(),
+        );
+    }
+    let d = m.doc.and_then(|d| w.p.documents.get(&d))?;
+    Some(
+        tl::types::MessageMediaDocument {
+            nopremium: false,
+            spoiler: false,
+            video: d.kind == MediaKind::Video,
+            round: false,
+            voice: d.kind == MediaKind::Voice,
+            document: Some(tl_document(w, d)),
+            alt_documents: None,
+            video_cover: None,
+            video_timestamp: None,
+            ttl_seconds: None,
+        }
+        .into(),
+    )
+}
+
+/// `messageFwdHeader` of a forwarded message: from a broadcast channel, the channel and
+/// its post id (`channel_post`); from elsewhere, the first sender
+/// (<https://core.telegram.org/constructor/messageFwdHeader>).
+fn tl_fwd(w: &World, f: &Forward) -> tl::enums::MessageFwdHeader {
+    let post = broadcast(w, f.peer);
+    tl::types::MessageFwdHeader {
+        imported: false,
+        saved_out: false,
+        from_id: Some(if post {
+            tl_peer(f.peer)
+        } else {
+            tl_peer(Peer::User(f.from))
+        }),
+        from_name: None,
+        date: f.date as i32,
+        channel_post: post.then_some(f.id),
+        post_author: None,
+        saved_from_peer: None,
+        saved_from_msg_id: None,
+        saved_from_id: None,
+        saved_from_name: None,
+        saved_date: None,
+        psa_type: None,
     }
     .into()
 }
@@ -643,21 +843,7 @@ fn tl_message(w: &World, viewer: i64, m: &Msg) -> tl::enums::Message {
         }
         .into();
     }
-    let media = m.doc.and_then(|d| w.p.documents.get(&d)).map(|d| {
-        tl::types::MessageMediaDocument {
-            nopremium: false,
-            spoiler: false,
-            video: false,
-            round: false,
-            voice: false,
-            document: Some(tl_document(w, d)),
-            alt_documents: None,
-            video_cover: None,
-            video_timestamp: None,
-            ttl_seconds: None,
-        }
-        .into()
-    });
+    let media = tl_media(w, m);
     tl::types::Message {
         out: m.from == viewer,
         mentioned: false,
@@ -680,7 +866,7 @@ fn tl_message(w: &World, viewer: i64, m: &Msg) -> tl::enums::Message {
         from_rank: None,
         peer_id: tl_peer(m.peer),
         saved_peer_id: None,
-        fwd_from: None,
+        fwd_from: m.fwd.as_ref().map(|f| tl_fwd(w, f)),
         via_bot_id: None,
         via_business_bot_id: None,
         guestchat_via_from: None,
@@ -1145,30 +1331,45 @@ fn save_part(
     ok(true)
 }
 
-/// The message as Telegram stores it, sent by `me` into `peer` (every basic group
-/// member gets a copy in their box). Returns the sender's copy.
-fn post(
-    w: &mut World,
-    me: i64,
-    peer: Peer,
+/// What a new message holds.
+#[derive(Debug, Default)]
+struct Draft {
     text: String,
     doc: Option<i64>,
+    photo: Option<i64>,
+    fwd: Option<Forward>,
     service: Option<Service>,
-    random_id: Option<i64>,
-) -> Msg {
-    let now = w.now();
-    if service.is_none() {
+    /// Its date (`None`: now).
+    date: Option<i64>,
+}
+
+impl Draft {
+    fn text(text: String) -> Draft {
+        Draft {
+            text,
+            ..Draft::default()
+        }
+    }
+}
+
+/// The message as Telegram stores it, sent by `me` into `peer` (every basic group
+/// member gets a copy in their box). Returns the sender's copy.
+fn post(w: &mut World, me: i64, peer: Peer, draft: Draft, random_id: Option<i64>) -> Msg {
+    let date = draft.date.unwrap_or_else(|| w.now());
+    if draft.service.is_none() {
         w.stats.messages += 1;
         *w.stats.messages_by.entry(me).or_default() += 1;
     }
     let template = Msg {
         id: 0,
-        date: now,
+        date,
         from: me,
         peer,
-        text,
-        doc,
-        service,
+        text: draft.text,
+        doc: draft.doc,
+        photo: draft.photo,
+        fwd: draft.fwd,
+        service: draft.service,
         edit_date: None,
         pinned: false,
         random_id,
@@ -1178,11 +1379,11 @@ fn post(
         Peer::Channel(c) => {
             let ch = w.p.channels.get_mut(&c).expect("checked by the caller");
             ch.last_id += 1;
-            ch.pts += 1;
             let m = Msg {
                 id: ch.last_id,
                 ..template
             };
+            ch.record(Change::New(m.id), 1);
             ch.messages.insert(m.id, m.clone());
             m
         }
@@ -1319,7 +1520,7 @@ fn send_message(
     let peer = peer_of(w, me, &r.peer, true)?;
     let text = rules::message_text(&r.message)?;
     check_send(w, me, peer, r.random_id)?;
-    let m = post(w, me, peer, text, None, None, Some(r.random_id));
+    let m = post(w, me, peer, Draft::text(text), Some(r.random_id));
     Ok(sent(w, me, &m, r.random_id, true))
 }
 
@@ -1376,6 +1577,7 @@ fn send_media(
         name,
         mime: media.mime_type.clone(),
         date: w.now(),
+        kind: MediaKind::File,
     };
     w.blobs
         .assemble(key, parts, doc.id)
@@ -1383,7 +1585,11 @@ fn send_media(
     w.uploads.remove(&key);
     let doc_id = doc.id;
     w.p.documents.insert(doc_id, doc);
-    let m = post(w, me, peer, caption, Some(doc_id), None, Some(r.random_id));
+    let draft = Draft {
+        doc: Some(doc_id),
+        ..Draft::text(caption)
+    };
+    let m = post(w, me, peer, draft, Some(r.random_id));
     Ok(sent(w, me, &m, r.random_id, false))
 }
 
@@ -1428,9 +1634,8 @@ fn edit_message(
     let update: tl::enums::Update = match peer {
         Peer::Channel(c) => {
             let ch = w.p.channels.get_mut(&c).expect("checked");
-            ch.pts += 1;
+            let pts = ch.record(Change::Edit(edited.id), 1);
             ch.messages.insert(edited.id, edited.clone());
-            let pts = ch.pts;
             tl::types::UpdateEditChannelMessage {
                 message: tl_message(w, me, &edited),
                 pts,
@@ -1518,6 +1723,170 @@ fn get_messages(
             },
         )),
     }
+}
+
+/// updates.getChannelDifference (rules in [`rules`]: DIFF): the channel's log replayed
+/// from `pts`. Messages posted since `pts` that still exist come in `new_messages` with
+/// their current content (an edit folded in); other messages edited since come as one
+/// `updateEditChannelMessage` each (current content, the pts of the last edit);
+/// deletions and pins come as logged, in pts order. A message posted and deleted within
+/// the range comes only in its `updateDeleteChannelMessages`: the difference replays the
+/// channel's stored updates (the too-long case says "updates … were deleted from the
+/// message box"), and a deleted message has no content left to send as new — the delete
+/// is what keeps the client's copy right.
+fn channel_difference(
+    w: &mut World,
+    ctx: &Ctx,
+    r: tl::functions::updates::GetChannelDifference,
+) -> Result<Vec<u8>, RpcErr> {
+    let me = me(w, ctx)?;
+    let c = input_channel(w, me, &r.channel, false)?;
+    match &r.filter {
+        tl::enums::ChannelMessagesFilter::Empty => {}
+        // Filtered differences are not modelled. Empty or reversed ranges are
+        // RANGES_INVALID ("Invalid range provided", DIFF "Possible errors"); others get
+        // the refusal messages.search gives a filter it does not support.
+        tl::enums::ChannelMessagesFilter::Filter(f) => {
+            let bad = f.ranges.is_empty()
+                || f.ranges.iter().any(|r| {
+                    let tl::enums::MessageRange::Range(r) = r;
+                    r.min_id > r.max_id
+                });
+            return Err(RpcErr::bad(if bad {
+                "RANGES_INVALID"
+            } else {
+                "FILTER_NOT_SUPPORTED"
+            }));
+        }
+    }
+    let ch = &w.p.channels[&c];
+    rules::check_difference_pts(r.pts, ch.pts)?;
+    let limit = rules::channel_difference_limit(r.limit, is_bot(w, me));
+    let timeout = Some(rules::CHANNEL_DIFFERENCE_TIMEOUT);
+    if r.pts == ch.pts {
+        return ok(tl::enums::updates::ChannelDifference::Empty(
+            tl::types::updates::ChannelDifferenceEmpty {
+                r#final: true,
+                pts: ch.pts,
+                timeout,
+            },
+        ));
+    }
+    let mut refs = Refs::default();
+    refs.channels.insert(c);
+    if rules::difference_too_long(r.pts, ch.pts, limit, ch.log_start()) {
+        let latest: Vec<&Msg> = ch.messages.values().rev().take(limit as usize).collect();
+        let top = latest.first().map_or(0, |m| m.id);
+        let messages = latest
+            .iter()
+            .map(|m| {
+                refs.msg(m);
+                tl_message(w, me, m)
+            })
+            .collect();
+        let dialog = tl::types::Dialog {
+            pinned: false,
+            unread_mark: false,
+            view_forum_as_messages: false,
+            peer: tl_peer(Peer::Channel(c)),
+            top_message: top,
+            read_inbox_max_id: top,
+            read_outbox_max_id: top,
+            unread_count: 0,
+            unread_mentions_count: 0,
+            unread_reactions_count: 0,
+            unread_poll_votes_count: 0,
+            notify_settings: notify_settings(),
+            pts: Some(ch.pts),
+            draft: None,
+            folder_id: None,
+            ttl_period: None,
+        };
+        return ok(tl::enums::updates::ChannelDifference::TooLong(
+            tl::types::updates::ChannelDifferenceTooLong {
+                r#final: true,
+                timeout,
+                dialog: dialog.into(),
+                messages,
+                chats: refs.chats(w, me),
+                users: refs.users(w, me),
+            },
+        ));
+    }
+    let entries = ch.log.iter().filter(|e| e.pts > r.pts);
+    let mut new = BTreeSet::new();
+    // Edited message → the pts of its last edit.
+    let mut edited = std::collections::BTreeMap::new();
+    // (pts, the update) of deletions and pins, and edits placed at their last pts.
+    let mut other: Vec<(i32, tl::enums::Update)> = Vec::new();
+    for e in entries {
+        match &e.change {
+            Change::New(id) => {
+                new.insert(*id);
+            }
+            Change::Edit(id) => {
+                if !new.contains(id) {
+                    edited.insert(*id, e.pts);
+                }
+            }
+            Change::Delete(ids) => other.push((
+                e.pts,
+                tl::types::UpdateDeleteChannelMessages {
+                    channel_id: c,
+                    messages: ids.clone(),
+                    pts: e.pts,
+                    pts_count: e.count,
+                }
+                .into(),
+            )),
+            Change::Pin(ids, pinned) => other.push((
+                e.pts,
+                tl::types::UpdatePinnedChannelMessages {
+                    pinned: *pinned,
+                    channel_id: c,
+                    messages: ids.clone(),
+                    pts: e.pts,
+                    pts_count: e.count,
+                }
+                .into(),
+            )),
+        }
+    }
+    for (id, pts) in edited {
+        // An edited message deleted later is told by its delete alone.
+        if let Some(m) = ch.messages.get(&id) {
+            refs.msg(m);
+            other.push((
+                pts,
+                tl::types::UpdateEditChannelMessage {
+                    message: tl_message(w, me, m),
+                    pts,
+                    pts_count: 1,
+                }
+                .into(),
+            ));
+        }
+    }
+    other.sort_by_key(|(pts, _)| *pts);
+    let new_messages = new
+        .iter()
+        .filter_map(|id| ch.messages.get(id))
+        .map(|m| {
+            refs.msg(m);
+            tl_message(w, me, m)
+        })
+        .collect();
+    ok(tl::enums::updates::ChannelDifference::Difference(
+        tl::types::updates::ChannelDifference {
+            r#final: true,
+            pts: ch.pts,
+            timeout,
+            new_messages,
+            other_updates: other.into_iter().map(|(_, u)| u).collect(),
+            chats: refs.chats(w, me),
+            users: refs.users(w, me),
+        },
+    ))
 }
 
 /// messages.getHistory and messages.search (all, or the pinned ones): newest first.
@@ -1639,12 +2008,12 @@ fn pin(
             if let Some(m) = ch.messages.get_mut(&r.id) {
                 m.pinned = pinned;
             }
-            ch.pts += 1;
+            let pts = ch.record(Change::Pin(vec![r.id], pinned), 1);
             tl::types::UpdatePinnedChannelMessages {
                 pinned,
                 channel_id: c,
                 messages: vec![r.id],
-                pts: ch.pts,
+                pts,
                 pts_count: 1,
             }
             .into()
@@ -1671,15 +2040,11 @@ fn pin(
     // Pinning in a group or channel leaves a service message ("… pinned …"); Saved
     // Messages do not.
     if pinned && peer != Peer::User(me) {
-        let service = post(
-            w,
-            me,
-            peer,
-            String::new(),
-            None,
-            Some(Service::Pin(r.id)),
-            None,
-        );
+        let draft = Draft {
+            service: Some(Service::Pin(r.id)),
+            ..Draft::default()
+        };
+        let service = post(w, me, peer, draft, None);
         refs.msg(&service);
         let message = tl_message(w, me, &service);
         list.push(match peer {
@@ -1740,7 +2105,9 @@ fn delete_messages(
             for id in &found {
                 ch.messages.remove(id);
             }
-            ch.pts += found.len() as i32;
+            if !found.is_empty() {
+                ch.record(Change::Delete(found.clone()), found.len() as i32);
+            }
             (ch.pts, found.len() as i32)
         }
         None => {
@@ -1767,33 +2134,62 @@ fn get_file(
 ) -> Result<Vec<u8>, RpcErr> {
     me(w, ctx)?;
     rules::check_download(r.offset, r.limit, r.precise)?;
-    let tl::enums::InputFileLocation::InputDocumentFileLocation(loc) = r.location else {
-        return Err(RpcErr::bad("LOCATION_INVALID"));
+    // Which file, where it lives, when it was made, and whether the "m" size of a photo
+    // is asked for (https://core.telegram.org/api/files, "Downloading files": documents
+    // through inputDocumentFileLocation, photos through inputPhotoFileLocation with
+    // thumb_size "taken from the type field of the desired PhotoSize").
+    let (id, dc, date, small, reference) = match &r.location {
+        tl::enums::InputFileLocation::InputDocumentFileLocation(loc) => {
+            let doc =
+                w.p.documents
+                    .get(&loc.id)
+                    .filter(|d| d.access_hash == loc.access_hash)
+                    .ok_or_else(|| RpcErr::bad("FILE_ID_INVALID"))?;
+            (doc.id, doc.dc, doc.date, None, &loc.file_reference)
+        }
+        tl::enums::InputFileLocation::InputPhotoFileLocation(loc) => {
+            let photo =
+                w.p.photos
+                    .get(&loc.id)
+                    .filter(|p| p.access_hash == loc.access_hash)
+                    .ok_or_else(|| RpcErr::bad("FILE_ID_INVALID"))?;
+            // Only the sizes the photo lists can be downloaded ("i" is inline): another
+            // thumb_size is LOCATION_INVALID ("The provided location is invalid",
+            // https://core.telegram.org/method/upload.getFile).
+            let small = match loc.thumb_size.as_str() {
+                media::THUMB_FULL => None,
+                media::THUMB_SMALL => Some(media::small_len(photo.size)),
+                _ => return Err(RpcErr::bad("LOCATION_INVALID")),
+            };
+            (photo.id, photo.dc, photo.date, small, &loc.file_reference)
+        }
+        _ => return Err(RpcErr::bad("LOCATION_INVALID")),
     };
-    let doc =
-        w.p.documents
-            .get(&loc.id)
-            .filter(|d| d.access_hash == loc.access_hash)
-            .ok_or_else(|| RpcErr::bad("FILE_ID_INVALID"))?;
-    if doc.dc != ctx.dc {
-        return Err(RpcErr::new(303, format!("FILE_MIGRATE_{}", doc.dc)));
+    if dc != ctx.dc {
+        return Err(RpcErr::new(303, format!("FILE_MIGRATE_{dc}")));
     }
-    if loc.file_reference.is_empty() {
+    if reference.is_empty() {
         return Err(RpcErr::bad("FILE_REFERENCE_EMPTY"));
     }
-    if !w.reference_valid(doc.id, &loc.file_reference) {
+    if !w.reference_valid(id, reference) {
         return Err(RpcErr::bad("FILE_REFERENCE_EXPIRED"));
     }
-    let (id, date) = (doc.id, doc.date);
     w.stats
         .download_connections
         .entry(id)
         .or_default()
         .insert(ctx.conn);
-    let bytes = w
-        .blobs
-        .read(id, r.offset as u64, r.limit as usize)
-        .map_err(|_| RpcErr::new(500, "FAKEGRAM_STORAGE_FAILED"))?;
+    let bytes = match small {
+        None => w.blobs.read(id, r.offset as u64, r.limit as usize),
+        Some(len) => w.blobs.read(id, 0, len as usize).map(|prefix| {
+            let blob = media::small_from_prefix(&prefix);
+            let start = (r.offset as usize).min(blob.len());
+            let end = start.saturating_add(r.limit as usize).min(blob.len());
+            blob[start..end].to_vec()
+        }),
+    }
+    .map_err(|_| RpcErr::new(500, "FAKEGRAM_STORAGE_FAILED"))?;
+    *w.stats.served.entry(id).or_default() += bytes.len() as u64;
     ok(tl::enums::upload::File::File(tl::types::upload::File {
         r#type: tl::enums::storage::FileType::FilePartial,
         mtime: date as i32,
@@ -2033,7 +2429,163 @@ fn import_bot(
 
 /// Posts `text` as `from` without the client (the server's handle uses it).
 pub(crate) fn post_for_tests(w: &mut World, from: i64, peer: Peer, text: &str) -> i32 {
-    post(w, from, peer, text.trim().to_owned(), None, None, None).id
+    post(w, from, peer, Draft::text(text.trim().to_owned()), None).id
+}
+
+/// Stores `bytes` as a new file named `name`, of the kind its extension says
+/// ([`media::kind_of`]), in the data centre new files go to (the owner's home data centre
+/// unless set); returns the draft of a message carrying it.
+fn store_media(w: &mut World, name: &str, bytes: &[u8], date: i64) -> std::io::Result<Draft> {
+    let id = random_i64();
+    let home = w.user(w.p.owner).map_or(2, |u| u.home_dc);
+    let dc = w.p.file_dc.unwrap_or(home);
+    w.blobs.put(id, bytes)?;
+    let size = bytes.len() as u64;
+    let kind = media::kind_of(name);
+    w.dirty = true;
+    if kind == MediaKind::Photo {
+        let (pw, ph) = media::image_size(bytes).unwrap_or((1280, 1280));
+        w.p.photos.insert(
+            id,
+            Photo {
+                id,
+                access_hash: random_i64(),
+                dc,
+                size,
+                name: name.to_owned(),
+                w: pw,
+                h: ph,
+                date,
+            },
+        );
+        return Ok(Draft {
+            photo: Some(id),
+            ..Draft::default()
+        });
+    }
+    w.p.documents.insert(
+        id,
+        Document {
+            id,
+            access_hash: random_i64(),
+            dc,
+            size,
+            name: name.to_owned(),
+            mime: media::mime_of(name).to_owned(),
+            date,
+            kind,
+        },
+    );
+    Ok(Draft {
+        doc: Some(id),
+        ..Draft::default()
+    })
+}
+
+/// `from` posts the file `name` into `peer` without the client, dated `date` (`None`:
+/// now); returns the message id.
+pub(crate) fn post_media_for_tests(
+    w: &mut World,
+    from: i64,
+    peer: Peer,
+    name: &str,
+    bytes: &[u8],
+    date: Option<i64>,
+) -> std::io::Result<i32> {
+    let at = date.unwrap_or_else(|| w.now());
+    let draft = Draft {
+        date: Some(at),
+        ..store_media(w, name, bytes, at)?
+    };
+    Ok(post(w, from, peer, draft, None).id)
+}
+
+/// `from` forwards message `id` of `source` (as `viewer` sees it) into `to`: the same
+/// document or photo, text kept, with the forward header (a forward of a forward keeps the
+/// first origin). `None` if there is no such message.
+pub(crate) fn forward_for_tests(
+    w: &mut World,
+    from: i64,
+    viewer: i64,
+    source: Peer,
+    id: i32,
+    to: Peer,
+) -> Option<i32> {
+    let m = w.message(viewer, source, id)?.clone();
+    let draft = Draft {
+        text: m.text,
+        doc: m.doc,
+        photo: m.photo,
+        fwd: Some(m.fwd.unwrap_or(Forward {
+            peer: source,
+            id,
+            from: m.from,
+            date: m.date,
+        })),
+        ..Draft::default()
+    };
+    Some(post(w, from, to, draft, None).id)
+}
+
+/// Replaces the media of message `id` of `peer` (as `viewer` sees it) with a new file
+/// `name`, as an edit (`edit_date` now; a channel logs it). `false` if there is no such
+/// message.
+pub(crate) fn edit_media_for_tests(
+    w: &mut World,
+    viewer: i64,
+    peer: Peer,
+    id: i32,
+    name: &str,
+    bytes: &[u8],
+) -> std::io::Result<bool> {
+    if w.message(viewer, peer, id).is_none() {
+        return Ok(false);
+    }
+    let now = w.now();
+    let draft = store_media(w, name, bytes, now)?;
+    let edit = |m: &mut Msg| {
+        m.doc = draft.doc;
+        m.photo = draft.photo;
+        m.edit_date = Some(now);
+    };
+    match peer {
+        Peer::Channel(c) => {
+            let ch = w.p.channels.get_mut(&c).expect("found above");
+            if let Some(m) = ch.messages.get_mut(&id) {
+                edit(m);
+            }
+            ch.record(Change::Edit(id), 1);
+        }
+        _ => {
+            let b = w.box_mut(viewer);
+            if let Some(m) = b.messages.get_mut(&id) {
+                edit(m);
+            }
+            b.pts += 1;
+        }
+    }
+    Ok(true)
+}
+
+/// Deletes message `id` of `peer` (as `viewer` sees it) without the client; a channel
+/// logs it.
+pub(crate) fn delete_for_tests(w: &mut World, viewer: i64, peer: Peer, id: i32) {
+    w.dirty = true;
+    match peer {
+        Peer::Channel(c) => {
+            if let Some(ch) = w.p.channels.get_mut(&c)
+                && ch.messages.remove(&id).is_some()
+            {
+                ch.record(Change::Delete(vec![id]), 1);
+            }
+        }
+        _ => {
+            let b = w.box_mut(viewer);
+            if b.messages.remove(&id).is_some() {
+                b.pts += 1;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -2063,5 +2615,20 @@ mod tests {
         assert_eq!(call.init.unwrap().api_id, 7);
         let packed = crate::wire::mtp::gzip(&tl::functions::updates::GetState {}.to_bytes());
         assert_eq!(open_call(&packed).unwrap().name, "updates.getState");
+        let takeout = tl::functions::InvokeWithLayer {
+            layer: tl::LAYER,
+            query: tl::functions::InvokeWithTakeout {
+                takeout_id: 42,
+                query: tl::functions::upload::GetFile {
+                    precise: false,
+                    cdn_supported: false,
+                    location: tl::enums::InputFileLocation::InputTakeoutFileLocation,
+                    offset: 0,
+                    limit: 4096,
+                },
+            },
+        };
+        let call = open_call(&takeout.to_bytes()).unwrap();
+        assert_eq!((call.name, call.takeout), ("upload.getFile", Some(42)));
     }
 }

@@ -11,6 +11,9 @@
 //! - ERRORS: the method pages' "Possible errors" (<https://core.telegram.org/method/…>).
 //! - ISSUES: behaviour reported by users of other clients (cited per rule); these
 //!   numbers are estimates and say so.
+//! - DIFF: <https://core.telegram.org/method/updates.getChannelDifference> and
+//!   <https://core.telegram.org/type/updates.ChannelDifference>.
+//! - TAKEOUT: <https://core.telegram.org/api/takeout>.
 
 use std::time::Duration;
 
@@ -295,6 +298,69 @@ pub fn admit_bot_signin(
     Ok(())
 }
 
+/// How many pts a channel's update log keeps. DIFF, `updates.channelDifferenceTooLong`:
+/// "The passed pts is too old: one or more updates starting from the specified PTS were
+/// deleted from the message box of this channel. For supergroups/channels, this usually
+/// happens for updates older than latestPts - 100000".
+pub const CHANNEL_LOG_MAX: usize = 100_000;
+
+/// The most updates one `updates.getChannelDifference` returns: its `limit`, capped.
+/// DIFF: "limit: How many updates to fetch, max 100000. Ordinary (non-bot) users are
+/// supposed to pass 10-100" — so 100 for users, 100000 for bots; a limit below 1 counts
+/// as 1.
+pub fn channel_difference_limit(limit: i32, bot: bool) -> i32 {
+    limit.clamp(1, if bot { 100_000 } else { 100 })
+}
+
+/// The `pts` a client asks a channel's difference from, against the channel's own.
+/// DIFF, "Possible errors": PERSISTENT_TIMESTAMP_EMPTY ("Persistent timestamp empty")
+/// for no pts (0 or below), PERSISTENT_TIMESTAMP_INVALID ("Persistent timestamp invalid")
+/// for one the channel never reached (Telegram does not say which error a pts from the
+/// future draws; the fake answers this one).
+pub fn check_difference_pts(pts: i32, channel_pts: i32) -> Result<(), RpcErr> {
+    if pts <= 0 {
+        return Err(RpcErr::bad("PERSISTENT_TIMESTAMP_EMPTY"));
+    }
+    if pts > channel_pts {
+        return Err(RpcErr::bad("PERSISTENT_TIMESTAMP_INVALID"));
+    }
+    Ok(())
+}
+
+/// Whether a difference from `pts` to `channel_pts` is too long for `limit` (or starts
+/// before `log_start`, where the log was cut). Type page of updates.ChannelDifference:
+/// channelDifferenceTooLong when "The provided pts + limit < remote pts. Simply, there
+/// are too many updates to be fetched (more than limit)".
+pub fn difference_too_long(pts: i32, channel_pts: i32, limit: i32, log_start: i32) -> bool {
+    pts < log_start || i64::from(pts) + i64::from(limit) < i64::from(channel_pts)
+}
+
+/// `timeout` of channel differences: DIFF, updates.channelDifference "Clients are
+/// supposed to refetch the channel difference after timeout seconds have elapsed".
+/// Telegram does not publish the value; the fake says 30 s (an estimate).
+pub const CHANNEL_DIFFERENCE_TIMEOUT: i32 = 30;
+
+/// A public username: account.updateUsername
+/// (<https://core.telegram.org/method/account.updateUsername>) "Accepted characters: A-z
+/// (case-insensitive), 0-9 and underscores. Length: 5-32 characters", beginning with a
+/// letter and not ending with an underscore (as channels.updateUsername refuses with
+/// USERNAME_INVALID, <https://core.telegram.org/method/channels.updateUsername>).
+pub fn username_valid(name: &str) -> bool {
+    let b = name.as_bytes();
+    (5..=32).contains(&b.len())
+        && b[0].is_ascii_alphabetic()
+        && b[b.len() - 1] != b'_'
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// `invokeWithTakeout` with an id that is not an open takeout session of the caller:
+/// TAKEOUT_INVALID, "The specified takeout ID is invalid" (400; "Possible errors" of
+/// messages.getHistory and account.finishTakeoutSession,
+/// <https://core.telegram.org/method/account.finishTakeoutSession>).
+pub fn takeout_invalid() -> RpcErr {
+    RpcErr::bad("TAKEOUT_INVALID")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +506,43 @@ mod tests {
         let e = admit_bot_signin(&mut h, 100).unwrap_err();
         assert_eq!(e.message, format!("FLOOD_WAIT_{}", BOT_SIGNIN_WINDOW - 100));
         assert!(admit_bot_signin(&mut h, BOT_SIGNIN_WINDOW).is_ok());
+    }
+
+    #[test]
+    fn channel_differences() {
+        assert_eq!(channel_difference_limit(1000, false), 100);
+        assert_eq!(channel_difference_limit(1000, true), 1000);
+        assert_eq!(channel_difference_limit(1_000_000, true), 100_000);
+        assert_eq!(channel_difference_limit(0, false), 1);
+        assert!(check_difference_pts(5, 5).is_ok());
+        assert_eq!(
+            name(check_difference_pts(6, 5).unwrap_err()),
+            "PERSISTENT_TIMESTAMP_INVALID"
+        );
+        assert_eq!(
+            name(check_difference_pts(0, 5).unwrap_err()),
+            "PERSISTENT_TIMESTAMP_EMPTY"
+        );
+        assert!(!difference_too_long(1, 101, 100, 1));
+        assert!(difference_too_long(1, 102, 100, 1));
+        assert!(difference_too_long(3, 4, 100, 4), "before the log");
+    }
+
+    #[test]
+    fn usernames() {
+        for ok in ["vault", "My_vault_2", &"a".repeat(32)] {
+            assert!(username_valid(ok), "{ok}");
+        }
+        for bad in [
+            "vlt",
+            "2vault",
+            "vault_",
+            "va-ult",
+            "vaült",
+            &"a".repeat(33),
+        ] {
+            assert!(!username_valid(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -8,3 +8,4 @@ mod common;
 mod faults;
 mod files;
 mod rules;
+mod source;
