@@ -308,8 +308,8 @@ fn chat_options(
     ] {
         if given.is_some() && !telegram {
             return Err(UsageError(format!(
-                "{flag} limits which messages of a telegram: source are read; --source {} is \
-                 not one (use --include/--exclude for other sources)",
+                "{flag} applies to a telegram: source (chats read as files); --source {} is \
+                 not one (--include/--exclude choose the files of any source)",
                 a.source
             )));
         }
