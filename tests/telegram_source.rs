@@ -418,3 +418,45 @@ async fn a_flood_wait_past_the_budget_ends_the_run_rate_limited_with_nothing_los
     assert_eq!(common::tree(&to), expected(&server, chat, "flood_tests"));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_into_a_telegram_vault_with_one_user_session_for_both() {
+    let server = Server::start(Config::default()).await.unwrap();
+    let dir = common::tempdir();
+    let mut files = library(7, 12);
+    files.insert("clip.mov".into(), common::bytes(8, 5 * MIB + 3));
+    write_folder(&dir.path().join("media"), &files);
+    let chat = server
+        .seed_chat("from_here", &dir.path().join("media"))
+        .unwrap();
+    let creds = server.credentials(AccountKind::User);
+    let env = env_of(&creds);
+    let store = format!("telegram:{}", creds.chat);
+    let state = dir.path().join("state.json");
+    let mut args = vec![
+        "run",
+        "--source",
+        "telegram:@from_here",
+        "--store",
+        &store,
+        "--state",
+        s(&state),
+        "--encryption",
+        "vault",
+        "-q",
+    ];
+    let mut cmd = tgferry(&args);
+    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("TGFERRY_PASSPHRASE", PASS);
+    assert_ok(&mut cmd);
+    assert_eq!(last_stop(&state), StopReason::Complete);
+    let to = dir.path().join("restored");
+    args = vec!["restore", "--store", &store, "--to", s(&to), "-q"];
+    let mut restore = tgferry(&args);
+    restore
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("TGFERRY_PASSPHRASE", PASS);
+    assert_ok(&mut restore);
+    assert_eq!(common::tree(&to), expected(&server, chat, "from_here"));
+    server.shutdown().await;
+}

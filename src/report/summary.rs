@@ -98,7 +98,7 @@ pub fn headline(r: &RunReport) -> String {
         ),
         StopReason::RateLimited => {
             let mut s = format!(
-                "stopped: the store asked to wait {}, longer than the budget left",
+                "stopped: Telegram asked to wait {}, longer than the budget left",
                 r.rate_limit_wait.map(human_duration).unwrap_or_default()
             );
             if !left.is_empty() {

@@ -124,7 +124,7 @@ pub struct RunReport {
     pub files_total: u64,
     /// Their bytes.
     pub bytes_total: u64,
-    /// For [`StopReason::RateLimited`]: how long the store asked to wait.
+    /// For [`StopReason::RateLimited`]: how long the store or the source asked to wait.
     pub rate_limit_wait: Option<Duration>,
     /// Time since the budget started (process start for the command line), on tokio's
     /// clock. What people are shown is [`RunReport::took`].
@@ -271,7 +271,7 @@ fn without_path(path: &str, message: String) -> String {
     }
 }
 
-/// Records a run that could not start because the store asks to wait `wait` first (a
+/// Records a run that could not start because the store or the source asks to wait `wait` first (a
 /// flood wait on signing in): stop reason `rate_limited` and the time to come back;
 /// nothing else in the state changes.
 pub fn record_rate_limited_start(
@@ -286,7 +286,7 @@ pub fn record_rate_limited_start(
             .ok()
             .and_then(|w| now.checked_add(w).ok());
         run.detail = Some(format!(
-            "the store asked to wait {} before anything could be done",
+            "Telegram asked to wait {} before anything could be done",
             crate::time::human_duration(wait)
         ));
     })

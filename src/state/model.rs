@@ -367,7 +367,8 @@ pub enum StopReason {
     NothingToDo,
     /// The time budget (or deadline) was spent; the next run continues.
     BudgetSpent,
-    /// The store asked to wait longer than the budget allows; see `resume_after`.
+    /// The store or the source (Telegram) asked to wait longer than the budget allows; see
+    /// `resume_after`.
     RateLimited,
     /// SIGINT or SIGTERM; state was saved.
     Interrupted,
