@@ -384,7 +384,7 @@ impl<A: TelegramApi> ChatSource<A> {
                 call(&*chat.api, &self.waits, &chat.label, || chat.api.connect())
                     .await
                     .map(drop)
-                    .map_err(|e| unavailable_if_fatal(&root, &chat.label, e))
+                    .map_err(|e| listing_error(&root, &chat.label, e))
             })
             .await
             .map(drop)
@@ -395,7 +395,7 @@ impl<A: TelegramApi> ChatSource<A> {
         let chat = &self.chats[index];
         self.connect(chat).await?;
         let root = self.root();
-        let fatal = |e| unavailable_if_fatal(&root, &chat.label, e);
+        let failed = |e| listing_error(&root, &chat.label, e);
         let mut catalog = self.catalog_of(&chat.label);
         if chat.api.is_channel() {
             for _ in 0..MOST_ROUNDS {
@@ -404,7 +404,7 @@ impl<A: TelegramApi> ChatSource<A> {
                     chat.api.changes(pts)
                 })
                 .await
-                .map_err(fatal)?;
+                .map_err(failed)?;
                 match changes {
                     ChatChanges::Nothing { pts } => {
                         catalog.pts = pts;
@@ -428,8 +428,8 @@ impl<A: TelegramApi> ChatSource<A> {
                             catalog.media.remove(&id);
                         }
                         catalog.pts = pts;
-                        self.keep(&chat.label, &catalog);
                         if last {
+                            self.keep(&chat.label, &catalog);
                             break;
                         }
                     }
@@ -456,7 +456,7 @@ impl<A: TelegramApi> ChatSource<A> {
                             chat.label
                         ),
                     },
-                    e => fatal(e),
+                    e => failed(e),
                 })?;
                 let Some(oldest) = page.iter().map(|m| m.id).min() else {
                     break;
@@ -488,7 +488,7 @@ impl<A: TelegramApi> ChatSource<A> {
                 chat.api.get_messages(batch)
             })
             .await
-            .map_err(|e| unavailable_if_fatal(&root, &chat.label, e))?;
+            .map_err(|e| listing_error(&root, &chat.label, e))?;
             for m in found.into_iter().flatten() {
                 let old = catalog.media.get(&m.id);
                 if let Some(entry) = media_entry(&m, old) {
@@ -625,7 +625,7 @@ where
 
 /// A Telegram error while listing, as a source error: a wait is a rate limit, anything
 /// about the account or the chat makes the source unavailable, the rest is transient.
-fn unavailable_if_fatal(root: &str, chat: &str, e: TgError) -> SourceError {
+fn listing_error(root: &str, chat: &str, e: TgError) -> SourceError {
     match e {
         TgError::Wait { seconds, .. } => SourceError::RateLimited {
             what: format!("{root} ({chat})"),
@@ -798,7 +798,7 @@ async fn fetch<A: TelegramApi>(
     let start = offset - offset % window;
     let mut skip = (offset - start) as usize;
     let mut next = start;
-    let mut flight: VecDeque<tokio::task::JoinHandle<Result<Vec<u8>, TgError>>> = VecDeque::new();
+    let mut flight = Windows::default();
     if offset >= size {
         return;
     }
@@ -826,9 +826,6 @@ async fn fetch<A: TelegramApi>(
         let mut piece = match answer {
             Ok(bytes) => bytes,
             Err(e) => {
-                for h in &flight {
-                    h.abort();
-                }
                 let _ = tx.send(Err(read_failure(&path, e))).await;
                 return;
             }
@@ -843,8 +840,31 @@ async fn fetch<A: TelegramApi>(
             break;
         }
     }
-    for h in flight {
-        h.abort();
+}
+
+/// The window requests of one read in flight, in order; any left when the read ends (or
+/// its task is aborted because the reader was dropped) are aborted.
+#[derive(Default)]
+struct Windows(VecDeque<tokio::task::JoinHandle<Result<Vec<u8>, TgError>>>);
+
+impl std::ops::Deref for Windows {
+    type Target = VecDeque<tokio::task::JoinHandle<Result<Vec<u8>, TgError>>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Windows {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Windows {
+    fn drop(&mut self) {
+        for window in &self.0 {
+            window.abort();
+        }
     }
 }
 
