@@ -460,3 +460,43 @@ async fn a_chat_into_a_telegram_vault_with_one_user_session_for_both() {
     assert_eq!(common::tree(&to), expected(&server, chat, "from_here"));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeout_session_carries_the_reads_of_a_user_and_is_refused_to_a_bot() {
+    let server = Server::start(Config::default()).await.unwrap();
+    let dir = common::tempdir();
+    write_folder(&dir.path().join("media"), &library(11, 6));
+    let chat = server.seed_chat("export_me", &dir.path().join("media")).unwrap();
+    let store = dir.path().join("copies");
+    let plain = |kind: AccountKind, state: &str| {
+        let env = env_of(&server.credentials(kind));
+        let state = dir.path().join(state);
+        let mut cmd = tgferry(&[
+            "run",
+            "--source",
+            "telegram:@export_me",
+            "--store",
+            s(&store),
+            "--state",
+            s(&state),
+            "--tg-takeout",
+            "-q",
+        ]);
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        cmd
+    };
+    assert_eq!(server.stats().takeout_requests, 0);
+    assert_ok(&mut plain(AccountKind::User, "user.json"));
+    let stats = server.stats();
+    assert!(stats.takeout_requests >= 6, "{}", stats.summary());
+    assert_eq!(server.requests("account.initTakeoutSession"), 1);
+    let want = expected(&server, chat, "export_me");
+    let got = common::tree(&store);
+    assert_eq!(got, want);
+    // A bot has no takeout: refused before anything is written, saying what to do.
+    let out = common::assert_exit(&mut plain(AccountKind::Bot, "bot.json"), 8);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("drop --tg-takeout"), "{stderr}");
+    assert!(!dir.path().join("bot.json").exists());
+    server.shutdown().await;
+}
