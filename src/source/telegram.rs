@@ -19,14 +19,12 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{Listing, Source, SourceEntry, SourceError};
 use crate::state::{ChatCatalog, ChatMedia};
@@ -707,7 +705,7 @@ impl<A: TelegramApi> Source for ChatSource<A> {
         let at = self.located(path)?;
         let chat = &self.chats[at.chat];
         self.connect(chat).await?;
-        Ok(ChatReader::start(
+        Ok(start_reading(
             chat.api.clone(),
             self.waits.clone(),
             path.to_owned(),
@@ -746,39 +744,23 @@ impl<A: TelegramApi> Source for ChatSource<A> {
 
 /// A media file being read: a task fetches its windows ahead, several at once (twice the
 /// API's connections), and hands them over in order.
-#[derive(Debug)]
-pub struct ChatReader {
-    chunks: mpsc::Receiver<std::io::Result<Vec<u8>>>,
-    current: Vec<u8>,
-    pos: usize,
-    task: tokio::task::JoinHandle<()>,
-}
+pub type ChatReader = crate::telegram::reader::ChunkReader;
 
-impl ChatReader {
-    fn start<A: TelegramApi>(
-        api: Arc<A>,
-        waits: Waits,
-        path: String,
-        id: i32,
-        offset: u64,
-        size: u64,
-    ) -> ChatReader {
-        let ahead = (api.connections() * 2).max(2);
-        let (tx, rx) = mpsc::channel(ahead);
-        let task = tokio::spawn(fetch(api, waits, path, id, offset, size, ahead, tx));
-        ChatReader {
-            chunks: rx,
-            current: Vec::new(),
-            pos: 0,
-            task,
-        }
-    }
-}
-
-impl Drop for ChatReader {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// Starts reading message `id`'s media of `size` bytes from `offset`.
+fn start_reading<A: TelegramApi>(
+    api: Arc<A>,
+    waits: Waits,
+    path: String,
+    id: i32,
+    offset: u64,
+    size: u64,
+) -> ChatReader {
+    let ahead = (api.connections() * 2).max(2);
+    let (tx, rx) = mpsc::channel(ahead);
+    ChatReader::new(
+        rx,
+        tokio::spawn(fetch(api, waits, path, id, offset, size, ahead, tx)),
+    )
 }
 
 /// Fetches `size - offset` bytes of message `id`'s media in aligned windows, up to
@@ -798,7 +780,8 @@ async fn fetch<A: TelegramApi>(
     let start = offset - offset % window;
     let mut skip = (offset - start) as usize;
     let mut next = start;
-    let mut flight = Windows::default();
+    // Window requests in flight, in order; those left when the read ends are aborted.
+    let mut flight: VecDeque<AbortOnDropHandle<Result<Vec<u8>, TgError>>> = VecDeque::new();
     if offset >= size {
         return;
     }
@@ -813,7 +796,7 @@ async fn fetch<A: TelegramApi>(
     };
     loop {
         while flight.len() < ahead && next < size {
-            flight.push_back(spawn(next));
+            flight.push_back(AbortOnDropHandle::new(spawn(next)));
             next += window;
         }
         let Some(handle) = flight.pop_front() else {
@@ -838,32 +821,6 @@ async fn fetch<A: TelegramApi>(
         }
         if tx.send(Ok(piece)).await.is_err() || end {
             break;
-        }
-    }
-}
-
-/// The window requests of one read in flight, in order; any left when the read ends (or
-/// its task is aborted because the reader was dropped) are aborted.
-#[derive(Default)]
-struct Windows(VecDeque<tokio::task::JoinHandle<Result<Vec<u8>, TgError>>>);
-
-impl std::ops::Deref for Windows {
-    type Target = VecDeque<tokio::task::JoinHandle<Result<Vec<u8>, TgError>>>;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Windows {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Windows {
-    fn drop(&mut self) {
-        for window in &self.0 {
-            window.abort();
         }
     }
 }
@@ -893,33 +850,6 @@ fn read_failure(path: &str, e: TgError) -> std::io::Error {
         },
     };
     std::io::Error::other(err)
-}
-
-impl AsyncRead for ChatReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        loop {
-            if self.pos < self.current.len() {
-                let n = (self.current.len() - self.pos).min(buf.remaining());
-                let from = self.pos;
-                buf.put_slice(&self.current[from..from + n]);
-                self.pos += n;
-                return Poll::Ready(Ok(()));
-            }
-            match self.chunks.poll_recv(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    self.current = chunk;
-                    self.pos = 0;
-                }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
 }
 
 #[cfg(test)]

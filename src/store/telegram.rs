@@ -30,13 +30,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -850,39 +847,7 @@ impl<A: TelegramApi> Upload for TelegramUpload<A> {
 /// Reads a stored part, or a range of one: a task downloads it in aligned requests,
 /// resuming at the offset reached after a dropped connection, and hands the chunks over a
 /// small channel.
-pub struct TelegramReader {
-    chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
-    current: Vec<u8>,
-    pos: usize,
-    _task: tokio_util::task::AbortOnDropHandle<()>,
-}
-
-impl AsyncRead for TelegramReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        loop {
-            if self.pos < self.current.len() {
-                let n = (self.current.len() - self.pos).min(buf.remaining());
-                let start = self.pos;
-                buf.put_slice(&self.current[start..start + n]);
-                self.pos += n;
-                return Poll::Ready(Ok(()));
-            }
-            match self.chunks.poll_recv(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    self.current = chunk;
-                    self.pos = 0;
-                }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-}
+pub type TelegramReader = crate::telegram::reader::ChunkReader;
 
 /// Which bytes of which document a [`TelegramReader`] reads, and in what requests.
 #[derive(Debug, Clone, Copy)]
@@ -900,23 +865,13 @@ struct Window {
     step: u32,
 }
 
-impl TelegramReader {
-    /// A reader with nothing to read.
-    fn empty() -> TelegramReader {
-        let (_, rx) = mpsc::channel(1);
-        TelegramReader {
-            chunks: rx,
-            current: Vec::new(),
-            pos: 0,
-            _task: tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async {})),
-        }
-    }
-
+impl Window {
     /// Starts the task that downloads `w`: requests of `w.step` bytes at its multiples,
     /// from the one at or below `w.start` until `w.end`, a few in flight and taken in
     /// order (one at a time a single large file would download at one request per round
     /// trip); of each answer only the bytes inside the range are handed on.
-    fn spawn<A: TelegramApi>(shared: Arc<Shared<A>>, w: Window) -> TelegramReader {
+    fn spawn<A: TelegramApi>(self, shared: Arc<Shared<A>>) -> TelegramReader {
+        let w = self;
         let (tx, rx) = mpsc::channel(2);
         // Each read on one account (it finds the message itself), spread over them.
         let seat = shared.pick_seat();
@@ -990,12 +945,7 @@ impl TelegramReader {
                 }
             }
         });
-        TelegramReader {
-            chunks: rx,
-            current: Vec::new(),
-            pos: 0,
-            _task: tokio_util::task::AbortOnDropHandle::new(task),
-        }
+        TelegramReader::new(rx, task)
     }
 }
 
@@ -1069,16 +1019,14 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
             return Ok(TelegramReader::empty());
         }
         let (id, size) = self.document(loc).await?;
-        Ok(TelegramReader::spawn(
-            self.shared.clone(),
-            Window {
-                id,
-                size,
-                start: 0,
-                end: size,
-                step: DOWNLOAD_CHUNK,
-            },
-        ))
+        let whole = Window {
+            id,
+            size,
+            start: 0,
+            end: size,
+            step: DOWNLOAD_CHUNK,
+        };
+        Ok(whole.spawn(self.shared.clone()))
     }
 
     /// Only the requests that hold the range: aligned windows of
@@ -1096,16 +1044,14 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
         let (id, size) = self.document(loc).await?;
         let start = offset.min(size);
         let end = offset.saturating_add(len).min(size);
-        Ok(Box::new(TelegramReader::spawn(
-            self.shared.clone(),
-            Window {
-                id,
-                size,
-                start,
-                end,
-                step: api::download_window(end - start),
-            },
-        )))
+        let range = Window {
+            id,
+            size,
+            start,
+            end,
+            step: api::download_window(end - start),
+        };
+        Ok(Box::new(range.spawn(self.shared.clone())))
     }
 
     async fn len(&self, loc: &str) -> Result<Option<u64>, StoreError> {

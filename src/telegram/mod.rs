@@ -18,4 +18,5 @@ pub mod credentials;
 pub mod double;
 pub mod grammers;
 pub mod login;
+pub mod reader;
 pub mod session;
