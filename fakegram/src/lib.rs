@@ -930,38 +930,15 @@ impl Server {
             ));
         }
         let files = media::files_under(dir).map_err(|e| fail(e.kind(), e.to_string()))?;
-        let chat = {
-            let mut w = self.world();
-            let bots: BTreeSet<i64> = w.p.users.values().filter(|u| u.bot).map(|u| u.id).collect();
-            let owner = w.p.owner;
-            let mut members = bots.clone();
-            members.insert(owner);
-            let id = 1_000_000_000 + random_id_below(1_000_000_000);
-            let start = w.now() - files.len() as i64;
-            w.p.channels.insert(
-                id,
-                Channel {
-                    id,
-                    access_hash: random_i64(),
-                    title: username.into(),
-                    username: Some(username.into()),
-                    broadcast: true,
-                    date: start,
-                    creator: owner,
-                    admins: bots,
-                    members,
-                    last_id: 0,
-                    messages: BTreeMap::new(),
-                    pts: 1,
-                    log: Vec::new(),
-                },
-            );
-            w.dirty = true;
-            Chat::Channel(id)
-        };
+        let chat = self.create_channel(username, Some(username), false);
+        self.make_bots_admins(chat);
         let Chat::Channel(id) = chat else {
-            unreachable!()
+            unreachable!("create_channel makes channels")
         };
+        // The channel is as old as its first message.
+        if let Some(ch) = self.world().p.channels.get_mut(&id) {
+            ch.date -= files.len() as i64;
+        }
         let n = files.len() as i64;
         for (i, (path, name)) in files.iter().enumerate() {
             let bytes = std::fs::read(path)
