@@ -466,7 +466,9 @@ async fn a_takeout_session_carries_the_reads_of_a_user_and_is_refused_to_a_bot()
     let server = Server::start(Config::default()).await.unwrap();
     let dir = common::tempdir();
     write_folder(&dir.path().join("media"), &library(11, 6));
-    let chat = server.seed_chat("export_me", &dir.path().join("media")).unwrap();
+    let chat = server
+        .seed_chat("export_me", &dir.path().join("media"))
+        .unwrap();
     let store = dir.path().join("copies");
     let plain = |kind: AccountKind, state: &str| {
         let env = env_of(&server.credentials(kind));
