@@ -410,7 +410,14 @@ impl<A: TelegramApi> ChatSource<A> {
                     }
                     ChatChanges::TooLong { pts, top_id } => {
                         self.read_whole(chat, &mut catalog, top_id).await?;
+                        let stuck = pts <= catalog.pts.max(1);
                         catalog.pts = pts;
+                        if stuck {
+                            // Telegram named no newer sequence number: read whole again
+                            // next run rather than here.
+                            self.keep(&chat.label, &catalog);
+                            break;
+                        }
                     }
                     ChatChanges::Changed {
                         pts,
