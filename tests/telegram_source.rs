@@ -502,3 +502,58 @@ async fn a_takeout_session_carries_the_reads_of_a_user_and_is_refused_to_a_bot()
     assert!(!dir.path().join("bot.json").exists());
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_basic_group_is_read_by_history_newer_than_the_newest_seen() {
+    let server = Server::start(Config::default()).await.unwrap();
+    let group = server.create_group("family", true);
+    let Chat::Group(id) = group else {
+        unreachable!()
+    };
+    let chat = ChatRef::Id(-id);
+    let source_for = |kind: AccountKind| {
+        let env = env_of(&server.credentials(kind));
+        let creds =
+            credentials::from(&|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+                .unwrap();
+        let mut config = GrammersConfig::from_credentials(creds, chat.clone()).unwrap();
+        config.reads_only = true;
+        let options = ChatOptions {
+            layout: tgferry::source::telegram::PathLayout::parse("{id}-{name}").unwrap(),
+            ..ChatOptions::default()
+        };
+        ChatSource::new(vec![(chat.clone(), GrammersApi::new(config))], options).unwrap()
+    };
+    for (i, name) in ["a.txt", "b.jpg", "c.oga"].into_iter().enumerate() {
+        server.post_media(group, name, &common::bytes(i as u64, 3000 + i));
+    }
+    server.post_as_user(group, "no media here");
+    let source = source_for(AccountKind::User);
+    let names = |l: &tgferry::source::Listing| {
+        let mut n: Vec<String> = l.files.iter().map(|f| f.path.clone()).collect();
+        n.sort();
+        n
+    };
+    let first = source.list().await.unwrap();
+    assert_eq!(names(&first).len(), 3, "{:?}", names(&first));
+    let pages = server.requests("messages.getHistory");
+    // Only what is newer than the newest seen is read next time.
+    let late = server.post_media(group, "d.pdf", b"late");
+    let second = source.list().await.unwrap();
+    assert_eq!(second.files.len(), 4);
+    assert!(names(&second).contains(&format!("{late}-d.pdf")));
+    assert!(server.requests("messages.getHistory") <= pages + 2);
+    assert_eq!(
+        read_all(&source, &format!("{late}-d.pdf")).await.unwrap(),
+        b"late"
+    );
+    assert_eq!(source.catalog().unwrap()[&chat.to_string()].top_id, late);
+    // A bot cannot read a group's history: the source says what to use instead.
+    match source_for(AccountKind::Bot).list().await {
+        Err(SourceError::Unavailable { message, .. }) => {
+            assert!(message.contains("bots can read only channels"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    server.shutdown().await;
+}
