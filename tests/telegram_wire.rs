@@ -1522,9 +1522,12 @@ async fn a_part_travels_on_several_connections_and_survives_one_dropping() {
             "the dropped connection was replaced: {} connections after {opened}",
             stats.connections
         );
+        // Every slot of the pool carried chunks, the dropped one's through its replacement
+        // (the connection that dropped counts only if it carried a chunk before the fault,
+        // which depends on timing: at least 4, usually 5).
         assert!(
-            stats.most_upload_connections() >= 5,
-            "the part's chunks went over the four connections and the replacement: {}",
+            stats.most_upload_connections() >= 4,
+            "the part's chunks went over all four slots: {}",
             stats.most_upload_connections()
         );
         // Downloads spread too (the single store's downloads used one).
