@@ -753,7 +753,9 @@ impl<A: TelegramApi> Source for ChatSource<A> {
 /// API's connections), and hands them over in order.
 pub type ChatReader = crate::telegram::reader::ChunkReader;
 
-/// Starts reading message `id`'s media of `size` bytes from `offset`.
+/// Starts reading message `id`'s media of `size` bytes from `offset`: a task fetches it
+/// in aligned windows, twice the API's connections in flight, and sends them in order; it
+/// stops early when the reader is dropped.
 fn start_reading<A: TelegramApi>(
     api: Arc<A>,
     waits: Waits,
@@ -766,70 +768,56 @@ fn start_reading<A: TelegramApi>(
     let (tx, rx) = mpsc::channel(ahead);
     ChatReader::new(
         rx,
-        tokio::spawn(fetch(api, waits, path, id, offset, size, ahead, tx)),
-    )
-}
-
-/// Fetches `size - offset` bytes of message `id`'s media in aligned windows, up to
-/// `ahead` in flight, sending them in order; stops early when the reader is dropped.
-#[allow(clippy::too_many_arguments)]
-async fn fetch<A: TelegramApi>(
-    api: Arc<A>,
-    waits: Waits,
-    path: String,
-    id: i32,
-    offset: u64,
-    size: u64,
-    ahead: usize,
-    tx: mpsc::Sender<std::io::Result<Vec<u8>>>,
-) {
-    let window = u64::from(DOWNLOAD_CHUNK);
-    let start = offset - offset % window;
-    let mut skip = (offset - start) as usize;
-    let mut next = start;
-    // Window requests in flight, in order; those left when the read ends are aborted.
-    let mut flight: VecDeque<AbortOnDropHandle<Result<Vec<u8>, TgError>>> = VecDeque::new();
-    if offset >= size {
-        return;
-    }
-    let spawn = |at: u64| {
-        let (api, waits, what) = (api.clone(), waits.clone(), path.clone());
         tokio::spawn(async move {
-            call(&*api, &waits, &what, || {
-                api.download(id, at, DOWNLOAD_CHUNK)
-            })
-            .await
-        })
-    };
-    loop {
-        while flight.len() < ahead && next < size {
-            flight.push_back(AbortOnDropHandle::new(spawn(next)));
-            next += window;
-        }
-        let Some(handle) = flight.pop_front() else {
-            break;
-        };
-        let answer = match handle.await {
-            Ok(answer) => answer,
-            Err(e) => Err(TgError::Other(format!("download task failed: {e}"))),
-        };
-        let mut piece = match answer {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                let _ = tx.send(Err(read_failure(&path, e))).await;
+            let window = u64::from(DOWNLOAD_CHUNK);
+            let start = offset - offset % window;
+            let mut skip = (offset - start) as usize;
+            let mut next = start;
+            // Window requests in flight, in order; those left when the read ends are aborted.
+            let mut flight: VecDeque<AbortOnDropHandle<Result<Vec<u8>, TgError>>> = VecDeque::new();
+            if offset >= size {
                 return;
             }
-        };
-        // Telegram answers a window short only at the media's end.
-        let end = piece.len() < DOWNLOAD_CHUNK as usize;
-        if skip > 0 {
-            piece.drain(..skip.min(piece.len()));
-            skip = 0;
-        }
-        if tx.send(Ok(piece)).await.is_err() || end {
-            break;
-        }
-    }
+            let spawn = |at: u64| {
+                let (api, waits, what) = (api.clone(), waits.clone(), path.clone());
+                tokio::spawn(async move {
+                    call(&*api, &waits, &what, || {
+                        api.download(id, at, DOWNLOAD_CHUNK)
+                    })
+                    .await
+                })
+            };
+            loop {
+                while flight.len() < ahead && next < size {
+                    flight.push_back(AbortOnDropHandle::new(spawn(next)));
+                    next += window;
+                }
+                let Some(handle) = flight.pop_front() else {
+                    break;
+                };
+                let answer = match handle.await {
+                    Ok(answer) => answer,
+                    Err(e) => Err(TgError::Other(format!("download task failed: {e}"))),
+                };
+                let mut piece = match answer {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        let _ = tx.send(Err(read_failure(&path, e))).await;
+                        return;
+                    }
+                };
+                // Telegram answers a window short only at the media's end.
+                let end = piece.len() < DOWNLOAD_CHUNK as usize;
+                if skip > 0 {
+                    piece.drain(..skip.min(piece.len()));
+                    skip = 0;
+                }
+                if tx.send(Ok(piece)).await.is_err() || end {
+                    break;
+                }
+            }
+        }),
+    )
 }
 
 /// A failed window as the I/O error the reader returns, carrying the source error the

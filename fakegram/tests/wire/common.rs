@@ -375,3 +375,17 @@ pub async fn get_file(
         tl::enums::upload::File::CdnRedirect(_) => panic!("no CDN in the fake"),
     })
 }
+
+/// `messages.getHistory`: the newest 10 messages of `peer`.
+pub fn history(peer: &tl::enums::InputPeer) -> tl::functions::messages::GetHistory {
+    tl::functions::messages::GetHistory {
+        peer: peer.clone(),
+        offset_id: 0,
+        offset_date: 0,
+        add_offset: 0,
+        limit: 10,
+        max_id: 0,
+        min_id: 0,
+        hash: 0,
+    }
+}

@@ -7,7 +7,7 @@ use fakegram::{AccountKind, Chat, Config, Server};
 use grammers_client::tl;
 
 use crate::common::{
-    bot_channel, bounded, client, random_id, rpc_name, send_text, sent_id, user_channel,
+    bot_channel, bounded, client, history, random_id, rpc_name, send_text, sent_id, user_channel,
 };
 
 const DAY: u64 = 24 * 60 * 60;
@@ -17,19 +17,6 @@ fn channel_id(server: &Server) -> i64 {
         unreachable!()
     };
     id
-}
-
-fn history(peer: &tl::enums::InputPeer) -> tl::functions::messages::GetHistory {
-    tl::functions::messages::GetHistory {
-        peer: peer.clone(),
-        offset_id: 0,
-        offset_date: 0,
-        add_offset: 0,
-        limit: 10,
-        max_id: 0,
-        min_id: 0,
-        hash: 0,
-    }
 }
 
 #[tokio::test]

@@ -311,17 +311,7 @@ async fn bots_read_by_id_and_difference_but_not_history() {
     let b = client(&server.credentials(AccountKind::Bot));
     let (peer, bot_input) = bot_channel(&b.client, channel_id(chat)).await;
     let history = |c: Client, peer: tl::enums::InputPeer| async move {
-        bounded(c.invoke(&tl::functions::messages::GetHistory {
-            peer,
-            offset_id: 0,
-            offset_date: 0,
-            add_offset: 0,
-            limit: 10,
-            max_id: 0,
-            min_id: 0,
-            hash: 0,
-        }))
-        .await
+        bounded(c.invoke(&crate::common::history(&peer))).await
     };
     let err = history(b.client.clone(), peer).await.unwrap_err();
     assert_eq!(rpc_name(&err), "BOT_METHOD_INVALID");
@@ -746,18 +736,9 @@ async fn flood_waits_hit_the_reads_a_source_makes() {
     .await
     .unwrap_err();
     assert_eq!(rpc_name(&err), "FLOOD_WAIT_13");
-    let err = bounded(c.client.invoke(&tl::functions::messages::GetHistory {
-        peer,
-        offset_id: 0,
-        offset_date: 0,
-        add_offset: 0,
-        limit: 10,
-        max_id: 0,
-        min_id: 0,
-        hash: 0,
-    }))
-    .await
-    .unwrap_err();
+    let err = bounded(c.client.invoke(&crate::common::history(&peer)))
+        .await
+        .unwrap_err();
     assert_eq!(rpc_name(&err), "FLOOD_WAIT_14");
     assert_eq!(server.pending_faults(), 0);
     assert_eq!(server.stats().flood_waits.len(), 4);
