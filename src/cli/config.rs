@@ -326,16 +326,8 @@ fn chat_options(
         until: bound("--until", &a.until)?,
         takeout: a.tg_takeout,
     };
-    if let SourceSpec::Telegram(chats) = source
-        && chats.len() > 1
-        && !options.layout.names_chat()
-    {
-        return Err(UsageError(format!(
-            "--tg-layout {:?} has no {{chat}}, but --source names {} chats: their files could \
-             collide; add {{chat}}",
-            a.tg_layout,
-            chats.len()
-        )));
+    if let SourceSpec::Telegram(chats) = source {
+        options.check(chats.len()).map_err(UsageError)?;
     }
     Ok(options)
 }

@@ -352,21 +352,21 @@ impl<S: Source, T: Store> Runner<S, T> {
         self.source.set_wait_deadline(self.budget.stop_at());
         self.source.restore_catalog(&state.state().telegram_chats);
         let mut state = state;
-        let listing = match self.source.list().await {
+        let listed = self.source.list().await;
+        // What the listing learnt is kept, also when a chat source had to stop listing
+        // for a wait.
+        if matches!(listed, Ok(_) | Err(SourceError::RateLimited { .. }))
+            && let Some(chats) = self.source.catalog()
+        {
+            state.set_telegram_chats(chats);
+        }
+        let listing = match listed {
             Ok(l) => l,
-            // A chat source may be asked to wait before it can list.
             Err(SourceError::RateLimited { wait, .. }) => {
-                // What the listing learnt before it had to stop is kept.
-                if let Some(chats) = self.source.catalog() {
-                    state.set_telegram_chats(chats);
-                }
                 return self.rate_limited_at_start(state, wait, &Listing::default());
             }
             Err(e) => return Err((state, e.into())),
         };
-        if let Some(chats) = self.source.catalog() {
-            state.set_telegram_chats(chats);
-        }
         self.store.set_wait_deadline(self.budget.stop_at());
         match self.store.prepare().await {
             Ok(()) => {}

@@ -257,11 +257,11 @@ async fn transfer_inner<S: Source, T: Store>(
 ) -> Result<FileOutcome, FileError> {
     let e = &item.entry;
     // A twin read by another worker is waited for, then copied rather than read again.
-    let _turn = match ctx.vault.is_some() && item.resume.is_none() {
+    let turn = match ctx.vault.is_some() && item.resume.is_none() {
         true => ctx.twins.turn(&e.path).await,
         false => None,
     };
-    if _turn.is_some() {
+    if turn.is_some() {
         let stored = ctx.twins.stored(ctx.state.lock().unwrap().state(), e);
         if let Some(id) = stored
             && let Some(outcome) = record_if_stored(ctx, e, &id)?

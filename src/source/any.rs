@@ -89,23 +89,15 @@ impl AnySource {
                 AnySource::Rclone(RcloneSource::new(remote).with_read_window(part_size))
             }
             SourceSpec::Telegram(chats) => {
-                let root = format!(
-                    "{TELEGRAM_PREFIX}{}",
-                    chats
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                );
                 let unavailable = |message: String| SourceError::Unavailable {
-                    root: root.clone(),
+                    root: super::telegram::source_name(chats),
                     message,
                 };
+                let creds = crate::telegram::credentials::source_from_env()
+                    .map_err(|e| unavailable(e.to_string()))?;
                 let mut apis = Vec::new();
                 for c in chats {
-                    let creds = crate::telegram::credentials::source_from_env()
-                        .map_err(|e| unavailable(e.to_string()))?;
-                    let mut config = GrammersConfig::from_credentials(creds, c.clone())
+                    let mut config = GrammersConfig::from_credentials(creds.clone(), c.clone())
                         .map_err(|e| unavailable(e.to_string()))?;
                     if let Some(n) = connections {
                         config.connections = n;

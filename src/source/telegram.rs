@@ -32,6 +32,7 @@ use crate::telegram::api::{
     ChatChanges, ChatRef, DOWNLOAD_CHUNK, MAX_IDS_PER_CALL, MediaKind, MessageInfo, TelegramApi,
     TgError,
 };
+use crate::telegram::wait::WaitDeadline;
 use crate::time::Timestamp;
 
 /// What `--source` starts with for chats.
@@ -39,9 +40,6 @@ pub const PREFIX: &str = "telegram:";
 
 /// The layout when `--tg-layout` is not given.
 pub const DEFAULT_LAYOUT: &str = "{chat}/{yyyy}-{mm}/{id}-{name}";
-
-/// A flood wait longer than this is never sat out when the run has no deadline.
-const LONGEST_WAIT_WITHOUT_DEADLINE: Duration = Duration::from_secs(15 * 60);
 
 /// Most rounds of `getChannelDifference` in one listing (100 updates each).
 const MOST_ROUNDS: usize = 100_000;
@@ -259,6 +257,27 @@ pub struct ChatOptions {
     pub takeout: bool,
 }
 
+impl ChatOptions {
+    /// Checks the options fit a source of `chats` chats: several need `{chat}` in the
+    /// layout, or their files could collide.
+    pub fn check(&self, chats: usize) -> Result<(), String> {
+        if chats > 1 && !self.layout.names_chat() {
+            return Err(format!(
+                "--tg-layout {:?} has no {{chat}}, but --source names {chats} chats: their \
+                 files could collide; add {{chat}}",
+                self.layout.to_string()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `--source` for `chats`: `telegram:` and the chats as given, comma-separated.
+pub fn source_name(chats: &[ChatRef]) -> String {
+    let labels: Vec<String> = chats.iter().map(ToString::to_string).collect();
+    format!("{PREFIX}{}", labels.join(","))
+}
+
 /// Parses what follows `telegram:` in `--source`: one chat or several, comma-separated.
 pub fn parse_chats(text: &str) -> Result<Vec<ChatRef>, String> {
     let mut chats = Vec::new();
@@ -278,22 +297,6 @@ pub fn chat_folder(chat: &ChatRef) -> String {
         ChatRef::Me => "me".into(),
         ChatRef::Username(name) => name.clone(),
         ChatRef::Id(id) => id.to_string(),
-    }
-}
-
-/// The deadline waits must end by, shared with readers.
-#[derive(Debug, Clone, Default)]
-struct Waits {
-    deadline: Arc<Mutex<Option<Instant>>>,
-}
-
-impl Waits {
-    /// Whether a wait of `wait` from now may be sat out.
-    fn fits(&self, wait: Duration) -> bool {
-        match *self.deadline.lock().unwrap() {
-            Some(at) => Instant::now() + wait <= at,
-            None => wait <= LONGEST_WAIT_WITHOUT_DEADLINE,
-        }
     }
 }
 
@@ -320,9 +323,11 @@ struct Located {
 /// The media of one or more Telegram chats: see the module documentation.
 #[derive(Debug)]
 pub struct ChatSource<A> {
+    /// The source as `--source` names it.
+    name: String,
     chats: Vec<Chat<A>>,
     options: ChatOptions,
-    waits: Waits,
+    waits: WaitDeadline,
     catalogs: Mutex<BTreeMap<String, ChatCatalog>>,
     files: Mutex<HashMap<String, Located>>,
 }
@@ -331,15 +336,10 @@ impl<A: TelegramApi> ChatSource<A> {
     /// A source over `chats`, each with its own API bound to it. Several chats need a
     /// layout with `{chat}`.
     pub fn new(chats: Vec<(ChatRef, A)>, options: ChatOptions) -> Result<Self, String> {
-        if chats.len() > 1 && !options.layout.names_chat() {
-            return Err(format!(
-                "--tg-layout {:?} has no {{chat}}, but the source has {} chats: their files \
-                 could collide; add {{chat}}",
-                options.layout.to_string(),
-                chats.len()
-            ));
-        }
+        options.check(chats.len())?;
+        let refs: Vec<ChatRef> = chats.iter().map(|(chat, _)| chat.clone()).collect();
         Ok(ChatSource {
+            name: source_name(&refs),
             chats: chats
                 .into_iter()
                 .map(|(chat, api)| Chat {
@@ -350,16 +350,10 @@ impl<A: TelegramApi> ChatSource<A> {
                 })
                 .collect(),
             options,
-            waits: Waits::default(),
+            waits: WaitDeadline::default(),
             catalogs: Mutex::new(BTreeMap::new()),
             files: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// The source as `--source` names it.
-    fn root(&self) -> String {
-        let labels: Vec<&str> = self.chats.iter().map(|c| c.label.as_str()).collect();
-        format!("{PREFIX}{}", labels.join(","))
     }
 
     /// Connects every chat (signs in, finds the chat): a job does this before it creates
@@ -376,13 +370,13 @@ impl<A: TelegramApi> ChatSource<A> {
     }
 
     async fn connect(&self, chat: &Chat<A>) -> Result<(), SourceError> {
-        let root = self.root();
+        let root = &self.name;
         chat.connected
             .get_or_try_init(|| async {
                 call(&*chat.api, &self.waits, &chat.label, || chat.api.connect())
                     .await
                     .map(drop)
-                    .map_err(|e| listing_error(&root, &chat.label, e))
+                    .map_err(|e| listing_error(root, &chat.label, e))
             })
             .await
             .map(drop)
@@ -392,8 +386,8 @@ impl<A: TelegramApi> ChatSource<A> {
     async fn refresh(&self, index: usize) -> Result<(), SourceError> {
         let chat = &self.chats[index];
         self.connect(chat).await?;
-        let root = self.root();
-        let failed = |e| listing_error(&root, &chat.label, e);
+        let root = &self.name;
+        let failed = |e| listing_error(root, &chat.label, e);
         let mut catalog = self.catalog_of(&chat.label);
         if chat.api.is_channel() {
             for _ in 0..MOST_ROUNDS {
@@ -485,7 +479,7 @@ impl<A: TelegramApi> ChatSource<A> {
         catalog: &mut ChatCatalog,
         top_id: i32,
     ) -> Result<(), SourceError> {
-        let root = self.root();
+        let root = &self.name;
         let ids: Vec<i32> = (1..=top_id.max(0)).collect();
         let mut media = BTreeMap::new();
         for batch in ids.chunks(MAX_IDS_PER_CALL) {
@@ -493,7 +487,7 @@ impl<A: TelegramApi> ChatSource<A> {
                 chat.api.get_messages(batch)
             })
             .await
-            .map_err(|e| listing_error(&root, &chat.label, e))?;
+            .map_err(|e| listing_error(root, &chat.label, e))?;
             for m in found.into_iter().flatten() {
                 let old = catalog.media.get(&m.id);
                 if let Some(entry) = media_entry(&m, old) {
@@ -596,7 +590,12 @@ fn media_key_of(media: &ChatMedia) -> String {
 
 /// One request, with Telegram's waits sat out when they fit and a lost connection tried
 /// again after reconnecting.
-async fn call<A, T, F, Fut>(api: &A, waits: &Waits, what: &str, request: F) -> Result<T, TgError>
+async fn call<A, T, F, Fut>(
+    api: &A,
+    waits: &WaitDeadline,
+    what: &str,
+    request: F,
+) -> Result<T, TgError>
 where
     A: TelegramApi,
     F: Fn() -> Fut,
@@ -732,7 +731,7 @@ impl<A: TelegramApi> Source for ChatSource<A> {
     }
 
     fn set_wait_deadline(&self, at: Option<Instant>) {
-        *self.waits.deadline.lock().unwrap() = at;
+        self.waits.set(at);
     }
 
     fn restore_catalog(&self, chats: &BTreeMap<String, ChatCatalog>) {
@@ -758,7 +757,7 @@ pub type ChatReader = crate::telegram::reader::ChunkReader;
 /// stops early when the reader is dropped.
 fn start_reading<A: TelegramApi>(
     api: Arc<A>,
-    waits: Waits,
+    waits: WaitDeadline,
     path: String,
     id: i32,
     offset: u64,
@@ -998,15 +997,5 @@ mod tests {
                 .unwrap_err()
                 .contains("--source telegram:@ab")
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn waits_fit_the_deadline_or_fifteen_minutes_without_one() {
-        let waits = Waits::default();
-        assert!(waits.fits(Duration::from_secs(900)));
-        assert!(!waits.fits(Duration::from_secs(901)));
-        *waits.deadline.lock().unwrap() = Some(Instant::now() + Duration::from_secs(60));
-        assert!(waits.fits(Duration::from_secs(60)));
-        assert!(!waits.fits(Duration::from_secs(61)));
     }
 }

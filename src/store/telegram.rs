@@ -43,6 +43,7 @@ use crate::telegram::api::{
     self, Account, CHUNK, ChatRef, DOWNLOAD_CHUNK, MAX_IDS_PER_CALL, MessageInfo, TelegramApi,
     TgError, UploadRef,
 };
+use crate::telegram::wait::WaitDeadline;
 
 /// Requests for file bytes in flight per connection of the API: one being carried and one
 /// ready behind it, so that no connection idles between two.
@@ -51,8 +52,6 @@ const IN_FLIGHT_PER_CONNECTION: usize = 2;
 const MIN_IN_FLIGHT: usize = 4;
 /// Retries of one request after dropped connections.
 const RECONNECTS: usize = 5;
-/// Longest wait sat out when no deadline is set (restore, verify, prune).
-const WAIT_WITHOUT_DEADLINE: Duration = Duration::from_secs(15 * 60);
 /// Most prefetched message lookups kept.
 const LOOKUP_CACHE: usize = 10_000;
 /// First line of the pinned index message.
@@ -95,7 +94,7 @@ struct Shared<A> {
     /// Turns taken round the seats, for spreading new parts and reads.
     turn: std::sync::atomic::AtomicUsize,
     /// Waits ending after this are not sat out.
-    wait_deadline: Mutex<Option<Instant>>,
+    wait_deadline: WaitDeadline,
     /// Messages looked up by `len`, fetched 100 ids at a time.
     lookups: Mutex<HashMap<i32, Option<MessageInfo>>>,
     /// Highest message id seen (sent or looked up), a lower bound for prune's scan.
@@ -157,7 +156,7 @@ impl<A: TelegramApi> TelegramStore<A> {
                 others,
                 seats,
                 turn: std::sync::atomic::AtomicUsize::new(0),
-                wait_deadline: Mutex::new(None),
+                wait_deadline: WaitDeadline::default(),
                 lookups: Mutex::new(HashMap::new()),
                 highest_id: Mutex::new(0),
                 chunks: Arc::new(Semaphore::new(in_flight)),
@@ -335,14 +334,6 @@ impl<A: TelegramApi> Shared<A> {
         }
     }
 
-    /// Whether a wait ending at `until` may be sat out.
-    fn may_wait(&self, wait: Duration, until: Instant) -> bool {
-        match *self.wait_deadline.lock().unwrap() {
-            Some(deadline) => until < deadline,
-            None => wait <= WAIT_WITHOUT_DEADLINE,
-        }
-    }
-
     async fn reconnect(&self, seat: usize, seen: u64) {
         let mut generation = self.seats[seat].connection.lock().await;
         if *generation == seen {
@@ -395,7 +386,7 @@ impl<A: TelegramApi> Shared<A> {
                 Err(TgError::Wait { seconds, kind }) => {
                     let wait = Duration::from_secs(seconds.into());
                     let until = Instant::now() + wait;
-                    if !self.may_wait(wait, until) {
+                    if !self.wait_deadline.fits(wait) {
                         return Err(self.set_aside(seat, until, TgError::Wait { seconds, kind }));
                     }
                     tracing::info!(seconds, ?kind, seat, "Telegram asks to wait; waiting");
@@ -403,7 +394,7 @@ impl<A: TelegramApi> Shared<A> {
                     *paused = Some(paused.map_or(until, |p| p.max(until)));
                 }
                 Err(TgError::Disconnected(m)) => match backoff.next() {
-                    Some(delay) if self.may_wait(delay, Instant::now() + delay) => {
+                    Some(delay) if self.wait_deadline.fits(delay) => {
                         tracing::warn!("connection to Telegram lost ({m}); reconnecting");
                         tokio::time::sleep(delay).await;
                         self.reconnect(seat, seen).await;
@@ -427,7 +418,7 @@ impl<A: TelegramApi> Shared<A> {
                 .filter(|&other| other != seat)
                 .any(|other| match self.seats[other].free_at() {
                     None => true,
-                    Some(at) => self.may_wait(at - Instant::now(), at),
+                    Some(at) => self.wait_deadline.fits(at - Instant::now()),
                 });
         if !free_other {
             // Every account must wait: the soonest any is free is when to come back.
@@ -983,7 +974,7 @@ impl<A: TelegramApi> Store for TelegramStore<A> {
     }
 
     fn set_wait_deadline(&self, deadline: Option<Instant>) {
-        *self.shared.wait_deadline.lock().unwrap() = deadline;
+        self.shared.wait_deadline.set(deadline);
     }
 
     /// Every part is a new message (`msg:<id>`): an upload never replaces a stored part,

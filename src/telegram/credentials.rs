@@ -2,8 +2,10 @@
 //! `TGFERRY_TG_API_HASH`, and either bots' tokens (`TGFERRY_TG_BOT_TOKEN` and
 //! `TGFERRY_TG_BOT_TOKENS`, each comma-separated) or portable sessions (`TGFERRY_TG_SESSION`,
 //! one session line, or several separated by spaces, commas or new lines). Several
-//! accounts send into the same chat, each with its own limits. Every value is checked for shape before anything connects, and
-//! no error ever contains a value: only the variable's name and the fix.
+//! accounts send into the same chat, each with its own limits. A `telegram:` source may
+//! read with an account of its own (`TGFERRY_TG_SOURCE_SESSION` or
+//! `TGFERRY_TG_SOURCE_BOT_TOKEN`). Every value is checked for shape before anything
+//! connects, and no error ever contains a value: only the variable's name and the fix.
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -18,7 +20,13 @@ pub const BOT_TOKENS_ENV: &str = "TGFERRY_TG_BOT_TOKENS";
 /// A user session made by `tgferry telegram login`.
 pub const SESSION_ENV: &str = "TGFERRY_TG_SESSION";
 
+/// The session a `telegram:` source reads with, when not the store's.
+pub const SOURCE_SESSION_ENV: &str = "TGFERRY_TG_SOURCE_SESSION";
+/// The bot token a `telegram:` source reads with, when not the store's.
+pub const SOURCE_BOT_TOKEN_ENV: &str = "TGFERRY_TG_SOURCE_BOT_TOKEN";
+
 /// Who signs in.
+#[derive(Clone)]
 pub enum Login {
     /// A bot, by its token.
     Bot(SecretString),
@@ -27,6 +35,7 @@ pub enum Login {
 }
 
 /// The credentials a Telegram store connects with.
+#[derive(Clone)]
 pub struct Credentials {
     /// The app id.
     pub api_id: i32,
@@ -195,11 +204,6 @@ pub fn source_from_env() -> Result<Credentials, CredentialsError> {
     creds.more.clear();
     Ok(creds)
 }
-
-/// The session a `telegram:` source reads with, when not the store's.
-pub const SOURCE_SESSION_ENV: &str = "TGFERRY_TG_SOURCE_SESSION";
-/// The bot token a `telegram:` source reads with, when not the store's.
-pub const SOURCE_BOT_TOKEN_ENV: &str = "TGFERRY_TG_SOURCE_BOT_TOKEN";
 
 /// `123456:AAE…` (the bot id, a colon, 35 URL-safe characters).
 fn is_bot_token(token: &str) -> bool {

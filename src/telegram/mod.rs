@@ -20,3 +20,4 @@ pub mod grammers;
 pub mod login;
 pub mod reader;
 pub mod session;
+pub mod wait;

@@ -9,7 +9,7 @@
 use grammers_client::tl;
 
 use super::GrammersApi;
-use super::messages::{belongs, message_info, messages_of};
+use super::messages::{belongs, message_id, message_info, messages_of};
 use crate::telegram::api::{ChatChanges, MessageInfo, TgError};
 
 /// Most updates asked for in one `updates.getChannelDifference`: the most Telegram gives a
@@ -46,7 +46,7 @@ pub(super) async fn changes(api: &GrammersApi, pts: i32) -> Result<ChatChanges, 
             let top_id = d
                 .messages
                 .iter()
-                .filter_map(super::messages::message_id)
+                .filter_map(message_id)
                 .chain([top_id])
                 .max()
                 .unwrap_or(0);
@@ -69,12 +69,10 @@ pub(super) async fn changes(api: &GrammersApi, pts: i32) -> Result<ChatChanges, 
             for update in &d.other_updates {
                 match update {
                     tl::enums::Update::EditChannelMessage(u) if belongs(&u.message, &target) => {
-                        api.forget_locations(
-                            &message_info(&u.message)
-                                .map(|m| m.id)
-                                .into_iter()
-                                .collect::<Vec<_>>(),
-                        );
+                        // The media may be another now, or gone.
+                        if let Some(id) = message_id(&u.message) {
+                            api.forget_locations(&[id]);
+                        }
                         api.remember_locations(std::slice::from_ref(&u.message), &target);
                         edited.extend(message_info(&u.message));
                     }

@@ -120,6 +120,28 @@ pub(super) async fn reconnect(api: &GrammersApi) -> Result<(), TgError> {
         .map(drop)
 }
 
+/// A request as it is sent: itself, or wrapped in `invokeWithTakeout`
+/// ([`GrammersApi::outgoing`]); Telegram's answer is the request's either way.
+pub(super) enum Outgoing<'r, R> {
+    /// The request as it is.
+    Plain(&'r R),
+    /// Inside the takeout session.
+    Takeout(tl::functions::InvokeWithTakeout<R>),
+}
+
+impl<R: tl::Serializable> tl::Serializable for Outgoing<'_, R> {
+    fn serialize(&self, buf: &mut impl Extend<u8>) {
+        match self {
+            Outgoing::Plain(request) => request.serialize(buf),
+            Outgoing::Takeout(wrapped) => wrapped.serialize(buf),
+        }
+    }
+}
+
+impl<R: tl::RemoteCall> tl::RemoteCall for Outgoing<'_, R> {
+    type Return = R::Return;
+}
+
 impl GrammersApi {
     /// One request on `conn`, [`answered`].
     /// Inside a takeout session (`--tg-takeout`) every request is wrapped in
@@ -129,21 +151,19 @@ impl GrammersApi {
         conn: &Conn,
         request: &R,
     ) -> Result<R::Return, TgError> {
-        match self.takeout_id() {
-            Some(takeout_id) => {
-                let wrapped = tl::functions::InvokeWithTakeout {
-                    takeout_id,
-                    query: request.clone(),
-                };
-                answered(conn.client.invoke(&wrapped)).await
-            }
-            None => answered(conn.client.invoke(request)).await,
-        }
+        answered(conn.client.invoke(&self.outgoing(request))).await
     }
 
-    /// The takeout session requests go in, once started.
-    pub(super) fn takeout_id(&self) -> Option<i64> {
-        *super::lock(&self.takeout_id)
+    /// `request` as it goes out: inside the takeout session once one is started (only
+    /// then is it copied, to be wrapped).
+    pub(super) fn outgoing<'r, R: Clone>(&self, request: &'r R) -> Outgoing<'r, R> {
+        match *super::lock(&self.takeout_id) {
+            Some(takeout_id) => Outgoing::Takeout(tl::functions::InvokeWithTakeout {
+                takeout_id,
+                query: request.clone(),
+            }),
+            None => Outgoing::Plain(request),
+        }
     }
 
     /// Starts a takeout session (`account.initTakeoutSession`) for reading chats and their

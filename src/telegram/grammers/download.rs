@@ -133,17 +133,9 @@ impl GrammersApi {
         let mut copied_here = false;
         loop {
             attempts += 1;
-            let answer = match self.takeout_id() {
-                Some(takeout_id) => {
-                    let wrapped = tl::functions::InvokeWithTakeout {
-                        takeout_id,
-                        query: request.clone(),
-                    };
-                    within_time(conn.client.invoke_in_dc(dc, &wrapped)).await
-                }
-                None => within_time(conn.client.invoke_in_dc(dc, &request)).await,
-            }
-            .map_err(timed_out)?;
+            let answer = within_time(conn.client.invoke_in_dc(dc, &self.outgoing(&request)))
+                .await
+                .map_err(timed_out)?;
             match answer {
                 Ok(answer) => return file_bytes(answer),
                 Err(InvocationError::Rpc(e))

@@ -110,17 +110,7 @@ impl GrammersApi {
                 reopened = true;
             }
             let open = sender.as_mut().expect("opened above");
-            let answer = match self.takeout_id() {
-                Some(takeout_id) => {
-                    let wrapped = tl::functions::InvokeWithTakeout {
-                        takeout_id,
-                        query: request.clone(),
-                    };
-                    within_time(open.invoke(&wrapped)).await
-                }
-                None => within_time(open.invoke(request)).await,
-            };
-            let failure = match answer {
+            let failure = match within_time(open.invoke(&self.outgoing(request))).await {
                 Ok(Err(e)) if !matches!(e, InvocationError::Rpc(_)) => map_invocation(&e),
                 Ok(answer) => return Ok(answer),
                 Err(timed_out) => timed_out,
