@@ -418,15 +418,15 @@ async fn server_killed_mid_file_backoff_then_resume_at_the_right_part() {
     };
 
     // Run 1: the server dies after two parts; once the run has put the part that was
-    // cut off into its 5 s backoff, the server comes back, and the same run resumes at
+    // cut off into its 10 s backoff, the server comes back, and the same run resumes at
     // that part. (Starting a server can take over 2 s on a loaded 2-core machine.)
     proxy.slow.store(true, Ordering::SeqCst);
-    let mut run = spawn("5s");
+    let mut run = spawn("10s");
     let log = follow_stderr(&mut run);
     wait_for_parts(&d.state, "big.bin", 2, Duration::from_secs(10)).await;
     server.kill();
     let t_kill = Instant::now();
-    while !log.lock().unwrap().contains("retry in 5s: big.bin") {
+    while !log.lock().unwrap().contains("retry in 10s: big.bin") {
         assert!(
             t_kill.elapsed() < Duration::from_secs(10),
             "no retry 10 s after the kill: {}",
@@ -446,7 +446,7 @@ async fn server_killed_mid_file_backoff_then_resume_at_the_right_part() {
     let server2 = Server::start(Kind::RcloneWebdav, &d.served, &d.cache);
     proxy.upstream.store(server2.port, Ordering::SeqCst);
     assert!(
-        t_kill.elapsed() < Duration::from_secs(5),
+        t_kill.elapsed() < Duration::from_secs(10),
         "the server was back only {:?} after the kill, after the backoff",
         t_kill.elapsed()
     );
@@ -753,4 +753,47 @@ async fn reads_from_offsets_in_windows_and_keeps_cheap_hashes() {
         Err(tgferry::source::SourceError::Vanished { .. }) => {}
         other => panic!("{:?}", other.map(|_| ())),
     }
+}
+
+/// The change checks of files read together share one listing of their folder, and a check
+/// still sees a change made after an earlier check's listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_checks_of_a_folder_share_a_listing() {
+    rclone();
+    let d = dirs();
+    let album = d.served.join("album");
+    std::fs::create_dir_all(&album).unwrap();
+    for i in 0..16u64 {
+        std::fs::write(
+            album.join(format!("p{i:02}.jpg")),
+            common::bytes(i, 1000 + i as usize),
+        )
+        .unwrap();
+    }
+    let src = Arc::new(
+        RcloneSource::new(s(&d.served))
+            .with_env("RCLONE_CONFIG", d.cache.join("none.conf"))
+            .with_env("RCLONE_CACHE_DIR", &d.cache),
+    );
+    assert_eq!(src.list().await.unwrap().files.len(), 16);
+    let before = src.rcd().calls();
+    let checks: Vec<_> = (0..16u64)
+        .map(|i| {
+            let src = src.clone();
+            tokio::spawn(async move { src.stat(&format!("album/p{i:02}.jpg")).await })
+        })
+        .collect();
+    for (i, c) in checks.into_iter().enumerate() {
+        let e = c.await.unwrap().unwrap();
+        assert_eq!(e.size, 1000 + i as u64, "{}", e.path);
+    }
+    let listings = src.rcd().calls() - before;
+    assert!(
+        listings <= 4,
+        "16 checks of one folder at once made {listings} rc calls"
+    );
+    // A later check lists again: it sees the file as it is now.
+    std::fs::write(album.join("p03.jpg"), b"rewritten").unwrap();
+    assert_eq!(src.stat("album/p03.jpg").await.unwrap().size, 9);
+    assert!(read(&src, "album/p03.jpg", 0).await == b"rewritten");
 }

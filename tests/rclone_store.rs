@@ -687,9 +687,13 @@ async fn meta_blobs_survive_a_cut_replacement_and_dropped_uploads_leave_nothing(
     // Dropped mid-way, once rclone is writing it (its temp object is there); once rclone
     // has given the upload up (the temp object is gone: the local backend removes what a
     // failed upload wrote), nothing took its name. Polled, bounded: no guessed wait.
+    // (tgferry has rclone keep up to 8 MiB of an upload in memory before it writes any:
+    // RCLONE_STREAMING_UPLOAD_CUTOFF; the upload goes past that.)
     let tmp = own.join("tmp");
-    let mut up = store.begin("half.bin", 2 * MIB as u64).await.unwrap();
-    up.write(&vec![1u8; MIB]).await.unwrap();
+    let mut up = store.begin("half.bin", 16 * MIB as u64).await.unwrap();
+    for _ in 0..9 {
+        up.write(&vec![1u8; MIB]).await.unwrap();
+    }
     let t0 = Instant::now();
     while common::files_under(&tmp).is_empty() {
         assert!(

@@ -3,7 +3,10 @@
 //! [`Rcd::shared`] gives every source and store with the same [`RcloneConfig`] the same
 //! process. It is started at the first request, on 127.0.0.1 with a port the kernel picks
 //! and a random user and password (passed in the environment, never on the command line),
-//! with `--rc-serve` so that objects can be read over HTTP with ranges.
+//! with `--rc-serve` so that objects can be read over HTTP with ranges. A source's files
+//! are read through an HTTP server the same process serves the source remote with
+//! (`serve/start`; [`ReadVia::Listed`]), which knows each file from its folder's listing, so
+//! that a read costs the remote one request instead of two (a lookup and the read).
 //!
 //! It never outlives the run: dropping the last [`Rcd`] kills it; on Linux it is started
 //! through `setpriv --pdeathsig KILL` (util-linux), so the kernel kills it too when the
@@ -16,7 +19,7 @@
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -39,10 +42,18 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::{BINARY_ENV, Class, RcloneConfig, classify, tidy};
 
-/// rclone settings given to the process unless the environment sets them: few low-level
-/// retries, since tgferry has its own backoff and a dead server should be reported in
-/// seconds, not minutes.
-const ENV_DEFAULTS: [(&str, &str); 1] = [("RCLONE_LOW_LEVEL_RETRIES", "3")];
+/// rclone settings given to the process unless the environment sets them:
+/// - few low-level retries, since tgferry has its own backoff and a dead server should be
+///   reported in seconds, not minutes;
+/// - a streaming upload cutoff of 8 MiB (rclone's default is 100 KiB): an upload through
+///   `operations/uploadfile` has no length, so rclone keeps up to the cutoff in memory to
+///   learn it; a part or pack that ends within it goes as one request with its length (an
+///   S3 PUT) instead of a chunked upload of unknown length (on S3 a multipart upload:
+///   three requests). It costs rclone up to 8 MiB per upload in flight.
+const ENV_DEFAULTS: [(&str, &str); 2] = [
+    ("RCLONE_LOW_LEVEL_RETRIES", "3"),
+    ("RCLONE_STREAMING_UPLOAD_CUTOFF", "8Mi"),
+];
 
 /// How long a starting rclone may take to say where it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -108,6 +119,7 @@ pub struct Rcd {
     auth: String,
     running: tokio::sync::Mutex<Option<Running>>,
     starts: AtomicU32,
+    calls: AtomicU64,
 }
 
 impl std::fmt::Debug for Rcd {
@@ -133,7 +145,29 @@ struct Running {
 struct Conn {
     base: String,
     client: Client<HttpConnector, Body>,
+    /// The HTTP servers this process serves remotes through, by remote (`None`: this
+    /// rclone cannot, read through `--rc-serve`). A new process starts with none.
+    served: Arc<tokio::sync::Mutex<std::collections::HashMap<String, Option<String>>>>,
 }
+
+/// How a read reaches an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadVia {
+    /// `--rc-serve`: rclone looks the object up on the remote, then reads it (two requests
+    /// to the remote). Always current: what a store reads (it may have just written it).
+    RcServe,
+    /// An HTTP server the process serves the remote through (`serve/start`, type `http`,
+    /// read-only), which finds the object in its cached listing of the folder (one listing
+    /// per folder, kept [`LISTED_CACHE`]), so a read is one request to the remote. For a
+    /// source's files, which were just listed; a file that changed since may be served as
+    /// it was listed, which the caller's change check notices ([`Rcd::forget`] then drops
+    /// the cached entry). Where this rclone has no `serve/start`, reads go as `RcServe`.
+    Listed,
+}
+
+/// How long a [`ReadVia::Listed`] server keeps a folder's listing (rclone's
+/// `--dir-cache-time`).
+pub const LISTED_CACHE: Duration = Duration::from_secs(5 * 60);
 
 /// The processes of this run, one per configuration, as long as someone holds them.
 static SHARED: StdMutex<Vec<(RcloneConfig, Weak<Rcd>)>> = StdMutex::new(Vec::new());
@@ -177,12 +211,18 @@ impl Rcd {
             auth,
             running: tokio::sync::Mutex::new(None),
             starts: AtomicU32::new(0),
+            calls: AtomicU64::new(0),
         }
     }
 
     /// How many times the process was started.
     pub fn starts(&self) -> u32 {
         self.starts.load(Ordering::Relaxed)
+    }
+
+    /// How many rc calls were made (JSON calls, not reads or uploads), across restarts.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// The process id of the running rclone, if one is running.
@@ -315,7 +355,11 @@ impl Rcd {
                 let client = Client::builder(TokioExecutor::new()).build(connector);
                 Ok(Running {
                     child,
-                    conn: Conn { base, client },
+                    conn: Conn {
+                        base,
+                        client,
+                        served: Default::default(),
+                    },
                     log,
                 })
             }
@@ -371,6 +415,7 @@ impl Rcd {
     pub async fn call(&self, method: &str, params: &Value) -> Result<Value, RcError> {
         let body = Bytes::from(serde_json::to_vec(params).expect("JSON values serialise"));
         tracing::trace!("rclone rc {method}");
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let mut tried = false;
         loop {
             let conn = self.conn().await?;
@@ -420,28 +465,89 @@ impl Rcd {
         )
     }
 
-    /// Reads `path` of the remote `fs` from byte `from` (to byte `to`, inclusive) through
-    /// `--rc-serve`. `None` when the object ends before `from`.
+    /// The base URL of the HTTP server `conn`'s process serves `fs` through, started at
+    /// the first call; `None` when this rclone cannot (no `serve/start`, like 1.60),
+    /// or could not for this remote (then reads go through `--rc-serve`).
+    async fn served(&self, conn: &Conn, fs: &str) -> Option<String> {
+        let mut served = conn.served.lock().await;
+        if let Some(url) = served.get(fs) {
+            return url.clone();
+        }
+        let params = serde_json::json!({
+            "type": "http",
+            "fs": fs,
+            "addr": "127.0.0.1:0",
+            "user": self.user,
+            "pass": self.pass,
+            "read_only": true,
+            "dir_cache_time": format!("{}s", LISTED_CACHE.as_secs()),
+        });
+        let answer = self.call("serve/start", &params).await;
+        let url = match answer {
+            Ok(a) => match a.get("addr").and_then(|a| a.as_str()) {
+                Some(addr) if addr.starts_with("127.0.0.1:") => Some(format!("http://{addr}/")),
+                _ => {
+                    tracing::debug!("rclone serve/start answered {a}: reading through rc-serve");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::debug!(
+                    "rclone cannot serve a remote over HTTP ({:?}): reading through rc-serve",
+                    e.class
+                );
+                None
+            }
+        };
+        served.insert(fs.to_owned(), url.clone());
+        url
+    }
+
+    /// Drops what the [`ReadVia::Listed`] server of `fs` knows of `path` (after a change
+    /// check found the file changed), so the next read looks it up again. Never fails:
+    /// without a server there is nothing to drop.
+    pub async fn forget(&self, fs: &str, path: &str) {
+        let Ok(conn) = self.conn().await else { return };
+        if !matches!(conn.served.lock().await.get(fs), Some(Some(_))) {
+            return;
+        }
+        let params = serde_json::json!({ "fs": fs, "file": path });
+        if let Err(e) = self.call("vfs/forget", &params).await {
+            tracing::debug!("rclone vfs/forget failed: {:?}", e.class);
+        }
+    }
+
+    /// Reads `path` of the remote `fs` from byte `from` (to byte `to`, inclusive), the
+    /// way `via` says. `None` when the object ends before `from`.
     pub async fn get(
         &self,
         fs: &str,
         path: &str,
         from: u64,
         to: Option<u64>,
+        via: ReadVia,
     ) -> Result<Option<Incoming>, RcError> {
-        let url_path = format!(
-            "[{}]/{}",
-            utf8_percent_encode(fs, ESCAPE),
-            path.split('/')
-                .map(|s| utf8_percent_encode(s, ESCAPE).to_string())
-                .collect::<Vec<_>>()
-                .join("/")
-        );
+        let object = path
+            .split('/')
+            .map(|s| utf8_percent_encode(s, ESCAPE).to_string())
+            .collect::<Vec<_>>()
+            .join("/");
         let mut tried = false;
         loop {
             let conn = self.conn().await?;
-            let mut req =
-                Request::get(format!("{}{url_path}", conn.base)).header(AUTHORIZATION, &self.auth);
+            let served = match via {
+                ReadVia::Listed => self.served(&conn, fs).await,
+                ReadVia::RcServe => None,
+            };
+            let url = match &served {
+                Some(base) => format!("{base}{object}"),
+                None => format!(
+                    "{}[{}]/{object}",
+                    conn.base,
+                    utf8_percent_encode(fs, ESCAPE)
+                ),
+            };
+            let mut req = Request::get(url).header(AUTHORIZATION, &self.auth);
             if from > 0 || to.is_some() {
                 let to = to.map(|t| t.to_string()).unwrap_or_default();
                 req = req.header(RANGE, format!("bytes={from}-{to}"));
@@ -475,6 +581,11 @@ impl Rcd {
                 StatusCode::OK => Err(RcError::new(
                     Class::Other,
                     "rclone answered a ranged read with the whole object",
+                )),
+                // The served remote's answer for a path it does not know (plain text).
+                StatusCode::NOT_FOUND if served.is_some() => Err(RcError::new(
+                    Class::NotFound,
+                    format!("{path}: object not found"),
                 )),
                 _ => Err(answer("a read", resp).await.err().unwrap_or_else(|| {
                     RcError::new(Class::Other, "rclone answered a read with nothing")

@@ -15,7 +15,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::rcd::IDLE_TIMEOUT;
+use super::rcd::{IDLE_TIMEOUT, ReadVia};
 use super::{RcError, Rcd, Remote};
 
 type Opening = Pin<Box<dyn Future<Output = Result<Option<Incoming>, RcError>> + Send>>;
@@ -36,6 +36,7 @@ pub struct RangeReader {
     /// (Boxed: the reader is a variant of the source's reader enum, kept small.)
     remote: Box<Remote>,
     path: String,
+    via: ReadVia,
     window: Option<u64>,
     /// The size the caller knows, if any: no request starts at or past it.
     end: Option<u64>,
@@ -69,6 +70,7 @@ impl RangeReader {
         rcd: Arc<Rcd>,
         remote: Remote,
         path: &str,
+        via: ReadVia,
         offset: u64,
         window: Option<u64>,
         end: Option<u64>,
@@ -77,6 +79,7 @@ impl RangeReader {
             rcd,
             remote: Box::new(remote),
             path: path.to_owned(),
+            via,
             window: window.filter(|w| *w > 0),
             end,
             next: offset,
@@ -96,6 +99,33 @@ impl RangeReader {
         Ok(r)
     }
 
+    /// A reader over `bytes` of `path` from `offset`, fetched ahead of time and ending
+    /// where the object does: it delivers them and ends, asking rclone for nothing.
+    pub fn fetched(
+        rcd: Arc<Rcd>,
+        remote: Remote,
+        path: &str,
+        via: ReadVia,
+        offset: u64,
+        bytes: Bytes,
+    ) -> Self {
+        RangeReader {
+            rcd,
+            remote: Box::new(remote),
+            path: path.to_owned(),
+            via,
+            window: None,
+            end: None,
+            next: offset + bytes.len() as u64,
+            count: None,
+            delivered: 0,
+            cur: bytes,
+            phase: Phase::Eof,
+            idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
+            waiting: false,
+        }
+    }
+
     /// The request for the next window; `None` when there is nothing left to read.
     fn launch(&mut self) -> Option<Opening> {
         if self.end.is_some_and(|e| self.next >= e) {
@@ -105,14 +135,17 @@ impl RangeReader {
         // (the caller notices the change), never cut short here.
         self.count = self.window;
         self.delivered = 0;
-        let (rcd, fs, path, from) = (
+        let (rcd, fs, path, from, via) = (
             self.rcd.clone(),
             self.remote.fs.clone(),
             self.path.clone(),
             self.next,
+            self.via,
         );
         let to = self.count.map(|c| from + c - 1);
-        Some(Box::pin(async move { rcd.get(&fs, &path, from, to).await }))
+        Some(Box::pin(
+            async move { rcd.get(&fs, &path, from, to, via).await },
+        ))
     }
 
     fn io_error(&self, what: &str) -> std::io::Error {

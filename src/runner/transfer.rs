@@ -359,13 +359,12 @@ async fn transfer_inner<S: Source, T: Store>(
             _ = ctx.cancel.cancelled() => None,
             r = copy_part(ctx, e, k, n, &layout, staged) => r?,
         };
-        let Some((part, mac)) = copied else {
+        let Some((part, mac, now)) = copied else {
             // The run is stopping: the part in flight was dropped, never synced.
             return Ok(FileOutcome::Abandoned);
         };
         ctx.budget.observe(len, t0.elapsed());
         // Change detection: the file must look exactly as listed after the read.
-        let now = ctx.source.stat(&e.path).await?;
         if now.size != e.size || now.mtime != e.mtime {
             let garbage = drop_in_progress(&mut ctx.state.lock().unwrap(), &e.path)?;
             // This part is not recorded anywhere: it goes too, unless a plain name is
@@ -880,8 +879,9 @@ pub(super) fn change_detail(was: &SourceEntry, now: &SourceEntry) -> String {
 }
 
 /// Stores part `k` of `n` of `entry` (plain mode: `staged`, or under its name); returns
-/// the part and, for the vault, its keyed MAC, or `None` if the run stopped meanwhile
-/// (the part is dropped, never synced).
+/// the part, for the vault its keyed MAC, and the file as it looked after the read (the
+/// look is taken while the store finishes the upload: on a remote both are round trips),
+/// or `None` if the run stopped meanwhile (the part is dropped, never synced).
 async fn copy_part<S: Source, T: Store>(
     ctx: &Context<S, T>,
     entry: &SourceEntry,
@@ -889,7 +889,7 @@ async fn copy_part<S: Source, T: Store>(
     n: u64,
     layout: &Layout<'_>,
     staged: bool,
-) -> Result<Option<(StoredPart, Option<[u8; MAC_LEN]>)>, FileError> {
+) -> Result<Option<CopiedPart>, FileError> {
     let offset = k * ctx.part_size;
     let len = (entry.size - offset).min(ctx.part_size);
     let read_err = |err: std::io::Error| crate::source::read_error(&entry.path, err);
@@ -937,7 +937,8 @@ async fn copy_part<S: Source, T: Store>(
             if ctx.cancel.is_cancelled() {
                 return Ok(None); // not worth a sync any more
             }
-            let (loc, store_mtime) = upload.finish_timed().await?;
+            let (finished, now) = tokio::join!(upload.finish_timed(), ctx.source.stat(&entry.path));
+            let (loc, store_mtime) = finished?;
             Ok(Some((
                 StoredPart {
                     loc,
@@ -949,6 +950,7 @@ async fn copy_part<S: Source, T: Store>(
                     offset: None,
                 },
                 None,
+                now?,
             )))
         }
         Layout::Vault { params, .. } => {
@@ -1028,7 +1030,8 @@ async fn copy_part<S: Source, T: Store>(
             if ctx.cancel.is_cancelled() {
                 return Ok(None); // not worth a sync any more
             }
-            let loc = upload.finish().await?;
+            let (finished, now) = tokio::join!(upload.finish(), ctx.source.stat(&entry.path));
+            let loc = finished?;
             // No hash of the ciphertext: every segment carries its GCM tag, and the part
             // its keyed MAC; hashing it again would cost a fifth of the CPU.
             Ok(Some((
@@ -1042,10 +1045,15 @@ async fn copy_part<S: Source, T: Store>(
                     offset: None,
                 },
                 Some(mac),
+                now?,
             )))
         }
     }
 }
+
+/// A part [`copy_part`] stored: the part, the vault's keyed MAC of it, and the file as it
+/// looked once it was read.
+type CopiedPart = (StoredPart, Option<[u8; MAC_LEN]>, SourceEntry);
 
 /// Buffers circulating between the reading and the encrypting stage of one part.
 const PIPELINE_BUFFERS: usize = 3;

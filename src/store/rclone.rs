@@ -35,7 +35,7 @@ use tokio::sync::OnceCell;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::{PartInfo, PartStat, STAGING_PREFIX, Store, StoreError, Upload, staged_name};
-use crate::rclone::rcd::RcUpload;
+use crate::rclone::rcd::{RcUpload, ReadVia};
 use crate::rclone::reader::RangeReader;
 use crate::rclone::{Class, RcError, Rcd, RcloneConfig, Remote};
 use crate::source::rclone::{FsInfo, Item, parse_mtime};
@@ -243,13 +243,21 @@ impl RcloneStore {
 
     async fn meta_blob(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let ctx = self.ctx();
-        let mut r =
-            match RangeReader::open(ctx.rcd.clone(), ctx.remote.clone(), path, 0, None, None).await
-            {
-                Ok(r) => r,
-                Err(e) if e.class == Class::NotFound => return Ok(None),
-                Err(e) => return Err(ctx.error(e, None)),
-            };
+        let mut r = match RangeReader::open(
+            ctx.rcd.clone(),
+            ctx.remote.clone(),
+            path,
+            ReadVia::RcServe,
+            0,
+            None,
+            None,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) if e.class == Class::NotFound => return Ok(None),
+            Err(e) => return Err(ctx.error(e, None)),
+        };
         let mut bytes = Vec::new();
         r.read_to_end(&mut bytes)
             .await
@@ -586,9 +594,17 @@ impl Store for RcloneStore {
     async fn open(&self, loc: &str) -> Result<RangeReader, StoreError> {
         let loc = self.checked_loc(loc)?;
         let ctx = self.ctx();
-        RangeReader::open(ctx.rcd.clone(), ctx.remote.clone(), loc, 0, None, None)
-            .await
-            .map_err(|e| ctx.error(e, Some(loc)))
+        RangeReader::open(
+            ctx.rcd.clone(),
+            ctx.remote.clone(),
+            loc,
+            ReadVia::RcServe,
+            0,
+            None,
+            None,
+        )
+        .await
+        .map_err(|e| ctx.error(e, Some(loc)))
     }
 
     /// One HTTP range request through the rcd (the reader the source uses, with the range
@@ -619,6 +635,7 @@ impl Store for RcloneStore {
             ctx.rcd.clone(),
             ctx.remote.clone(),
             loc,
+            ReadVia::RcServe,
             offset,
             window,
             end,
