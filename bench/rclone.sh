@@ -183,17 +183,19 @@ run_case() {
     local name=$1 secs rss dest
     case $name in
     rclone-copy)
-        dest=$SERVED_S3/bucket/rclone
+        # A new folder each round: `rclone serve s3` caches its listings (5 minutes), so
+        # a folder removed under it would still look full to the next `rclone copy`.
+        dest=$SERVED_S3/bucket/rclone-$ROUND
         rm -rf "$dest"
-        read -r secs rss < <(time_v rclone copy "$WEBDAV" "${S3}bucket/rclone")
+        read -r secs rss < <(time_v rclone copy "$WEBDAV" "${S3}bucket/rclone-$ROUND")
         ;;
     tgferry-plain | tgferry-vault)
         local enc=${name#tgferry-}
         [ "$enc" = plain ] && enc=none
-        dest=$SERVED_S3/bucket/$name
+        dest=$SERVED_S3/bucket/$name-$ROUND
         rm -rf "$dest" "$WORK/$name.json" "$WORK/$name.json".*
         read -r secs rss < <(time_v "$TGFERRY" run --source "rclone:$WEBDAV" \
-            --store "rclone:${S3}bucket/$name" --state "$WORK/$name.json" \
+            --store "rclone:${S3}bucket/$name-$ROUND" --state "$WORK/$name.json" \
             --encryption "$enc" --quiet)
         ;;
     source-before | source-after)
@@ -224,8 +226,8 @@ RESULTS=$WORK/results.txt
 : >"$RESULTS"
 CASES=(rclone-copy tgferry-plain tgferry-vault)
 [ "$BEFORE" = 1 ] && CASES+=(source-before source-after)
-for ((r = 1; r <= RUNS; r++)); do
-    echo "round $r of $RUNS" >&2
+for ((ROUND = 1; ROUND <= RUNS; ROUND++)); do
+    echo "round $ROUND of $RUNS" >&2
     for c in "${CASES[@]}"; do
         run_case "$c"
     done

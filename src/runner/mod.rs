@@ -595,9 +595,11 @@ impl<S: Source, T: Store> Runner<S, T> {
                         Done::File(Box::new(p), outcome)
                     });
                 }
-                // The next `jobs` files in line are read ahead while these run, so a
-                // worker rarely waits for a disk to start a file.
-                for p in queue.iter_mut().take(cfg.jobs.max(1)) {
+                // The next files in line (`jobs` of them, more for a remote source) are
+                // read ahead while these run, so a worker rarely waits for a disk or a
+                // remote to start a file.
+                let ahead = self.source.read_ahead_files(cfg.jobs.max(1));
+                for p in queue.iter_mut().take(ahead) {
                     if !p.prefetched {
                         p.prefetched = true;
                         let (offset, len) = next_part(&p.item, cfg.part_size);

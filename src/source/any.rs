@@ -184,6 +184,14 @@ impl Source for AnySource {
         }
     }
 
+    fn read_ahead_files(&self, jobs: usize) -> usize {
+        match self {
+            AnySource::Local(s) => s.read_ahead_files(jobs),
+            AnySource::Rclone(s) => s.read_ahead_files(jobs),
+            AnySource::Telegram(s) => s.read_ahead_files(jobs),
+        }
+    }
+
     fn set_wait_deadline(&self, at: Option<tokio::time::Instant>) {
         if let AnySource::Telegram(s) = self {
             s.set_wait_deadline(at);

@@ -168,6 +168,12 @@ pub trait Source: Send + Sync + 'static {
     fn prefetch(&self, path: &str, offset: u64, len: u64) {
         let _ = (path, offset, len);
     }
+
+    /// How many files next in line the runner hints at ([`Source::prefetch`]) when it
+    /// runs `jobs` at a time. The default: as many as run at once.
+    fn read_ahead_files(&self, jobs: usize) -> usize {
+        jobs
+    }
 }
 
 /// A source error from a failed read of `path`: the [`SourceError`] a reader carried

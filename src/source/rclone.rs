@@ -15,17 +15,22 @@
 //!   a read is one request to the remote; `--rc-serve`, a lookup and a read, where the
 //!   rclone is too old). A part starts where it starts, so a large file resumes at its
 //!   next part without downloading the earlier ones, and nothing is staged on local disk.
-//!   With a read window (the part size) each request stops at the part's end. A small
-//!   file next in line (its last part at most [`PREFETCH_MAX`]) is fetched ahead when the
-//!   runner says it is coming ([`Source::prefetch`]), so a worker finds its bytes waiting
-//!   instead of a round trip through a paced remote.
-//! - `stat` (the change check after a read) lists the file's folder, one level, and
-//!   answers every check of that folder asked before the listing started with it: on a
-//!   remote that spaces its requests (WebDAV's pacer: 10 ms), four files read at a time
-//!   then cost about one and a half requests each, not three. Files of folders with more
-//!   than [`FOLDER_CHECK_MAX`] files, and any file the listing does not show, are looked
-//!   at alone (`operations/stat`). A file found changed is dropped from the read server's
-//!   cache, so its next read sees it as it is.
+//!   With a read window (the part size) each request stops at the part's end. Only a
+//!   file read whole in one part goes through the served remote: it reads ahead in chunks
+//!   of up to 128 MiB, which a part of a larger file would overrun; those parts go through
+//!   `--rc-serve`. A small file next in line (its last part at most [`PREFETCH_MAX`], up
+//!   to four times `--jobs` files ahead) is fetched ahead when the runner says it is
+//!   coming ([`Source::prefetch`]), so a worker finds its bytes waiting instead of a
+//!   round trip through a paced remote.
+//! - `stat` (the change check after a read) lists the file's folder, one level, and that
+//!   listing answers every check of the folder whose ticket was taken before it started
+//!   (`FolderCheck`). A check takes its ticket when it is asked; a file fetched ahead
+//!   took its ticket when its last byte came, so one listing vouches for every file fetched
+//!   ahead until then. On a remote that spaces its requests (WebDAV's pacer: 10 ms) a small
+//!   file then costs about one request and a tenth instead of three. Files of folders with
+//!   more than [`FOLDER_CHECK_MAX`] files, and any file the listing does not show, are
+//!   looked at alone (`operations/stat`). A file found changed is dropped from the read
+//!   server's cache, so its next read sees it as it is.
 //!
 //! rclone's failures are sorted into [`SourceError`] kinds: a missing binary, an
 //! unconfigured remote, refused credentials and a root that does not exist make the source
@@ -80,21 +85,32 @@ pub struct RcloneSource {
     checks: Mutex<HashMap<String, Weak<FolderCheck>>>,
     /// Parts being fetched ahead, oldest first (at most [`PREFETCH_KEEP`]).
     prefetched: Mutex<std::collections::VecDeque<Prefetched>>,
+    /// Files whose bytes were all in when their ticket was taken (fetched ahead): the
+    /// check after their read may be answered by any listing that started after it.
+    vouched: Mutex<HashMap<String, Ticket>>,
 }
 
 /// The largest part fetched ahead (its bytes wait in memory for the worker).
 pub const PREFETCH_MAX: u64 = 1 << 20;
 
-/// Parts fetched ahead at most; an older one that was never opened (a file the budget
-/// deferred) is dropped for a new one.
-const PREFETCH_KEEP: usize = 16;
+/// Bytes fetched ahead and not yet taken at most: past this, hints are ignored.
+const PREFETCH_BYTES: u64 = 32 << 20;
+
+/// Parts fetched ahead at most; the oldest, never opened (a file the budget deferred), is
+/// dropped for a new one.
+const PREFETCH_KEEP: usize = 256;
 
 /// A part being fetched ahead: the last part of `path`, from `offset`.
 struct Prefetched {
     path: String,
     offset: u64,
-    task: AbortOnDropHandle<Result<Bytes, RcError>>,
+    len: u64,
+    /// The bytes, and the ticket taken once they were all in.
+    task: AbortOnDropHandle<Result<(Bytes, Option<Ticket>), RcError>>,
 }
+
+/// A change check's place in line: its folder and its ticket.
+type Ticket = (Arc<FolderCheck>, u64);
 
 impl std::fmt::Debug for Prefetched {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,12 +136,40 @@ struct Known {
 
 /// The change checks of one folder (see the module docs): each check takes a ticket, and a
 /// listing answers every ticket taken before it started.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct FolderCheck {
+    /// The folder (remote name).
+    folder: String,
     /// Tickets taken so far.
     asked: AtomicU64,
     /// The last ticket the latest listing answers, and that listing's files by name.
     latest: tokio::sync::Mutex<(u64, Option<FolderFiles>)>,
+}
+
+impl FolderCheck {
+    /// A ticket for a check asked now: what was read before this call is vouched for by
+    /// a listing that starts after it.
+    fn ask(&self) -> u64 {
+        self.asked.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The folder's files as a listing that started after `ticket` was taken shows them:
+    /// the latest one if it did, else a new one; `None` if listing failed.
+    async fn answer(&self, ticket: u64, rcd: &Rcd, fs: &str) -> Option<FolderFiles> {
+        let mut latest = self.latest.lock().await;
+        if latest.0 < ticket {
+            // Every ticket taken so far was taken before this listing starts.
+            let answers = self.asked.load(Ordering::SeqCst);
+            let items = list_items(rcd, fs, &self.folder, false, false).await.ok()?;
+            let files = items
+                .into_iter()
+                .filter(|i| !i.is_dir)
+                .map(|i| (i.path.clone(), i))
+                .collect();
+            *latest = (answers, Some(Arc::new(files)));
+        }
+        latest.1.clone()
+    }
 }
 
 /// A folder listing's files, by name.
@@ -164,6 +208,7 @@ impl RcloneSource {
             folder_files: Mutex::new(HashMap::new()),
             checks: Mutex::new(HashMap::new()),
             prefetched: Mutex::new(Default::default()),
+            vouched: Mutex::new(HashMap::new()),
         }
     }
 
@@ -179,8 +224,9 @@ impl RcloneSource {
         }
     }
 
-    /// The bytes fetched ahead for `path` from `offset`, if they were asked for and came.
-    async fn take_prefetched(&self, path: &str, offset: u64) -> Option<Bytes> {
+    /// The bytes fetched ahead for `path` from `offset` and their ticket, if they were
+    /// asked for and came.
+    async fn take_prefetched(&self, path: &str, offset: u64) -> Option<(Bytes, Option<Ticket>)> {
         let fetching = {
             let mut prefetched = self.prefetched.lock().unwrap();
             let i = prefetched
@@ -189,6 +235,33 @@ impl RcloneSource {
             prefetched.remove(i)?
         };
         fetching.task.await.ok()?.ok()
+    }
+
+    /// The change checks of the folder of `name` (a remote name), shared with every
+    /// other check of it in flight; `None` for a folder too large for them.
+    fn folder_check(&self, name: &str) -> Option<Arc<FolderCheck>> {
+        let folder = folder_of(name);
+        let small = self
+            .folder_files
+            .lock()
+            .unwrap()
+            .get(folder)
+            .is_some_and(|n| *n <= FOLDER_CHECK_MAX);
+        if !small {
+            return None;
+        }
+        let mut checks = self.checks.lock().unwrap();
+        checks.retain(|_, w| w.strong_count() > 0);
+        if let Some(c) = checks.get(folder).and_then(Weak::upgrade) {
+            return Some(c);
+        }
+        let c = Arc::new(FolderCheck {
+            folder: folder.to_owned(),
+            asked: AtomicU64::new(0),
+            latest: tokio::sync::Mutex::new((0, None)),
+        });
+        checks.insert(folder.to_owned(), Arc::downgrade(&c));
+        Some(c)
     }
 
     /// Uses this rclone binary.
@@ -348,32 +421,7 @@ impl RcloneSource {
 
     /// Lists `dir` (relative to the root): recursively, or one level with folders.
     async fn list_dir(&self, dir: &str, recurse: bool, hash: bool) -> Result<Vec<Item>, RcError> {
-        let answer = self
-            .rcd()
-            .call(
-                "operations/list",
-                &json!({
-                    "fs": self.remote.fs,
-                    "remote": dir,
-                    "opt": {
-                        "recurse": recurse,
-                        "filesOnly": recurse,
-                        "noMimeType": true,
-                        "showHash": hash,
-                    },
-                }),
-            )
-            .await?;
-        #[derive(Deserialize)]
-        struct List {
-            list: Vec<Item>,
-        }
-        let list: List = serde_json::from_value(answer).map_err(|e| {
-            RcError::from_message(&format!(
-                "rclone's operations/list answered something unexpected: {e}"
-            ))
-        })?;
-        Ok(list.list)
+        list_items(self.rcd(), &self.remote.fs, dir, recurse, hash).await
     }
 
     /// One listing attempt.
@@ -409,42 +457,10 @@ impl RcloneSource {
     /// started after this call; `None` when the folder is too large for that, the listing
     /// failed or does not show the file (the caller then looks at the file alone).
     async fn look_in_folder(&self, name: &str) -> Option<Item> {
-        let folder = folder_of(name);
-        let small = self
-            .folder_files
-            .lock()
-            .unwrap()
-            .get(folder)
-            .is_some_and(|n| *n <= FOLDER_CHECK_MAX);
-        if !small {
-            return None;
-        }
-        let check = {
-            let mut checks = self.checks.lock().unwrap();
-            checks.retain(|_, w| w.strong_count() > 0);
-            match checks.get(folder).and_then(Weak::upgrade) {
-                Some(c) => c,
-                None => {
-                    let c = Arc::new(FolderCheck::default());
-                    checks.insert(folder.to_owned(), Arc::downgrade(&c));
-                    c
-                }
-            }
-        };
-        let ticket = check.asked.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut latest = check.latest.lock().await;
-        if latest.0 < ticket {
-            // Every ticket taken so far was taken before this listing starts.
-            let answers = check.asked.load(Ordering::SeqCst);
-            let items = self.list_dir(folder, false, false).await.ok()?;
-            let files = items
-                .into_iter()
-                .filter(|i| !i.is_dir)
-                .map(|i| (i.path.clone(), i))
-                .collect();
-            *latest = (answers, Some(Arc::new(files)));
-        }
-        latest.1.as_ref()?.get(name).cloned()
+        let check = self.folder_check(name)?;
+        let ticket = check.ask();
+        let files = check.answer(ticket, self.rcd(), &self.remote.fs).await?;
+        files.get(name).cloned()
     }
 
     /// `path` looked at alone (`operations/stat`).
@@ -549,9 +565,14 @@ impl Source for RcloneSource {
     async fn open(&self, path: &str, offset: u64) -> Result<RcloneReader, SourceError> {
         let end = self.known.lock().unwrap().get(path).map(|k| k.size);
         let via = self.read_via(offset, end);
-        if let Some(bytes) = self.take_prefetched(path, offset).await
+        // A read from now on: what vouched for an earlier one does not for this one.
+        self.vouched.lock().unwrap().remove(path);
+        if let Some((bytes, ticket)) = self.take_prefetched(path, offset).await
             && end == Some(offset + bytes.len() as u64)
         {
+            if let Some(ticket) = ticket {
+                self.vouched.lock().unwrap().insert(path.to_owned(), ticket);
+            }
             return Ok(RangeReader::fetched(
                 self.rcd().clone(),
                 self.remote.clone(),
@@ -586,6 +607,13 @@ impl Source for RcloneSource {
         }
     }
 
+    /// Four times as many as run at once: a file fetched ahead is vouched for by the next
+    /// listing of its folder, so the deeper the line, the fewer listings (and the more of
+    /// them are done before a worker asks).
+    fn read_ahead_files(&self, jobs: usize) -> usize {
+        4 * jobs
+    }
+
     /// Fetches the last part of a small file ahead (see the module docs); anything else
     /// is left to its `open`.
     fn prefetch(&self, path: &str, offset: u64, len: u64) {
@@ -603,14 +631,18 @@ impl Source for RcloneSource {
         {
             return;
         }
+        if prefetched.iter().map(|p| p.len).sum::<u64>() + len > PREFETCH_BYTES {
+            return;
+        }
         if prefetched.len() >= PREFETCH_KEEP {
             prefetched.pop_front();
         }
-        let (rcd, remote, name, via) = (
+        let name = remote_name(path).into_owned();
+        let (rcd, remote, via, check) = (
             self.rcd().clone(),
             self.remote.clone(),
-            remote_name(path).into_owned(),
             self.read_via(offset, size),
+            self.folder_check(&name),
         );
         let task = runtime.spawn(async move {
             let mut r = RangeReader::open(
@@ -627,18 +659,36 @@ impl Source for RcloneSource {
             tokio::io::AsyncReadExt::read_to_end(&mut r, &mut bytes)
                 .await
                 .map_err(|e| RcError::from_message(&e.to_string()))?;
-            Ok(Bytes::from(bytes))
+            // All the bytes are in: a listing that starts from now on vouches for them.
+            // The worker's check starts one if none did since; that one then answers for
+            // every file fetched ahead until then.
+            let ticket = check.map(|c| {
+                let t = c.ask();
+                (c, t)
+            });
+            Ok((Bytes::from(bytes), ticket))
         });
         prefetched.push_back(Prefetched {
             path: path.to_owned(),
             offset,
+            len,
             task: AbortOnDropHandle::new(task),
         });
     }
 
     async fn stat(&self, path: &str) -> Result<SourceEntry, SourceError> {
         let name = remote_name(path);
-        let item = match self.look_in_folder(&name).await {
+        // The check after a read of bytes fetched ahead may take a listing started since
+        // they came; any other look takes a listing started from now on.
+        let vouched = self.vouched.lock().unwrap().remove(path);
+        let seen = match vouched {
+            Some((check, ticket)) => check
+                .answer(ticket, self.rcd(), &self.remote.fs)
+                .await
+                .and_then(|files| files.get(&*name).cloned()),
+            None => self.look_in_folder(&name).await,
+        };
+        let item = match seen {
             Some(item) => item,
             None => self.look_alone(path).await?,
         };
@@ -688,6 +738,42 @@ pub(crate) struct Item {
     pub(crate) is_dir: bool,
     #[serde(default)]
     hashes: BTreeMap<String, String>,
+}
+
+/// Lists `dir` of the remote `fs` (relative to its root): recursively, or one level with
+/// folders.
+async fn list_items(
+    rcd: &Rcd,
+    fs: &str,
+    dir: &str,
+    recurse: bool,
+    hash: bool,
+) -> Result<Vec<Item>, RcError> {
+    let answer = rcd
+        .call(
+            "operations/list",
+            &json!({
+                "fs": fs,
+                "remote": dir,
+                "opt": {
+                    "recurse": recurse,
+                    "filesOnly": recurse,
+                    "noMimeType": true,
+                    "showHash": hash,
+                },
+            }),
+        )
+        .await?;
+    #[derive(Deserialize)]
+    struct List {
+        list: Vec<Item>,
+    }
+    let list: List = serde_json::from_value(answer).map_err(|e| {
+        RcError::from_message(&format!(
+            "rclone's operations/list answered something unexpected: {e}"
+        ))
+    })?;
+    Ok(list.list)
 }
 
 /// The folder of a remote name (`""` for the root).
