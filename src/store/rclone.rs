@@ -243,17 +243,7 @@ impl RcloneStore {
 
     async fn meta_blob(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let ctx = self.ctx();
-        let mut r = match RangeReader::open(
-            ctx.rcd.clone(),
-            ctx.remote.clone(),
-            path,
-            ReadVia::RcServe,
-            0,
-            None,
-            None,
-        )
-        .await
-        {
+        let mut r = match ctx.open_whole(path).await {
             Ok(r) => r,
             Err(e) if e.class == Class::NotFound => return Ok(None),
             Err(e) => return Err(ctx.error(e, None)),
@@ -269,6 +259,21 @@ impl RcloneStore {
 }
 
 impl Ctx {
+    /// A reader over the whole object `path`, through `--rc-serve`: a store reads what it
+    /// may have just written, which a served remote's cached listing may not show yet.
+    async fn open_whole(&self, path: &str) -> Result<RangeReader, RcError> {
+        RangeReader::open(
+            self.rcd.clone(),
+            self.remote.clone(),
+            path,
+            ReadVia::RcServe,
+            0,
+            None,
+            None,
+        )
+        .await
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -594,17 +599,9 @@ impl Store for RcloneStore {
     async fn open(&self, loc: &str) -> Result<RangeReader, StoreError> {
         let loc = self.checked_loc(loc)?;
         let ctx = self.ctx();
-        RangeReader::open(
-            ctx.rcd.clone(),
-            ctx.remote.clone(),
-            loc,
-            ReadVia::RcServe,
-            0,
-            None,
-            None,
-        )
-        .await
-        .map_err(|e| ctx.error(e, Some(loc)))
+        ctx.open_whole(loc)
+            .await
+            .map_err(|e| ctx.error(e, Some(loc)))
     }
 
     /// One HTTP range request through the rcd (the reader the source uses, with the range
