@@ -149,8 +149,8 @@ struct FolderCheck {
 impl FolderCheck {
     /// A ticket for a check asked now: what was read before this call is vouched for by
     /// a listing that starts after it.
-    fn ask(&self) -> u64 {
-        self.asked.fetch_add(1, Ordering::SeqCst) + 1
+    fn ticket(self: &Arc<Self>) -> Ticket {
+        (self.clone(), self.asked.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
     /// The folder's files as a listing that started after `ticket` was taken shows them:
@@ -453,16 +453,6 @@ impl RcloneSource {
         Ok(listing)
     }
 
-    /// `name` (a remote name) as a listing of its folder shows it, from a listing that
-    /// started after this call; `None` when the folder is too large for that, the listing
-    /// failed or does not show the file (the caller then looks at the file alone).
-    async fn look_in_folder(&self, name: &str) -> Option<Item> {
-        let check = self.folder_check(name)?;
-        let ticket = check.ask();
-        let files = check.answer(ticket, self.rcd(), &self.remote.fs).await?;
-        files.get(name).cloned()
-    }
-
     /// `path` looked at alone (`operations/stat`).
     async fn look_alone(&self, path: &str) -> Result<Item, SourceError> {
         let answer = self
@@ -662,11 +652,7 @@ impl Source for RcloneSource {
             // All the bytes are in: a listing that starts from now on vouches for them.
             // The worker's check starts one if none did since; that one then answers for
             // every file fetched ahead until then.
-            let ticket = check.map(|c| {
-                let t = c.ask();
-                (c, t)
-            });
-            Ok((Bytes::from(bytes), ticket))
+            Ok((Bytes::from(bytes), check.map(|c| c.ticket())))
         });
         prefetched.push_back(Prefetched {
             path: path.to_owned(),
@@ -679,14 +665,17 @@ impl Source for RcloneSource {
     async fn stat(&self, path: &str) -> Result<SourceEntry, SourceError> {
         let name = remote_name(path);
         // The check after a read of bytes fetched ahead may take a listing started since
-        // they came; any other look takes a listing started from now on.
+        // they came; any other look takes a listing of its folder started from now on. A
+        // folder too large for that, a failed listing or a file it does not show: the file
+        // is looked at alone.
         let vouched = self.vouched.lock().unwrap().remove(path);
-        let seen = match vouched {
+        let ticket = vouched.or_else(|| self.folder_check(&name).map(|c| c.ticket()));
+        let seen = match ticket {
             Some((check, ticket)) => check
                 .answer(ticket, self.rcd(), &self.remote.fs)
                 .await
                 .and_then(|files| files.get(&*name).cloned()),
-            None => self.look_in_folder(&name).await,
+            None => None,
         };
         let item = match seen {
             Some(item) => item,
