@@ -2,8 +2,8 @@
 //!
 //! [`Rcd::shared`] gives every source and store with the same [`RcloneConfig`] the same
 //! process. It is started at the first request, on 127.0.0.1 with a port the kernel picks
-//! and a random user and password (passed in the environment, never on the command line),
-//! with `--rc-serve` so that objects can be read over HTTP with ranges. A source's files
+//! and a random user and password (given to rclone as an htpasswd file, never on the
+//! command line), with `--rc-serve` so that objects can be read over HTTP with ranges. A source's files
 //! are read through an HTTP server the same process serves the source remote with
 //! (`serve/start`; [`ReadVia::Listed`]), which knows each file from its folder's listing, so
 //! that a read costs the remote one request instead of two (a lookup and the read).
@@ -42,18 +42,14 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::{BINARY_ENV, Class, RcloneConfig, classify, tidy};
 
-/// rclone settings given to the process unless the environment sets them:
-/// - few low-level retries, since tgferry has its own backoff and a dead server should be
-///   reported in seconds, not minutes;
-/// - a streaming upload cutoff of 8 MiB (rclone's default is 100 KiB): an upload through
-///   `operations/uploadfile` has no length, so rclone keeps up to the cutoff in memory to
-///   learn it; a part or pack that ends within it goes as one request with its length (an
-///   S3 PUT) instead of a chunked upload of unknown length (on S3 a multipart upload:
-///   three requests). It costs rclone up to 8 MiB per upload in flight.
-const ENV_DEFAULTS: [(&str, &str); 2] = [
-    ("RCLONE_LOW_LEVEL_RETRIES", "3"),
-    ("RCLONE_STREAMING_UPLOAD_CUTOFF", "8Mi"),
-];
+/// rclone settings given to the process unless the environment sets them: few low-level
+/// retries, since tgferry has its own backoff and a dead server should be reported in
+/// seconds, not minutes.
+const ENV_DEFAULTS: [(&str, &str); 1] = [("RCLONE_LOW_LEVEL_RETRIES", "3")];
+
+/// The longest upload sent as one request with its length; longer ones are streamed
+/// ([`upload_config`]).
+pub const UPLOAD_WHOLE_MAX: u64 = 8 << 20;
 
 /// How long a starting rclone may take to say where it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -117,6 +113,8 @@ pub struct Rcd {
     user: String,
     pass: String,
     auth: String,
+    /// The file rclone checks the user and password against, written at the first start.
+    htpasswd: StdMutex<Option<Htpasswd>>,
     running: tokio::sync::Mutex<Option<Running>>,
     starts: AtomicU32,
     calls: AtomicU64,
@@ -128,6 +126,85 @@ impl std::fmt::Debug for Rcd {
             .field("binary", &self.config.binary)
             .field("starts", &self.starts.load(Ordering::Relaxed))
             .finish_non_exhaustive()
+    }
+}
+
+/// The user and password of an rcd and the servers it starts, as rclone reads them: an
+/// htpasswd file with a `{SHA}` entry, in a folder of its own that only this user can
+/// read, removed when dropped.
+///
+/// rclone's `--rc-user`/`--rc-pass` keep the password as an MD5-crypt hash (a thousand
+/// rounds of MD5), which every request must compute again to be let in: with a request
+/// or more per small file, that was the largest single CPU cost of the process. An
+/// htpasswd `{SHA}` entry costs one SHA-1 per request. That hash is unsalted, which would
+/// matter for a password a person chose; this one is 96 random bits, lives as long as
+/// the run, and its file is readable by this user only (who can read the password from
+/// tgferry's environment anyway).
+struct Htpasswd {
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+impl Htpasswd {
+    fn write(user: &str, pass: &str) -> Result<Self, (PathBuf, std::io::Error)> {
+        use sha1::Digest as _;
+        use std::io::Write as _;
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        let tmp = std::env::temp_dir();
+        sweep_htpasswd_dirs(&tmp);
+        let dir = tmp.join(format!(
+            "{HTPASSWD_DIR_PREFIX}{}-{}",
+            std::process::id(),
+            random_hex(8)
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| (dir.clone(), e))?;
+        let h = Htpasswd {
+            file: dir.join("htpasswd"),
+            dir,
+        };
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(pass));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&h.file)
+            .and_then(|mut f| writeln!(f, "{user}:{{SHA}}{hash}"))
+            .map_err(|e| (h.file.clone(), e))?;
+        Ok(h)
+    }
+}
+
+/// The start of the name of an [`Htpasswd`] folder, followed by the process id.
+const HTPASSWD_DIR_PREFIX: &str = "tgferry-rc-";
+
+/// Removes the password folders that killed runs left in `tmp` (a SIGKILL runs no drop):
+/// those whose process is gone.
+fn sweep_htpasswd_dirs(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(HTPASSWD_DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+impl Drop for Htpasswd {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -209,6 +286,7 @@ impl Rcd {
             user,
             pass,
             auth,
+            htpasswd: StdMutex::new(None),
             running: tokio::sync::Mutex::new(None),
             starts: AtomicU32::new(0),
             calls: AtomicU64::new(0),
@@ -282,6 +360,28 @@ impl Rcd {
         }
     }
 
+    /// The path of the htpasswd file with this process's user and password, written the
+    /// first time.
+    fn htpasswd(&self) -> Result<PathBuf, RcError> {
+        let mut kept = self.htpasswd.lock().unwrap();
+        if let Some(h) = kept.as_ref() {
+            return Ok(h.file.clone());
+        }
+        let h = Htpasswd::write(&self.user, &self.pass).map_err(|(path, e)| {
+            RcError::new(
+                Class::Other,
+                format!(
+                    "could not write rclone's password file {}: {e}; set TMPDIR to a \
+                     writable folder",
+                    path.display()
+                ),
+            )
+        })?;
+        let file = h.file.clone();
+        *kept = Some(h);
+        Ok(file)
+    }
+
     async fn start(&self) -> Result<Running, RcError> {
         let binary = find_binary(&self.config.binary)?;
         let mut cmd = match pdeathsig_wrapper() {
@@ -314,8 +414,9 @@ impl Rcd {
         }
         cmd.envs(self.config.env.iter().map(|(k, v)| (k, v)));
         // Last, so that nothing overrides them.
-        cmd.env("RCLONE_RC_USER", &self.user)
-            .env("RCLONE_RC_PASS", &self.pass)
+        cmd.env("RCLONE_RC_HTPASSWD", self.htpasswd()?)
+            .env_remove("RCLONE_RC_USER")
+            .env_remove("RCLONE_RC_PASS")
             .env_remove("RCLONE_RC_NO_AUTH");
         let mut child = spawn_kept(cmd)
             .await
@@ -477,10 +578,15 @@ impl Rcd {
             "type": "http",
             "fs": fs,
             "addr": "127.0.0.1:0",
-            "user": self.user,
-            "pass": self.pass,
+            "htpasswd": self.htpasswd().ok()?,
             "read_only": true,
             "dir_cache_time": format!("{}s", LISTED_CACHE.as_secs()),
+            // The first read-ahead chunk (then doubling; rclone's default is 128 MiB): a
+            // large file's first request is no longer than this. A remote served by
+            // rclone's VFS (`rclone serve webdav`) hashes a read from the first byte to
+            // check it at the last; a range that ends earlier was hashed for nothing, and
+            // that was 128 MiB of MD5 per large file.
+            "vfs_read_chunk_size": "8Mi",
         });
         let answer = self.call("serve/start", &params).await;
         let url = match answer {
@@ -598,13 +704,23 @@ impl Rcd {
     /// `operations/uploadfile`: the bytes are streamed in a multipart body, and rclone
     /// passes them on as it gets them (remotes that cannot take a stream of unknown
     /// length make rclone spool it first; docs/rclone.md).
-    pub async fn upload(&self, fs: &str, dir: &str, filename: &str) -> Result<RcUpload, RcError> {
+    ///
+    /// `len` is the number of bytes that will be written: it sets how rclone takes them
+    /// ([`upload_config`]).
+    pub async fn upload(
+        &self,
+        fs: &str,
+        dir: &str,
+        filename: &str,
+        len: u64,
+    ) -> Result<RcUpload, RcError> {
         let conn = self.conn().await?;
         let boundary = format!("tgferry-{}", random_hex(16));
         let query = format!(
-            "?fs={}&remote={}",
+            "?fs={}&remote={}&_config={}",
             utf8_percent_encode(fs, ESCAPE),
-            utf8_percent_encode(dir, ESCAPE)
+            utf8_percent_encode(dir, ESCAPE),
+            utf8_percent_encode(&upload_config(len).to_string(), ESCAPE)
         );
         let (mut tx, body): (Sender<Bytes>, Channel<Bytes>) = Channel::new(4);
         let req = self.post(
@@ -646,6 +762,32 @@ impl Rcd {
         }
         upload.tx = Some(tx);
         Ok(upload)
+    }
+}
+
+/// The rclone settings for one upload of `len` bytes (rc's `_config`, for that call only).
+///
+/// `operations/uploadfile` gets no length: rclone reads up to `--streaming-upload-cutoff`
+/// into memory, and an upload that ends within it goes as one request with its length
+/// and hash (on S3 one PUT, with the Content-MD5 the server checks); a longer one is
+/// streamed (on S3 a multipart upload: three requests or more). tgferry knows every
+/// length, so it sets the cutoff per upload instead of once for the process:
+/// - up to [`UPLOAD_WHOLE_MAX`]: a cutoff of one byte more than the upload, so that it
+///   goes whole and rclone's buffer is its size. One cutoff for all (the process's)
+///   made rclone allocate and zero that cutoff for every upload: with 8 MiB for small
+///   files, rclone's allocations and garbage collection took more CPU than the rest of
+///   the run together (bench/RESULTS.md);
+/// - longer: streamed (cutoff 0), and without rclone's own checksum
+///   (`--ignore-checksum`). rclone hashes a stream as it passes, then compares that with
+///   the remote's hash of the stored object: on S3 a streamed object has none (the hashing
+///   was for nothing, on top of the MD5 of each chunk it sends), on SFTP or a local folder
+///   it is the whole object read again. tgferry checks what it stores itself (the stored
+///   length after every upload, SHA-256 or the GCM tags in `verify`).
+pub fn upload_config(len: u64) -> Value {
+    if len <= UPLOAD_WHOLE_MAX {
+        serde_json::json!({ "StreamingUploadCutoff": len + 1 })
+    } else {
+        serde_json::json!({ "StreamingUploadCutoff": 0, "IgnoreChecksum": true })
     }
 }
 
@@ -905,4 +1047,125 @@ async fn spawn_kept(cmd: Command) -> std::io::Result<Child> {
 /// Whether rclone is started so that it dies with tgferry even when tgferry is killed.
 pub fn dies_with_parent() -> bool {
     pdeathsig_wrapper().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_up_to_8_mib_go_whole_and_longer_ones_stream_without_rclone_hash() {
+        for len in [0, 1, 150 << 10, UPLOAD_WHOLE_MAX] {
+            assert_eq!(
+                upload_config(len),
+                serde_json::json!({ "StreamingUploadCutoff": len + 1 }),
+                "{len} bytes: a cutoff past the end, so rclone learns the length"
+            );
+        }
+        assert_eq!(
+            upload_config(UPLOAD_WHOLE_MAX + 1),
+            serde_json::json!({ "StreamingUploadCutoff": 0, "IgnoreChecksum": true })
+        );
+    }
+
+    #[test]
+    fn the_password_file_is_private_hashed_and_removed_when_dropped() {
+        use sha1::Digest as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let h = Htpasswd::write("tgferry-ab12", "secret-pass").unwrap();
+        let text = std::fs::read_to_string(&h.file).unwrap();
+        let hash =
+            base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(b"secret-pass"));
+        assert_eq!(text, format!("tgferry-ab12:{{SHA}}{hash}\n"));
+        assert!(!text.contains("secret-pass"));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&h.dir), 0o700);
+        assert_eq!(mode(&h.file), 0o600);
+        let dir = h.dir.clone();
+        drop(h);
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn password_folders_of_dead_runs_are_swept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        let gone = tmp
+            .path()
+            .join(format!("{HTPASSWD_DIR_PREFIX}{dead_pid}-00aa"));
+        let alive = tmp.path().join(format!("{HTPASSWD_DIR_PREFIX}1-00bb")); // init lives
+        let ours = tmp
+            .path()
+            .join(format!("{HTPASSWD_DIR_PREFIX}{}-00cc", std::process::id()));
+        let other = tmp.path().join("tgferry-rc-notapid");
+        for d in [&gone, &alive, &ours, &other] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("htpasswd"), "u:{SHA}x\n").unwrap();
+        }
+        sweep_htpasswd_dirs(tmp.path());
+        assert!(!gone.exists(), "the dead run's folder goes");
+        assert!(alive.exists() && ours.exists() && other.exists());
+    }
+
+    /// The real rclone (`TGFERRY_RCLONE` or `rclone` on PATH, as in tests/rclone.rs): the
+    /// rc and the server a source is read through let in our user and password only.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rclone_lets_in_only_this_runs_password() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+        let rcd = Rcd::new(RcloneConfig::from_env());
+        let fs = format!(":local:{}", dir.path().display());
+        let version = rcd
+            .call("core/version", &serde_json::json!({}))
+            .await
+            .unwrap();
+        assert!(version.get("version").is_some(), "{version}");
+        let conn = rcd.conn().await.unwrap();
+        let served = rcd.served(&conn, &fs).await;
+        let status = |url: String, auth: Option<String>| {
+            let client = conn.client.clone();
+            async move {
+                let mut req = Request::post(url);
+                if let Some(auth) = auth {
+                    req = req.header(AUTHORIZATION, auth);
+                }
+                let req = req
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(Full::new(Bytes::from_static(b"{}")).boxed())
+                    .unwrap();
+                client.request(req).await.unwrap().status()
+            }
+        };
+        let wrong = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:wrong", rcd.user))
+        );
+        let rc = format!("{}core/version", conn.base);
+        assert_eq!(
+            status(rc.clone(), Some(rcd.auth.clone())).await,
+            StatusCode::OK
+        );
+        assert_eq!(status(rc.clone(), None).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status(rc, Some(wrong.clone())).await,
+            StatusCode::UNAUTHORIZED
+        );
+        // The served remote (rclone 1.60 has none: reads then go through the rc).
+        if let Some(base) = served {
+            let get = |auth: Option<&str>| {
+                let mut req = Request::get(format!("{base}a.txt"));
+                if let Some(auth) = auth {
+                    req = req.header(AUTHORIZATION, auth);
+                }
+                let req = req.body(Full::new(Bytes::new()).boxed()).unwrap();
+                let client = conn.client.clone();
+                async move { client.request(req).await.unwrap().status() }
+            };
+            assert_eq!(get(Some(&rcd.auth)).await, StatusCode::OK);
+            assert_eq!(get(None).await, StatusCode::UNAUTHORIZED);
+            assert_eq!(get(Some(&wrong)).await, StatusCode::UNAUTHORIZED);
+        }
+    }
 }

@@ -17,8 +17,8 @@
 //!   next part without downloading the earlier ones, and nothing is staged on local disk.
 //!   With a read window (the part size) each request stops at the part's end. Only a
 //!   file read whole in one part goes through the served remote: it reads ahead in chunks
-//!   of up to 128 MiB, which a part of a larger file would overrun; those parts go through
-//!   `--rc-serve`. A small file next in line (its last part at most [`PREFETCH_MAX`], up
+//!   that double from 8 MiB, which a part of a larger file would overrun; those parts go
+//!   through `--rc-serve`. A small file next in line (its last part at most [`PREFETCH_MAX`], up
 //!   to four times `--jobs` files ahead) is fetched ahead when the runner says it is
 //!   coming ([`Source::prefetch`]), so a worker finds its bytes waiting instead of a
 //!   round trip through a paced remote.
@@ -215,8 +215,8 @@ impl RcloneSource {
     /// How to read a file of `size` from `offset`: a whole file in one part through the
     /// served remote (one request to the remote); a part of a larger file through
     /// `--rc-serve`, whose reads stop at the part's end (the served remote reads ahead in
-    /// chunks of up to 128 MiB, and a read that stops early would have made the remote
-    /// send more than the part: the socket buffers' worth).
+    /// chunks that double from 8 MiB, and a read that stops early would have made the
+    /// remote send more than the part: the socket buffers' worth).
     fn read_via(&self, offset: u64, size: Option<u64>) -> ReadVia {
         match size {
             Some(size) if offset == 0 && self.window.is_none_or(|w| size <= w) => ReadVia::Listed,

@@ -218,7 +218,7 @@ impl RcloneStore {
         }
     }
 
-    async fn begin_at(&self, loc: String) -> Result<RcloneUpload, StoreError> {
+    async fn begin_at(&self, loc: String, len: u64) -> Result<RcloneUpload, StoreError> {
         let caps = self.caps().await?.clone();
         let ctx = self.ctx().clone();
         let tmp = caps
@@ -228,7 +228,7 @@ impl RcloneStore {
         let (dir, file) = split(at);
         let up = ctx
             .rcd
-            .upload(&ctx.remote.fs, dir, file)
+            .upload(&ctx.remote.fs, dir, file, len)
             .await
             .map_err(|e| ctx.error(e, None))?;
         Ok(RcloneUpload {
@@ -554,13 +554,13 @@ impl Store for RcloneStore {
             .map(|_| ())
     }
 
-    async fn begin(&self, name: &str, _len: u64) -> Result<RcloneUpload, StoreError> {
+    async fn begin(&self, name: &str, len: u64) -> Result<RcloneUpload, StoreError> {
         let name = self.checked(name)?;
         let caps = self.caps().await?.clone();
-        self.begin_at(self.location(&caps, name)).await
+        self.begin_at(self.location(&caps, name), len).await
     }
 
-    async fn begin_staged(&self, name: &str, _len: u64) -> Result<RcloneUpload, StoreError> {
+    async fn begin_staged(&self, name: &str, len: u64) -> Result<RcloneUpload, StoreError> {
         let name = self.checked(name)?;
         if self.caps().await?.media_only {
             return Err(StoreError::Refused {
@@ -568,7 +568,7 @@ impl Store for RcloneStore {
                 reason: "this remote keeps only media and cannot hold a staged part".into(),
             });
         }
-        self.begin_at(staged_name(name)).await
+        self.begin_at(staged_name(name), len).await
     }
 
     async fn place(&self, from: &str, name: &str) -> Result<Option<Timestamp>, StoreError> {
@@ -700,7 +700,7 @@ impl Store for RcloneStore {
         let dest = format!("{OWN}/{name}");
         let mut up = ctx
             .rcd
-            .upload(&ctx.remote.fs, META_NEW_DIR, &file)
+            .upload(&ctx.remote.fs, META_NEW_DIR, &file, bytes.len() as u64)
             .await
             .map_err(|e| ctx.error(e, None))?;
         up.write(bytes).await.map_err(|e| ctx.error(e, None))?;
@@ -721,7 +721,7 @@ impl Store for RcloneStore {
         } else {
             let mut up = ctx
                 .rcd
-                .upload(&ctx.remote.fs, OWN, name)
+                .upload(&ctx.remote.fs, OWN, name, bytes.len() as u64)
                 .await
                 .map_err(|e| ctx.error(e, None))?;
             up.write(bytes).await.map_err(|e| ctx.error(e, None))?;
