@@ -797,3 +797,35 @@ async fn change_checks_of_a_folder_share_a_listing() {
     assert_eq!(src.stat("album/p03.jpg").await.unwrap().size, 9);
     assert!(read(&src, "album/p03.jpg", 0).await == b"rewritten");
 }
+
+/// Files fetched ahead are vouched for by the listing their folder's first check makes:
+/// it waits (at most `CHECK_LINGER`) for the fetches still under way, so the checks that
+/// follow need no listing of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_waits_for_files_fetched_ahead_so_one_listing_vouches_for_all() {
+    rclone();
+    let d = dirs();
+    let album = d.served.join("ahead");
+    std::fs::create_dir_all(&album).unwrap();
+    let names: Vec<String> = (0..8).map(|i| format!("ahead/p{i}.jpg")).collect();
+    for (i, n) in names.iter().enumerate() {
+        std::fs::write(d.served.join(n), common::bytes(i as u64, 3000)).unwrap();
+    }
+    std::fs::write(d.served.join("first.jpg"), b"x").unwrap();
+    let src = RcloneSource::new(s(&d.served))
+        .with_env("RCLONE_CONFIG", d.cache.join("none.conf"))
+        .with_env("RCLONE_CACHE_DIR", &d.cache);
+    src.list().await.unwrap();
+    // The read server is started by a first read (an rc call of its own).
+    assert_eq!(read(&src, "first.jpg", 0).await, b"x");
+    let before = src.rcd().calls();
+    for n in &names {
+        src.prefetch(n, 0, 3000);
+    }
+    for (i, n) in names.iter().enumerate() {
+        assert_eq!(read(&src, n, 0).await, common::bytes(i as u64, 3000));
+        assert_eq!(src.stat(n).await.unwrap().size, 3000);
+    }
+    let listings = src.rcd().calls() - before;
+    assert_eq!(listings, 1, "8 files fetched ahead, then checked");
+}

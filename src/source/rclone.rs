@@ -26,7 +26,8 @@
 //!   listing answers every check of the folder whose ticket was taken before it started
 //!   (`FolderCheck`). A check takes its ticket when it is asked; a file fetched ahead
 //!   took its ticket when its last byte came, so one listing vouches for every file fetched
-//!   ahead until then. On a remote that spaces its requests (WebDAV's pacer: 10 ms) a small
+//!   ahead until then; while files of the folder are still being fetched ahead, a listing
+//!   waits for them a little ([`CHECK_LINGER`]) to vouch for them too. On a remote that spaces its requests (WebDAV's pacer: 10 ms) a small
 //!   file then costs about one request and a tenth instead of three. Files of folders with
 //!   more than [`FOLDER_CHECK_MAX`] files, and any file the listing does not show, are
 //!   looked at alone (`operations/stat`). A file found changed is dropped from the read
@@ -142,15 +143,46 @@ struct FolderCheck {
     folder: String,
     /// Tickets taken so far.
     asked: AtomicU64,
+    /// Files of the folder being fetched ahead: each takes a ticket when it is in.
+    fetching: AtomicU64,
+    /// Told of every ticket taken and every fetch ahead that ended.
+    moved: tokio::sync::Notify,
     /// The last ticket the latest listing answers, and that listing's files by name.
     latest: tokio::sync::Mutex<(u64, Option<FolderFiles>)>,
+}
+
+/// A listing of a folder waits at most this long for files of the folder still being
+/// fetched ahead to come in, so that it vouches for them too (at most
+/// [`CHECK_BATCH`] tickets waiting; not at all when none is being fetched).
+pub const CHECK_LINGER: Duration = Duration::from_millis(100);
+
+/// Unanswered tickets at which a listing stops waiting for more ([`CHECK_LINGER`]).
+pub const CHECK_BATCH: u64 = 32;
+
+/// A fetch ahead of a file of a folder, counted in [`FolderCheck::fetching`] until dropped.
+struct Fetching(Arc<FolderCheck>);
+
+impl Fetching {
+    fn new(check: Arc<FolderCheck>) -> Self {
+        check.fetching.fetch_add(1, Ordering::SeqCst);
+        Fetching(check)
+    }
+}
+
+impl Drop for Fetching {
+    fn drop(&mut self) {
+        self.0.fetching.fetch_sub(1, Ordering::SeqCst);
+        self.0.moved.notify_waiters();
+    }
 }
 
 impl FolderCheck {
     /// A ticket for a check asked now: what was read before this call is vouched for by
     /// a listing that starts after it.
     fn ticket(self: &Arc<Self>) -> Ticket {
-        (self.clone(), self.asked.fetch_add(1, Ordering::SeqCst) + 1)
+        let ticket = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        self.moved.notify_waiters();
+        (self.clone(), ticket)
     }
 
     /// The folder's files as a listing that started after `ticket` was taken shows them:
@@ -158,6 +190,22 @@ impl FolderCheck {
     async fn answer(&self, ticket: u64, rcd: &Rcd, fs: &str) -> Option<FolderFiles> {
         let mut latest = self.latest.lock().await;
         if latest.0 < ticket {
+            // A listing costs a request like a file's read does: while files of the folder
+            // are still being fetched ahead, it waits a little for them, so that it
+            // vouches for them too and their checks need no listing of their own.
+            let until = tokio::time::Instant::now() + CHECK_LINGER;
+            loop {
+                let moved = self.moved.notified();
+                tokio::pin!(moved);
+                moved.as_mut().enable();
+                let waiting = self.asked.load(Ordering::SeqCst) - latest.0;
+                if self.fetching.load(Ordering::SeqCst) == 0 || waiting >= CHECK_BATCH {
+                    break;
+                }
+                if tokio::time::timeout_at(until, moved).await.is_err() {
+                    break;
+                }
+            }
             // Every ticket taken so far was taken before this listing starts.
             let answers = self.asked.load(Ordering::SeqCst);
             let items = list_items(rcd, fs, &self.folder, false, false).await.ok()?;
@@ -258,6 +306,8 @@ impl RcloneSource {
         let c = Arc::new(FolderCheck {
             folder: folder.to_owned(),
             asked: AtomicU64::new(0),
+            fetching: AtomicU64::new(0),
+            moved: tokio::sync::Notify::new(),
             latest: tokio::sync::Mutex::new((0, None)),
         });
         checks.insert(folder.to_owned(), Arc::downgrade(&c));
@@ -634,7 +684,9 @@ impl Source for RcloneSource {
             self.read_via(offset, size),
             self.folder_check(&name),
         );
+        let fetching = check.clone().map(Fetching::new);
         let task = runtime.spawn(async move {
+            let _fetching = fetching; // counted until this ends, however it ends
             let mut r = RangeReader::open(
                 rcd,
                 remote,
