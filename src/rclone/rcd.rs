@@ -3,10 +3,11 @@
 //! [`Rcd::shared`] gives every source and store with the same [`RcloneConfig`] the same
 //! process. It is started at the first request, on 127.0.0.1 with a port the kernel picks
 //! and a random user and password (given to rclone as an htpasswd file, never on the
-//! command line), with `--rc-serve` so that objects can be read over HTTP with ranges. A source's files
-//! are read through an HTTP server the same process serves the source remote with
-//! (`serve/start`; [`ReadVia::Listed`]), which knows each file from its folder's listing, so
-//! that a read costs the remote one request instead of two (a lookup and the read).
+//! command line), with `--rc-serve` so that objects can be read over HTTP with ranges. A
+//! source's files are read through an HTTP server the same process serves the source
+//! remote with (`serve/start`; [`ReadVia::Listed`]), which knows each file from its
+//! folder's listing, so that a read costs the remote one request instead of two (a lookup
+//! and the read).
 //!
 //! It never outlives the run: dropping the last [`Rcd`] kills it; on Linux it is started
 //! through `setpriv --pdeathsig KILL` (util-linux), so the kernel kills it too when the
