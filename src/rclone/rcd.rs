@@ -138,9 +138,9 @@ impl std::fmt::Debug for Rcd {
 /// rounds of MD5), which every request must compute again to be let in: with a request
 /// or more per small file, that was the largest single CPU cost of the process. An
 /// htpasswd `{SHA}` entry costs one SHA-1 per request. That hash is unsalted, which would
-/// matter for a password a person chose; this one is 96 random bits, lives as long as
-/// the run, and its file is readable by this user only (who can read the password from
-/// tgferry's environment anyway).
+/// matter for a password a person chose; this one is 192 random bits, lives as long as
+/// the run, and its file is readable by this user only (who could read the password from
+/// tgferry's memory anyway).
 struct Htpasswd {
     dir: PathBuf,
     file: PathBuf,
@@ -182,8 +182,12 @@ impl Htpasswd {
 const HTPASSWD_DIR_PREFIX: &str = "tgferry-rc-";
 
 /// Removes the password folders that killed runs left in `tmp` (a SIGKILL runs no drop):
-/// those whose process is gone.
+/// those whose process is gone. Only where `/proc` shows which processes live (Linux);
+/// elsewhere they stay.
 fn sweep_htpasswd_dirs(tmp: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(tmp) else {
         return;
     };
