@@ -243,7 +243,7 @@ impl RcloneStore {
 
     async fn meta_blob(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let ctx = self.ctx();
-        let mut r = match ctx.open_whole(path).await {
+        let mut r = match ctx.open(path, 0, None).await {
             Ok(r) => r,
             Err(e) if e.class == Class::NotFound => return Ok(None),
             Err(e) => return Err(ctx.error(e, None)),
@@ -259,19 +259,18 @@ impl RcloneStore {
 }
 
 impl Ctx {
-    /// A reader over the whole object `path`, through `--rc-serve`: a store reads what it
-    /// may have just written, which a served remote's cached listing may not show yet.
-    async fn open_whole(&self, path: &str) -> Result<RangeReader, RcError> {
-        RangeReader::open(
-            self.rcd.clone(),
-            self.remote.clone(),
-            path,
-            ReadVia::RcServe,
-            0,
-            None,
-            None,
-        )
-        .await
+    /// A reader over the object `path` from `offset`, to its end or `window` bytes on,
+    /// through `--rc-serve`: a store reads what it may have just written, which a served
+    /// remote's cached listing may not show yet.
+    async fn open(
+        &self,
+        path: &str,
+        offset: u64,
+        window: Option<u64>,
+    ) -> Result<RangeReader, RcError> {
+        let end = window.map(|w| offset + w);
+        let (rcd, remote) = (self.rcd.clone(), self.remote.clone());
+        RangeReader::open(rcd, remote, path, ReadVia::RcServe, offset, window, end).await
     }
 
     async fn call(
@@ -599,7 +598,7 @@ impl Store for RcloneStore {
     async fn open(&self, loc: &str) -> Result<RangeReader, StoreError> {
         let loc = self.checked_loc(loc)?;
         let ctx = self.ctx();
-        ctx.open_whole(loc)
+        ctx.open(loc, 0, None)
             .await
             .map_err(|e| ctx.error(e, Some(loc)))
     }
@@ -627,17 +626,7 @@ impl Store for RcloneStore {
             .checked_add(len)
             .filter(|end| *end <= i64::MAX as u64)
             .map(|_| len);
-        let end = window.map(|w| offset + w);
-        let opened = RangeReader::open(
-            ctx.rcd.clone(),
-            ctx.remote.clone(),
-            loc,
-            ReadVia::RcServe,
-            offset,
-            window,
-            end,
-        )
-        .await;
+        let opened = ctx.open(loc, offset, window).await;
         let reader = match opened {
             Ok(reader) => reader,
             // A range that starts at or past the end is "not found" through some backends
